@@ -1,0 +1,318 @@
+"""The node's own append-only log and the reading side shared with relayed origins.
+
+Append (PROTOCOL §3): one call = one write transaction = one signed head. Inside it we lock
+our own head row (:func:`node.db.lock_head`), number the entries from ``head.seq + 1``,
+chain each ``prev`` to the previous entry's hash, insert the exact canonical bytes, update
+the materialised records and store the new signed head. Because the head row is locked for
+the whole transaction, concurrent writers (threads or processes) queue, and ``seq`` has
+neither gaps nor duplicates; a failure anywhere rolls the whole batch back.
+
+Reading: segments always end at a stored signed head, because relays cannot sign for
+another origin. For our own origin we may sign a head on demand when a byte or count limit
+cuts the log between two stored heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, func, select
+
+from node.db import Store, insert_ignore, lock_head, upsert
+from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS
+from schemas.canonical import parse_canonical
+from schemas.errors import ErrorCode, GuantongError
+from schemas.log import SignedHead, build_entry, sign_head
+from schemas.segments import Segment
+from schemas.signing import Signer
+from schemas.times import Clock, format_time
+
+__all__ = ["AppendResult", "HeadInfo", "Log", "Write"]
+
+_ENTRIES = ENTRIES
+_HEADS = HEADS
+_SIGNED = SIGNED_HEADS
+_RECORDS = RECORDS
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    contract: str
+    version: str
+    record_id: str
+    op: Literal["put", "del"] = "put"
+    data: dict[str, Any] | None = None
+    line: int | None = None
+    """Where the record came from in the caller's input, named in errors."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    first: int
+    last: int
+    head: SignedHead
+    record_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadInfo:
+    origin: str
+    seq: int
+    head: str
+    signed: SignedHead | None
+
+
+class Log:
+    def __init__(self, store: Store, *, origin: str, signer: Signer, clock: Clock) -> None:
+        self.store = store
+        self.origin = origin
+        self.signer = signer
+        self.clock = clock
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, writes: Sequence[Write]) -> AppendResult:
+        if not writes:
+            raise ValueError("nothing to append")
+        now = format_time(self.clock())
+        with self.store.write() as conn:
+            seq, prev = lock_head(conn, self.origin, now)
+            self._check_ownership(conn, writes)
+            first = seq + 1
+            entry_rows: list[dict[str, Any]] = []
+            latest: dict[str, dict[str, Any]] = {}
+            for write in writes:
+                seq += 1
+                try:
+                    entry, raw, digest = build_entry(
+                        origin=self.origin,
+                        seq=seq,
+                        prev=prev,
+                        time=now,
+                        contract=write.contract,
+                        version=write.version,
+                        record_id=write.record_id,
+                        op=write.op,
+                        data=write.data,
+                    )
+                except GuantongError as exc:
+                    if write.line is None:
+                        raise
+                    raise GuantongError(
+                        exc.code, f"line {write.line}: {exc.message}", line=write.line
+                    ) from exc
+                entry_rows.append(
+                    {
+                        "origin": self.origin,
+                        "seq": seq,
+                        "hash": digest,
+                        "prev": prev,
+                        "time": now,
+                        "contract": entry.contract,
+                        "version": entry.version,
+                        "record_id": entry.id,
+                        "op": entry.op,
+                        "raw": raw,
+                        "status": "valid",
+                        "received_at": now,
+                    }
+                )
+                latest[entry.id] = {
+                    "record_id": entry.id,
+                    "origin": self.origin,
+                    "contract": entry.contract,
+                    "version": entry.version,
+                    "seq": seq,
+                    "deleted": entry.op == "del",
+                    "data": entry.data,
+                    "updated_at": now,
+                }
+                prev = digest
+            conn.execute(_ENTRIES.insert(), entry_rows)
+            upsert(
+                conn,
+                _RECORDS,
+                list(latest.values()),
+                ["record_id"],
+                ["contract", "version", "seq", "deleted", "data", "updated_at"],
+            )
+            head = sign_head(self.signer, origin=self.origin, seq=seq, head=prev, time=now)
+            self._store_head(conn, head, now)
+        return AppendResult(first=first, last=seq, head=head, record_ids=tuple(latest))
+
+    def _check_ownership(self, conn: Connection, writes: Sequence[Write]) -> None:
+        """Single writer: only the node that created a record emits entries for it."""
+        ids = sorted({w.record_id for w in writes})
+        known: dict[str, tuple[str, str, bool]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            rows = conn.execute(
+                select(
+                    _RECORDS.c.record_id, _RECORDS.c.origin, _RECORDS.c.contract, _RECORDS.c.deleted
+                ).where(_RECORDS.c.record_id.in_(ids[i : i + _CHUNK]))
+            )
+            known.update({r.record_id: (r.origin, r.contract, r.deleted) for r in rows})
+        for write in writes:
+            found = known.get(write.record_id)
+            if found is None:
+                if write.op == "del":
+                    raise GuantongError(
+                        ErrorCode.NOT_FOUND, f"no record {write.record_id} to delete"
+                    )
+                continue
+            origin, contract, _deleted = found
+            if origin != self.origin:
+                raise GuantongError(
+                    ErrorCode.NOT_RECORD_OWNER,
+                    f"record {write.record_id} was created by {origin}; only its creator writes it "
+                    "(record a new one that references it)",
+                )
+            if contract != write.contract:
+                raise GuantongError(
+                    ErrorCode.NOT_RECORD_OWNER,
+                    f"record {write.record_id} is a {contract} record, not {write.contract}",
+                )
+
+    def _store_head(self, conn: Connection, head: SignedHead, now: str) -> None:
+        raw = head.canonical()
+        insert_ignore(
+            conn, _SIGNED, [{"origin": head.origin, "seq": head.seq, "raw": raw}], ["origin", "seq"]
+        )
+        conn.execute(
+            _HEADS.update()
+            .where(_HEADS.c.origin == head.origin)
+            .values(
+                seq=head.seq, hash=head.head, signed_seq=head.seq, signed_head=raw, updated_at=now
+            )
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def head(self, origin: str | None = None) -> HeadInfo | None:
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(_HEADS).where(_HEADS.c.origin == (origin or self.origin))
+            ).first()
+        return None if row is None else _head_info(row)
+
+    def heads(self, prefix: str | None = None) -> list[HeadInfo]:
+        query = select(_HEADS).where(_HEADS.c.seq > 0).order_by(_HEADS.c.origin)
+        if prefix:
+            query = query.where(
+                (_HEADS.c.origin == prefix) | _HEADS.c.origin.startswith(prefix + ".")
+            )
+        with self.store.read() as conn:
+            return [_head_info(row) for row in conn.execute(query)]
+
+    def iter_entries(
+        self, origin: str, after: int = 0, *, batch: int = 2000
+    ) -> Iterator[tuple[int, str, bytes]]:
+        """``(seq, hash, raw)`` in seq order, read in batches: never the whole log at once."""
+        while True:
+            with self.store.read() as conn:
+                rows = conn.execute(
+                    select(_ENTRIES.c.seq, _ENTRIES.c.hash, _ENTRIES.c.raw)
+                    .where(_ENTRIES.c.origin == origin, _ENTRIES.c.seq > after)
+                    .order_by(_ENTRIES.c.seq)
+                    .limit(batch)
+                ).all()
+            for row in rows:
+                yield int(row.seq), str(row.hash), bytes(row.raw)
+            if len(rows) < batch:
+                return
+            after = int(rows[-1].seq)
+
+    def read_segment(
+        self, origin: str, after: int, *, max_entries: int = 5000, max_bytes: int = 4 << 20
+    ) -> Segment | None:
+        """The next segment of ``origin`` after ``after``, ending at a signed head."""
+        with self.store.read() as conn:
+            held = conn.execute(select(_HEADS.c.seq).where(_HEADS.c.origin == origin)).scalar()
+            if held is None or held <= after:
+                return None
+            rows = conn.execute(
+                select(_ENTRIES.c.seq, _ENTRIES.c.hash, _ENTRIES.c.raw)
+                .where(_ENTRIES.c.origin == origin, _ENTRIES.c.seq > after)
+                .order_by(_ENTRIES.c.seq)
+                .limit(max_entries)
+            ).all()
+            if not rows or int(rows[0].seq) != after + 1:
+                return None
+            size, end = 0, after
+            for row in rows:
+                size += len(row.raw) + 1
+                if size > max_bytes and end > after:
+                    break
+                end = int(row.seq)
+            signed = conn.execute(
+                select(_SIGNED.c.seq, _SIGNED.c.raw)
+                .where(_SIGNED.c.origin == origin, _SIGNED.c.seq >= after + 1, _SIGNED.c.seq <= end)
+                .order_by(_SIGNED.c.seq.desc())
+                .limit(1)
+            ).first()
+        if origin == self.origin and (signed is None or int(signed.seq) != end):
+            head = self._sign_prefix(rows, end)
+        elif signed is not None:
+            head = SignedHead.parse_obj(parse_canonical(bytes(signed.raw)))
+        else:
+            return self._read_to_next_head(origin, after)
+        entries = tuple(bytes(r.raw) for r in rows if int(r.seq) <= head.seq)
+        return Segment(head=head, start=after + 1, entries=entries)
+
+    def _sign_prefix(self, rows: Sequence[Any], end: int) -> SignedHead:
+        last = next(r for r in rows if int(r.seq) == end)
+        now = format_time(self.clock())
+        head = sign_head(self.signer, origin=self.origin, seq=end, head=str(last.hash), time=now)
+        with self.store.write() as conn:
+            insert_ignore(
+                conn,
+                _SIGNED,
+                [{"origin": self.origin, "seq": end, "raw": head.canonical()}],
+                ["origin", "seq"],
+            )
+        return head
+
+    def _read_to_next_head(self, origin: str, after: int) -> Segment | None:
+        """A relayed origin whose first signed head lies beyond the limits: take all of it."""
+        with self.store.read() as conn:
+            signed = conn.execute(
+                select(_SIGNED.c.seq, _SIGNED.c.raw)
+                .where(_SIGNED.c.origin == origin, _SIGNED.c.seq > after)
+                .order_by(_SIGNED.c.seq)
+                .limit(1)
+            ).first()
+            if signed is None:
+                return None
+            raws = (
+                conn.execute(
+                    select(_ENTRIES.c.raw)
+                    .where(
+                        _ENTRIES.c.origin == origin,
+                        _ENTRIES.c.seq > after,
+                        _ENTRIES.c.seq <= signed.seq,
+                    )
+                    .order_by(_ENTRIES.c.seq)
+                )
+                .scalars()
+                .all()
+            )
+        head = SignedHead.parse_obj(parse_canonical(bytes(signed.raw)))
+        return Segment(head=head, start=after + 1, entries=tuple(bytes(r) for r in raws))
+
+    def counts(self) -> tuple[int, int]:
+        """``(entries, origins)`` held."""
+        with self.store.read() as conn:
+            entries = conn.execute(select(func.count()).select_from(_ENTRIES)).scalar_one()
+            origins = conn.execute(
+                select(func.count()).select_from(_HEADS).where(_HEADS.c.seq > 0)
+            ).scalar_one()
+        return int(entries), int(origins)
+
+
+def _head_info(row: Any) -> HeadInfo:
+    signed = None
+    if row.signed_head is not None:
+        signed = SignedHead.parse_obj(parse_canonical(bytes(row.signed_head)))
+    return HeadInfo(origin=row.origin, seq=int(row.seq), head=row.hash, signed=signed)

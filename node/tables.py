@@ -1,0 +1,123 @@
+"""The node's tables (SQLModel). Alembic migrations in ``node/migrations`` create them;
+``tests/node/test_migrations.py`` proves the two agree on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "ENTRIES",
+    "HEADS",
+    "KEYS",
+    "META",
+    "RECORDS",
+    "SIGNED_HEADS",
+    "EntryRow",
+    "HeadRow",
+    "KeyRow",
+    "MetaRow",
+    "RecordRow",
+    "SignedHeadRow",
+    "metadata",
+]
+
+metadata = SQLModel.metadata
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+class EntryRow(SQLModel, table=True):
+    """Every entry held, own or relayed: the exact bytes and the fields needed to use them."""
+
+    __tablename__ = "entries"
+    __table_args__ = (Index("ix_entries_record", "record_id"),)
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    prev: str = Field(sa_column=Column(String(64), nullable=False))
+    time: str = Field(sa_column=Column(String(24), nullable=False))
+    contract: str = Field(sa_column=Column(String(64), nullable=False))
+    version: str = Field(sa_column=Column(String(16), nullable=False))
+    record_id: str = Field(sa_column=Column(String(36), nullable=False))
+    op: str = Field(sa_column=Column(String(3), nullable=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(sa_column=Column(String(8), nullable=False))
+    received_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class HeadRow(SQLModel, table=True):
+    """Per origin: the highest seq held (gapless from 1) and the latest signed head."""
+
+    __tablename__ = "heads"
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    signed_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    signed_head: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    updated_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class SignedHeadRow(SQLModel, table=True):
+    """Every signed head held: segments can only end where one exists (relays never sign)."""
+
+    __tablename__ = "signed_heads"
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class RecordRow(SQLModel, table=True):
+    """The materialised latest state of each record (the latest valid put or del)."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        Index("ix_records_contract", "contract", "origin"),
+        Index("ix_records_origin", "origin"),
+    )
+
+    record_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    origin: str = Field(sa_column=Column(String(128), nullable=False))
+    contract: str = Field(sa_column=Column(String(64), nullable=False))
+    version: str = Field(sa_column=Column(String(16), nullable=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    deleted: bool = Field(default=False, nullable=False)
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(_JSON, nullable=True))
+    updated_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class KeyRow(SQLModel, table=True):
+    """Public keys this node trusts for verifying signatures, by key id."""
+
+    __tablename__ = "keys"
+    __table_args__ = (Index("ix_keys_node", "node"),)
+
+    key_id: str = Field(sa_column=Column(String(16), primary_key=True))
+    node: str = Field(sa_column=Column(String(128), nullable=False))
+    public_key: str = Field(sa_column=Column(String(64), nullable=False))
+    not_before: str = Field(sa_column=Column(String(24), nullable=False))
+    not_after: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+    revoked_from: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+
+
+class MetaRow(SQLModel, table=True):
+    """Small facts about this store (its node id, when it was created)."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(String(1024), nullable=False))
+
+
+# Core tables for the hot paths (bulk inserts, keyset reads), typed for mypy.
+ENTRIES = metadata.tables["entries"]
+HEADS = metadata.tables["heads"]
+SIGNED_HEADS = metadata.tables["signed_heads"]
+RECORDS = metadata.tables["records"]
+KEYS = metadata.tables["keys"]
+META = metadata.tables["meta"]

@@ -1,0 +1,164 @@
+"""Re-verify everything a node holds: bytes, chains, heads and signatures.
+
+For each origin (optionally under a prefix) we stream its entries in seq order and check
+that seq runs 1, 2, 3… without gaps, that each stored byte string hashes to its recorded
+hash, parses as a canonical entry of that origin and seq, and chains to its predecessor;
+that the ``heads`` row matches the last entry; and that every stored signed head commits to
+the hash at its seq and carries a valid signature by a key known for that origin.
+
+The first problem per origin is reported (later ones usually follow from it); the caller
+decides whether to stop at the first origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from node.log import Log
+from node.tables import KEYS, SIGNED_HEADS
+from schemas.canonical import parse_canonical
+from schemas.errors import ErrorCode, GuantongError
+from schemas.hashing import ZERO_HASH, sha256_hex
+from schemas.log import Entry, SignedHead
+from schemas.signing import b64u_decode
+
+__all__ = ["Problem", "VerifyReport", "verify_log"]
+
+_SIGNED = SIGNED_HEADS
+_KEYS = KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    origin: str
+    seq: int
+    code: ErrorCode
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin} seq {self.seq}: {self.code.value}: {self.message}"
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    origins: int = 0
+    entries: int = 0
+    signed_heads: int = 0
+
+
+def verify_log(
+    log: Log, *, prefix: str | None = None, report: VerifyReport | None = None
+) -> Iterator[Problem]:
+    """Yield the first problem of each broken origin; fill ``report`` with what was checked."""
+    report = report if report is not None else VerifyReport()
+    keys = _known_keys(log)
+    for info in log.heads(prefix):
+        report.origins += 1
+        problem = _verify_origin(log, info.origin, info.seq, info.head, keys, report)
+        if problem is not None:
+            yield problem
+
+
+def _known_keys(log: Log) -> dict[str, tuple[str, bytes]]:
+    with log.store.read() as conn:
+        rows = conn.execute(select(_KEYS.c.key_id, _KEYS.c.node, _KEYS.c.public_key)).all()
+    return {r.key_id: (r.node, b64u_decode(r.public_key)) for r in rows}
+
+
+def _verify_origin(
+    log: Log,
+    origin: str,
+    head_seq: int,
+    head_hash: str,
+    keys: dict[str, tuple[str, bytes]],
+    report: VerifyReport,
+) -> Problem | None:
+    with log.store.read() as conn:
+        signed = {
+            int(r.seq): bytes(r.raw)
+            for r in conn.execute(
+                select(_SIGNED.c.seq, _SIGNED.c.raw).where(_SIGNED.c.origin == origin)
+            )
+        }
+    expected, prev = 1, ZERO_HASH
+    for seq, stored_hash, raw in log.iter_entries(origin):
+        report.entries += 1
+        if seq != expected:
+            return Problem(
+                origin, expected, ErrorCode.GAP, f"entry {expected} is missing (next held is {seq})"
+            )
+        actual = sha256_hex(raw)
+        if actual != stored_hash:
+            return Problem(
+                origin,
+                seq,
+                ErrorCode.BAD_HASH,
+                f"stored bytes hash to {actual}, recorded hash is {stored_hash}",
+            )
+        try:
+            entry = Entry.parse(raw)
+        except GuantongError as exc:
+            return Problem(origin, seq, ErrorCode.MALFORMED, exc.message)
+        if entry.origin != origin or entry.seq != seq:
+            return Problem(
+                origin, seq, ErrorCode.BAD_CHAIN, f"bytes claim {entry.origin} seq {entry.seq}"
+            )
+        if entry.prev != prev:
+            return Problem(
+                origin,
+                seq,
+                ErrorCode.BAD_CHAIN,
+                f"prev {entry.prev} does not match entry {seq - 1} ({prev})",
+            )
+        if seq in signed:
+            problem = _verify_head(origin, seq, actual, signed.pop(seq), keys)
+            report.signed_heads += 1
+            if problem is not None:
+                return problem
+        prev, expected = actual, seq + 1
+    last = expected - 1
+    if last != head_seq or (last and prev != head_hash):
+        return Problem(
+            origin,
+            last,
+            ErrorCode.BAD_CHAIN,
+            f"head row says seq {head_seq} {head_hash}, log ends at {last} {prev}",
+        )
+    if signed:
+        beyond = min(signed)
+        return Problem(
+            origin, beyond, ErrorCode.BAD_CHAIN, f"a signed head names seq {beyond}, beyond the log"
+        )
+    return None
+
+
+def _verify_head(
+    origin: str, seq: int, digest: str, raw: bytes, keys: dict[str, tuple[str, bytes]]
+) -> Problem | None:
+    try:
+        head = SignedHead.parse_obj(parse_canonical(raw))
+    except GuantongError as exc:
+        return Problem(origin, seq, ErrorCode.MALFORMED, f"signed head: {exc.message}")
+    if head.origin != origin or head.seq != seq or head.head != digest:
+        return Problem(
+            origin,
+            seq,
+            ErrorCode.BAD_HASH,
+            "signed head does not commit to the entry held at its seq",
+        )
+    known = keys.get(head.key_id)
+    if known is None or known[0] != origin:
+        return Problem(
+            origin,
+            seq,
+            ErrorCode.BAD_SIGNATURE,
+            f"signed head key {head.key_id} is not a known key of {origin}",
+        )
+    if not head.verify(known[1]):
+        return Problem(
+            origin, seq, ErrorCode.BAD_SIGNATURE, "signed head signature does not verify"
+        )
+    return None

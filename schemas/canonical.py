@@ -1,0 +1,113 @@
+"""Canonical JSON: RFC 8785 (JCS) on the protocol's value space (PROTOCOL §2).
+
+The value space is JSON without non-integer numbers and without integers outside
+±(2**53 − 1). On it, JCS is "sorted keys, no whitespace, UTF-8, minimal escaping", which
+orjson with ``OPT_SORT_KEYS`` produces byte for byte, with one exception: JCS sorts member
+names by UTF-16 code units, orjson by code points. The two orders differ only when a key
+holds a character above U+FFFF (a surrogate pair in UTF-16) and is compared with one in
+U+E000–U+FFFF. So the walk that refuses floats and out-of-range integers also notes
+whether any key leaves the BMP; only then do we pre-sort by UTF-16 ourselves.
+
+``tests/schemas/test_canonical.py`` proves byte equality with the reference ``rfc8785``
+package on thousands of generated values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from schemas.errors import CanonicalError, ErrorCode
+
+__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "parse_canonical", "parse_json"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 64
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The canonical bytes of ``value``; raises :class:`CanonicalError` outside the space."""
+    if _check(value, 0):
+        value = _utf16_sorted(value)
+        option = 0
+    else:
+        option = orjson.OPT_SORT_KEYS
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError as exc:  # lone surrogates
+        raise CanonicalError(
+            ErrorCode.NOT_CANONICAL, f"value has no canonical form: {exc}"
+        ) from exc
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Parse JSON text strictly into the protocol's value space."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CanonicalError(ErrorCode.MALFORMED, f"malformed JSON: {exc}") from exc
+    _check(value, 0)
+    return value
+
+
+def parse_canonical(data: bytes) -> Any:
+    """Parse ``data`` and require that it is already canonical (so its hash is stable)."""
+    value = parse_json(data)
+    if canonical_bytes(value) != data:
+        raise CanonicalError(
+            ErrorCode.NOT_CANONICAL,
+            "JSON is not in canonical form (RFC 8785: sorted keys, no whitespace, "
+            "minimal escaping, no duplicate keys)",
+        )
+    return value
+
+
+def _check(value: Any, depth: int) -> bool:
+    """Validate the value space; return True when some key needs UTF-16 ordering."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return False
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return False
+        raise CanonicalError(
+            ErrorCode.INTEGER_OUT_OF_RANGE,
+            f"integer {value} is outside ±(2^53−1); large numbers travel as strings",
+        )
+    if depth >= MAX_DEPTH:
+        raise CanonicalError(ErrorCode.NOT_CANONICAL, f"nesting deeper than {MAX_DEPTH} levels")
+    if kind is dict:
+        wide = False
+        for key, item in value.items():
+            if type(key) is not str:
+                raise CanonicalError(ErrorCode.NOT_CANONICAL, f"object key {key!r} is not a string")
+            if not key.isascii() and any(ord(ch) > 0xFFFF for ch in key):
+                wide = True
+            if _check(item, depth + 1):
+                wide = True
+        return wide
+    if kind is list:
+        wide = False
+        for item in value:
+            if _check(item, depth + 1):
+                wide = True
+        return wide
+    if kind is float:
+        raise CanonicalError(
+            ErrorCode.FLOAT_NOT_ALLOWED,
+            f"number {value!r} is not an integer; decimals travel as strings",
+        )
+    raise CanonicalError(ErrorCode.NOT_CANONICAL, f"{kind.__name__} is not a JSON value")
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _utf16_sorted(value: Any) -> Any:
+    if type(value) is dict:
+        return {k: _utf16_sorted(value[k]) for k in sorted(value, key=_utf16_key)}
+    if type(value) is list:
+        return [_utf16_sorted(item) for item in value]
+    return value

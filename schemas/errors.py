@@ -1,0 +1,84 @@
+"""The one error tree of Guantong, with stable machine-readable codes.
+
+::
+
+    GuantongError(code, message, **details)      every failure a user or peer can see
+     ├── CanonicalError                           a value outside the protocol's JSON space
+     ├── FramingError                             NDJSON / segment framing is broken
+     └── (subclasses in node/ and hub/ add no new codes, only context)
+
+Codes are part of the protocol and the CLI contract: tests, operators and other vendors'
+implementations match on them. Never rename one; add new ones at the end of their group.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["CanonicalError", "ErrorCode", "FramingError", "GuantongError"]
+
+
+class ErrorCode(StrEnum):
+    # Segment-level results of a push (PROTOCOL §4).
+    GAP = "gap"
+    FORK = "fork"
+    BAD_HASH = "bad_hash"
+    BAD_CHAIN = "bad_chain"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_ORIGIN = "unknown_origin"
+    NOT_IN_SUBTREE = "not_in_subtree"
+    REVOKED_KEY = "revoked_key"
+    UNKNOWN_CONTRACT = "unknown_contract"
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    # Entry-level (reported in `invalid`, entry kept).
+    CONTRACT_VIOLATION = "contract_violation"
+    # Request authentication (PROTOCOL §6).
+    UNAUTHENTICATED = "unauthenticated"
+    CLOCK_SKEW = "clock_skew"
+    REPLAY = "replay"
+    FORBIDDEN = "forbidden"
+    # Values and identifiers.
+    NOT_CANONICAL = "not_canonical"
+    FLOAT_NOT_ALLOWED = "float_not_allowed"
+    INTEGER_OUT_OF_RANGE = "integer_out_of_range"
+    INVALID_NODE_ID = "invalid_node_id"
+    INVALID_RECORD_ID = "invalid_record_id"
+    INVALID_TIME = "invalid_time"
+    UNKNOWN_VERSION = "unknown_version"
+    # Node set-up and local operation.
+    TIER_MISMATCH = "tier_mismatch"
+    HOME_EXISTS = "home_exists"
+    HOME_MISSING = "home_missing"
+    KEY_PERMISSIONS = "key_permissions"
+    KEY_CORRUPT = "key_corrupt"
+    NOT_FOUND = "not_found"
+    NOT_RECORD_OWNER = "not_record_owner"
+    VERIFY_FAILED = "verify_failed"
+    STORE_ERROR = "store_error"
+    SETTINGS_INVALID = "settings_invalid"
+
+
+class GuantongError(Exception):
+    """A failure with a stable code; ``details`` travel in the error body next to the code."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code.value, "message": self.message, **self.details}}
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+class CanonicalError(GuantongError):
+    """A value that has no canonical form in the protocol's value space."""
+
+
+class FramingError(GuantongError):
+    """Broken NDJSON or segment framing; ``line`` names the 1-based line when known."""

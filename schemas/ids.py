@@ -1,0 +1,87 @@
+"""Node identifiers, tiers and subtree logic (PROTOCOL §1)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from enum import StrEnum
+
+from schemas.errors import ErrorCode, GuantongError
+
+__all__ = [
+    "MAX_DEPTH",
+    "Tier",
+    "check_node_id",
+    "depth",
+    "is_in_subtree",
+    "is_node_id",
+    "is_uuid",
+    "parent_of",
+    "uuid7",
+]
+
+MAX_DEPTH = 6
+MAX_LENGTH = 128
+_SEGMENT = r"[a-z0-9][a-z0-9-]{0,31}"
+_NODE_ID = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT}){{0,{MAX_DEPTH - 1}}}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class Tier(StrEnum):
+    PROVINCE = "province"
+    CITY = "city"
+    COUNTY = "county"
+    TOWNSHIP = "township"
+    STATION = "station"
+    UNIT = "unit"
+
+    @property
+    def is_root(self) -> bool:
+        return self is Tier.PROVINCE
+
+
+def is_node_id(value: str) -> bool:
+    return len(value) <= MAX_LENGTH and _NODE_ID.fullmatch(value) is not None
+
+
+def check_node_id(value: str) -> str:
+    """Return ``value`` if it is a valid node id, else raise ``invalid_node_id``."""
+    if not is_node_id(value):
+        raise GuantongError(
+            ErrorCode.INVALID_NODE_ID,
+            f"invalid node id {value!r}: expected up to {MAX_DEPTH} dot-separated segments "
+            "of [a-z0-9][a-z0-9-]{0,31}, at most 128 characters",
+        )
+    return value
+
+
+def depth(node_id: str) -> int:
+    return node_id.count(".") + 1
+
+
+def parent_of(node_id: str) -> str | None:
+    head, dot, _ = node_id.rpartition(".")
+    return head if dot else None
+
+
+def is_in_subtree(node_id: str, prefix: str) -> bool:
+    """True iff ``node_id`` is ``prefix`` or one of its descendants."""
+    return node_id == prefix or node_id.startswith(prefix + ".")
+
+
+def is_uuid(value: str) -> bool:
+    return _UUID.fullmatch(value) is not None
+
+
+def uuid7(unix_ms: int | None = None) -> str:
+    """A lowercase UUIDv7 string (RFC 9562): 48-bit millisecond time, then 74 random bits."""
+    ms = int(time.time() * 1000) if unix_ms is None else unix_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))

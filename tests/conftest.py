@@ -1,0 +1,106 @@
+"""Shared fixtures: a fixed clock, store URLs for every backend, node factories."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from node.db import normalise_url
+from node.runtime import Node
+from node.settings import NodeSettings
+
+PG_URL = os.environ.get("GUANTONG_TEST_PG_URL")
+PG_REQUIRED = os.environ.get("GUANTONG_TEST_PG_REQUIRED") == "1"
+PG_SKIP_REASON = "PostgreSQL tests need GUANTONG_TEST_PG_URL (set by .ci/run)"
+
+
+class FakeClock:
+    """An injected clock that moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 21, 8, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    if PG_REQUIRED:
+        raise pytest.UsageError("GUANTONG_TEST_PG_REQUIRED=1 but GUANTONG_TEST_PG_URL is unset")
+    skip = pytest.mark.skip(reason=PG_SKIP_REASON)
+    for item in items:
+        if "pg" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip(PG_SKIP_REASON)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run a test over every backend that matters: SQLite always, PostgreSQL when configured."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+NodeFactory = Callable[..., Node]
+
+
+@pytest.fixture
+def make_node(tmp_path: Path, clock: FakeClock) -> Iterator[NodeFactory]:
+    """Initialise nodes side by side in one process (each with its own home and store)."""
+    created: list[Node] = []
+
+    def factory(
+        node_id: str = "js",
+        tier: str = "province",
+        *,
+        parent: str | None = None,
+        db_url: str | None = None,
+        seed: bytes | None = None,
+    ) -> Node:
+        if parent is None and tier != "province":
+            parent = "http://127.0.0.1:9/"
+        settings = NodeSettings(
+            home=tmp_path / node_id, id=node_id, tier=tier, parent_url=parent, db_url=db_url
+        )
+        node = Node.init(settings, seed=seed, clock=clock)
+        created.append(node)
+        return node
+
+    yield factory
+    for node in created:
+        node.close()

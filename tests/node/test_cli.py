@@ -1,0 +1,188 @@
+"""The CLI through Typer's runner, and through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from node.cli import app
+
+runner = CliRunner()
+
+
+def gt(*args: str, input: str | bytes | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "station"
+    code, _, err = gt(
+        "init",
+        "--id",
+        "js.wx.jy.s1",
+        "--tier",
+        "station",
+        "--parent",
+        "http://127.0.0.1:9",
+        "--home",
+        str(path),
+    )
+    assert code == 0, err
+    return path
+
+
+def test_init_put_get_list_status_heads_verify(home: Path) -> None:
+    code, out, err = gt(
+        "put",
+        "opinion",
+        "--home",
+        str(home),
+        "--json",
+        input='{"content":"路灯不亮"}\n\n{"content":"噪音"}\n',
+    )
+    assert code == 0, err
+    put = json.loads(out)
+    assert (put["first"], put["last"]) == (1, 2)
+    code, out, _ = gt("get", "opinion", put["ids"][0], "--home", str(home))
+    assert json.loads(out)["data"] == {"content": "路灯不亮"}
+    code, out, _ = gt("list", "opinion", "--home", str(home), "--json")
+    assert len(out.splitlines()) == 2
+    code, out, _ = gt("status", "--home", str(home), "--json")
+    status = json.loads(out)
+    assert status["head"]["seq"] == 2 and len(status["head"]["hash"]) == 64
+    code, out, _ = gt("heads", "--home", str(home), "--json")
+    assert json.loads(out) == [
+        {
+            "origin": "js.wx.jy.s1",
+            "seq": 2,
+            "head": status["head"]["hash"],
+            "time": status["head"]["time"],
+        }
+    ]
+    code, out, _ = gt("verify", "--home", str(home), "--json")
+    assert code == 0 and json.loads(out)["entries"] == 2
+
+
+def test_one_pretty_printed_object_is_one_record(home: Path) -> None:
+    code, out, err = gt("put", "opinion", "--home", str(home), "--json", input='{\n  "a": 1\n}\n')
+    assert code == 0, err
+    assert json.loads(out)["last"] == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "code_name", "line"),
+    [
+        ('{"a":1}\n{"b":\n', "malformed", 2),
+        ('{"a":1}\n[1,2]\n', "malformed", 2),
+        ('{"a":1}\n{"rating":4.5}\n', "float_not_allowed", 2),
+        ('{"a":1}\n{"id":"not-a-uuid"}\n', "invalid_record_id", 2),
+        ('{"a":1}\n{"a":1}\n{"big":"' + "x" * 70_000 + '"}\n', "too_large", 3),
+        (b'{"a":1}\n{"b":"\xff"}\n', "malformed", 2),
+        ('{"n":99999999999999999}\n{"a":1}\n', "integer_out_of_range", 1),
+    ],
+)
+def test_bad_input_names_code_and_line_and_writes_nothing(
+    home: Path, payload: str | bytes, code_name: str, line: int
+) -> None:
+    code, out, err = gt("put", "opinion", "--home", str(home), input=payload)
+    assert code == 1
+    assert err.startswith(f"error: {code_name}: line {line}")
+    assert len(err.strip().splitlines()) == 1
+    _, out, _ = gt("status", "--home", str(home), "--json")
+    assert json.loads(out)["head"]["seq"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code_name"),
+    [
+        (["--id", "JS", "--tier", "province"], "invalid_node_id"),
+        (["--id", "js.wx.s1", "--tier", "station"], "tier_mismatch"),
+        (["--id", "js", "--tier", "province", "--parent", "http://x"], "tier_mismatch"),
+        (["--id", "js.wx", "--tier", "county", "--parent", "http://x"], "tier_mismatch"),
+    ],
+)
+def test_init_refuses_bad_layouts(tmp_path: Path, args: list[str], code_name: str) -> None:
+    code, _, err = gt("init", *args, "--home", str(tmp_path / "n"))
+    assert code == 1 and err.startswith(f"error: {code_name}:")
+    assert not (tmp_path / "n").exists()
+
+
+def test_init_over_existing_home_changes_nothing(home: Path) -> None:
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    code, _, err = gt("init", "--id", "js", "--tier", "province", "--home", str(home))
+    assert code == 1 and err.startswith("error: home_exists:")
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == before
+
+
+def test_world_readable_key_refuses_to_start(home: Path) -> None:
+    os.chmod(home / "keys" / "node.key", 0o644)
+    code, _, err = gt("status", "--home", str(home))
+    assert code == 1 and err.startswith("error: key_permissions:")
+
+
+def test_corrupt_key_refuses_to_start(home: Path) -> None:
+    (home / "keys" / "node.key").write_bytes(b"not a key")
+    code, _, err = gt("status", "--home", str(home))
+    assert code == 1 and err.startswith("error: key_corrupt:")
+
+
+def test_unknown_home(tmp_path: Path) -> None:
+    code, _, err = gt("status", "--home", str(tmp_path / "nothing"))
+    assert code == 1 and err.startswith("error: home_missing:")
+
+
+def test_tamper_one_byte_then_verify_names_it(home: Path) -> None:
+    gt("put", "opinion", "--home", str(home), input='{"a":"x1"}\n{"a":"x2"}\n{"a":"x3"}\n')
+    with sqlite3.connect(home / "node.db") as db:
+        (raw,) = db.execute("SELECT raw FROM entries WHERE seq = 2").fetchone()
+        db.execute("UPDATE entries SET raw = ? WHERE seq = 2", (raw.replace(b"x2", b"x9"),))
+    code, _, err = gt("verify", "--home", str(home))
+    assert code == 1
+    assert err.startswith("error: verify_failed: js.wx.jy.s1 seq 2: bad_hash:")
+
+
+def _cli(
+    *args: str, env: dict[str, str] | None = None, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args],
+        input=input,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_real_processes_write_concurrently_without_gaps(tmp_path: Path) -> None:
+    home = tmp_path / "prov"
+    env = {"GUANTONG_HOME": str(home)}
+    assert _cli("init", "--id", "js", "--tier", "province", env=env).returncode == 0
+    batch = b"".join(b'{"n":%d}\n' % i for i in range(200))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "node", "put", "opinion"],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(batch, timeout=120)
+        assert proc.returncode == 0, err
+    status = json.loads(_cli("status", "--json", env=env).stdout)
+    assert status["head"]["seq"] == 600
+    verified = _cli("verify", "--json", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["entries"] == 600

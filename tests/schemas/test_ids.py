@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import check_node_id, depth, is_in_subtree, is_node_id, is_uuid, parent_of, uuid7
+
+
+@pytest.mark.parametrize("good", ["js", "js.wx", "js.wx.jy.s012", "a.b.c.d.e.f", "0-a", "a" * 32])
+def test_valid_node_ids(good: str) -> None:
+    assert is_node_id(good)
+    assert check_node_id(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "JS", "-js", "js.", ".js", "js..wx", "a.b.c.d.e.f.g", "a" * 33, "js.wx_1", "中"]
+)
+def test_invalid_node_ids(bad: str) -> None:
+    assert not is_node_id(bad)
+    with pytest.raises(GuantongError) as info:
+        check_node_id(bad)
+    assert info.value.code is ErrorCode.INVALID_NODE_ID
+
+
+def test_subtree_is_prefix_on_segment_boundaries() -> None:
+    assert is_in_subtree("js.wx.jy", "js.wx")
+    assert is_in_subtree("js.wx", "js.wx")
+    assert not is_in_subtree("js.wxy", "js.wx")
+    assert not is_in_subtree("js", "js.wx")
+    assert parent_of("js.wx.jy") == "js.wx"
+    assert parent_of("js") is None
+    assert depth("js.wx.jy.s012") == 4
+
+
+def test_uuid7_is_lowercase_v7_and_time_ordered() -> None:
+    first, second = uuid7(1_700_000_000_000), uuid7(1_700_000_000_001)
+    assert is_uuid(first)
+    assert uuid.UUID(first).version == 7
+    assert uuid.UUID(first).variant == uuid.RFC_4122
+    assert first < second
+    assert len({uuid7() for _ in range(1000)}) == 1000
