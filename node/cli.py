@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from node.logs import configure_logging
-from node.runtime import DEFAULT_VERSION, Node
+from node.runtime import Node
 from node.settings import NodeSettings, load_settings
 from node.verify import VerifyReport, verify_log
 from schemas.canonical import parse_json
@@ -46,6 +46,10 @@ HomeOpt = Annotated[
     typer.Option("--home", envvar="GUANTONG_HOME", help="Node home folder (or GUANTONG_HOME)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+MajorOpt = Annotated[
+    int | None,
+    typer.Option("--major", help="Present records in this major version (upcast if older)."),
+]
 
 
 def _command(fn: Callable[P, R]) -> Callable[P, R]:
@@ -159,7 +163,9 @@ def put(
     file: Annotated[
         str, typer.Option("--file", "-f", help="JSON or NDJSON file, - for stdin.")
     ] = "-",
-    version: Annotated[str, typer.Option("--version", help="Contract version.")] = DEFAULT_VERSION,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Contract version (default: the current one).")
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -188,11 +194,12 @@ def put(
 def get(
     contract: Annotated[str, typer.Argument()],
     record_id: Annotated[str, typer.Argument(metavar="ID")],
+    major: MajorOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Print one record as JSON."""
+    """Print one record as JSON (its private fields included, at its origin)."""
     with _open(home) as node:
-        _print_json(node.get(contract, record_id).to_dict())
+        _print_json(node.get(contract, record_id, major=major).to_dict())
 
 
 @app.command("list")
@@ -200,12 +207,13 @@ def get(
 def list_records(
     contract: Annotated[str, typer.Argument()],
     limit: Annotated[int, typer.Option("--limit", help="At most this many (0: all).")] = 100,
+    major: MajorOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List records of a contract (NDJSON with --json)."""
     with _open(home) as node:
-        rows = node.list(contract, limit=limit or None)
+        rows = node.list(contract, limit=limit or None, major=major)
     if as_json:
         for row in rows:
             sys.stdout.write(orjson.dumps(row.to_dict()).decode() + "\n")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, func, select
 
 from node.db import Store, insert_ignore, lock_head, upsert
-from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS
+from node.tables import ENTRIES, HEADS, LOCAL_PRIVATE, RECORDS, SIGNED_HEADS
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
 from schemas.log import SignedHead, build_entry, sign_head
@@ -47,6 +47,8 @@ class Write:
     data: dict[str, Any] | None = None
     line: int | None = None
     """Where the record came from in the caller's input, named in errors."""
+    private: dict[str, Any] | None = None
+    """Originals of private fields (JSON pointer → value); None when the contract has none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Log:
             first = seq + 1
             entry_rows: list[dict[str, Any]] = []
             latest: dict[str, dict[str, Any]] = {}
+            private: dict[str, dict[str, Any]] = {}
             for write in writes:
                 seq += 1
                 try:
@@ -130,8 +133,11 @@ class Log:
                     "data": entry.data,
                     "updated_at": now,
                 }
+                if write.private is not None:
+                    private[entry.id] = write.private
                 prev = digest
             conn.execute(_ENTRIES.insert(), entry_rows)
+            self._store_private(conn, private)
             upsert(
                 conn,
                 _RECORDS,
@@ -174,6 +180,16 @@ class Log:
                     ErrorCode.NOT_RECORD_OWNER,
                     f"record {write.record_id} is a {contract} record, not {write.contract}",
                 )
+
+    @staticmethod
+    def _store_private(conn: Connection, private: dict[str, dict[str, Any]]) -> None:
+        keep = [{"record_id": rid, "data": data} for rid, data in private.items() if data]
+        upsert(conn, LOCAL_PRIVATE, keep, ["record_id"], ["data"])
+        drop = [rid for rid, data in private.items() if not data]
+        for i in range(0, len(drop), _CHUNK):
+            conn.execute(
+                LOCAL_PRIVATE.delete().where(LOCAL_PRIVATE.c.record_id.in_(drop[i : i + _CHUNK]))
+            )
 
     def _store_head(self, conn: Connection, head: SignedHead, now: str) -> None:
         raw = head.canonical()

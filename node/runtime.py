@@ -5,30 +5,34 @@ The CLI and the ASGI app are thin layers over this; tests build several side by 
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
+from contracts.privacy import merge_private, project
+from contracts.registry import ContractVersion, Registry
+from contracts.upcast import present
 from node.db import Store, insert_ignore, lock_head
 from node.keys import create_key, load_key
 from node.log import AppendResult, Log, Write
 from node.settings import CONFIG_FILE, NodeSettings, write_config
-from node.tables import KEYS, META, RECORDS
+from node.tables import KEYS, LOCAL_PRIVATE, META, RECORDS
 from schemas.canonical import canonical_bytes
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import is_uuid, uuid7
+from schemas.ids import Tier, is_uuid, uuid7
 from schemas.times import Clock, format_time, system_clock
 
-__all__ = ["Node", "RecordView"]
+__all__ = ["Node", "RecordView", "load_registry"]
 
 _RECORDS = RECORDS
 _META = META
 _KEYS = KEYS
-DEFAULT_VERSION = "1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,14 @@ class RecordView:
         }
 
 
+def load_registry(home: Path) -> Registry:
+    """The bundle installed in ``home/contracts``, else the one shipped with this release."""
+    installed = home / "contracts"
+    if (installed / "index.json").is_file():
+        return Registry.from_dir(installed)
+    return Registry.default()
+
+
 class Node:
     def __init__(
         self, settings: NodeSettings, store: Store, *, clock: Clock = system_clock
@@ -63,6 +75,7 @@ class Node:
         self.store = store
         self.clock = clock
         self.signer = load_key(settings.key_path)
+        self.registry = load_registry(settings.home)
         self.log = Log(store, origin=settings.node_id, signer=self.signer, clock=clock)
 
     @property
@@ -149,6 +162,12 @@ class Node:
                 config["parent_url"] = settings.parent_url
             if settings.db_url:
                 config["db_url"] = settings.db_url
+            if settings.province_secret is None and settings.tier is Tier.PROVINCE:
+                # The province owns the secret that keys `hash` privacy fields (PROTOCOL §9).
+                fresh = SecretStr(secrets.token_urlsafe(32))
+                settings = settings.model_copy(update={"province_secret": fresh})
+            if settings.province_secret is not None:
+                config["province_secret"] = settings.province_secret.get_secret_value()
             created.append(home / CONFIG_FILE)
             write_config(home, config)
         except BaseException:
@@ -171,19 +190,20 @@ class Node:
         contract: str,
         records: Sequence[tuple[int | None, dict[str, Any]]],
         *,
-        version: str = DEFAULT_VERSION,
+        version: str | None = None,
     ) -> AppendResult:
-        """Append one entry per record, all in one transaction under one signed head.
+        """Validate and append records: one transaction, one signed head, all or nothing.
 
         ``records`` pairs each object with the input line it came from (for errors). A
         record's ``id`` member, when present, names the record to update; it is lifted out
-        of the data into the entry envelope.
+        of the data into the entry envelope. ``version`` defaults to the contract's current
+        version. Private fields are projected out of the entry and kept locally.
         """
-        writes = [self._prepare(contract, version, line, record) for line, record in records]
+        cv = self.registry.for_writing(contract, version)
+        writes = [self._prepare(cv, line, record) for line, record in records]
         return self.log.append(writes)
 
-    @staticmethod
-    def _prepare(contract: str, version: str, line: int | None, record: dict[str, Any]) -> Write:
+    def _prepare(self, cv: ContractVersion, line: int | None, record: dict[str, Any]) -> Write:
         where = f"line {line}: " if line is not None else ""
         data = dict(record)
         record_id = data.pop("id", None)
@@ -199,24 +219,56 @@ class Node:
             canonical_bytes(data)
         except GuantongError as exc:
             raise GuantongError(exc.code, f"{where}{exc.message}", line=line) from exc
-        return Write(contract=contract, version=version, record_id=record_id, data=data, line=line)
+        problems = cv.violations(data)
+        if problems:
+            first = problems[0]
+            raise GuantongError(
+                ErrorCode.CONTRACT_VIOLATION,
+                f"{where}{cv.name} {cv.version} {first.pointer or '/'}: "
+                f"{first.rule}: {first.message}",
+                line=line,
+                path=first.pointer,
+                rule=first.rule,
+                violations=[p.to_dict() for p in problems],
+            )
+        rules = cv.privacy
+        public, private = project(data, rules, self._secret()) if rules else (data, {})
+        return Write(
+            contract=cv.name,
+            version=cv.version,
+            record_id=record_id,
+            data=public,
+            line=line,
+            private=private if rules else None,
+        )
 
-    def get(self, contract: str, record_id: str) -> RecordView:
+    def _secret(self) -> bytes | None:
+        secret = self.settings.province_secret
+        return secret.get_secret_value().encode("utf-8") if secret else None
+
+    def get(self, contract: str, record_id: str, *, major: int | None = None) -> RecordView:
         with self.store.read() as conn:
             row = conn.execute(
-                select(_RECORDS).where(
-                    _RECORDS.c.record_id == record_id, _RECORDS.c.contract == contract
-                )
+                select(_RECORDS, LOCAL_PRIVATE.c.data.label("private"))
+                .outerjoin(LOCAL_PRIVATE, LOCAL_PRIVATE.c.record_id == _RECORDS.c.record_id)
+                .where(_RECORDS.c.record_id == record_id, _RECORDS.c.contract == contract)
             ).first()
         if row is None:
             raise GuantongError(ErrorCode.NOT_FOUND, f"no {contract} record {record_id}")
-        return _view(row)
+        return self._view(row, major)
 
     def list(
-        self, contract: str, *, limit: int | None = None, include_deleted: bool = False
+        self,
+        contract: str,
+        *,
+        limit: int | None = None,
+        include_deleted: bool = False,
+        major: int | None = None,
     ) -> list[RecordView]:
+        self.registry.versions(contract)  # unknown contract: a clear error, not an empty list
         query = (
-            select(_RECORDS)
+            select(_RECORDS, LOCAL_PRIVATE.c.data.label("private"))
+            .outerjoin(LOCAL_PRIVATE, LOCAL_PRIVATE.c.record_id == _RECORDS.c.record_id)
             .where(_RECORDS.c.contract == contract)
             .order_by(_RECORDS.c.updated_at, _RECORDS.c.record_id)
         )
@@ -225,7 +277,39 @@ class Node:
         if limit:
             query = query.limit(limit)
         with self.store.read() as conn:
-            return [_view(row) for row in conn.execute(query)]
+            return [self._view(row, major) for row in conn.execute(query)]
+
+    def _view(self, row: Any, major: int | None) -> RecordView:
+        version, data = row.version, merge_private(row.data, row.private or {})
+        if data is not None and major is not None and self.registry.knows(row.contract, version):
+            version, data = present(self.registry, row.contract, version, data, major=major)
+        return RecordView(
+            id=row.record_id,
+            contract=row.contract,
+            version=version,
+            origin=row.origin,
+            seq=int(row.seq),
+            deleted=bool(row.deleted),
+            updated_at=row.updated_at,
+            data=data,
+        )
+
+    def install_contracts(self, registry: Registry) -> None:
+        """Install a bundle in this node's home; never roll back to an older bundle."""
+        if registry.bundle_version < self.registry.bundle_version:
+            raise GuantongError(
+                ErrorCode.BUNDLE_INVALID,
+                f"bundle {registry.bundle_version} is older than the installed "
+                f"{self.registry.bundle_version}; nodes never roll back",
+            )
+        staging = self.settings.home / "contracts.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        registry.export(staging)
+        target = self.settings.home / "contracts"
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        self.registry = registry
 
     def status(self) -> dict[str, Any]:
         own = self.log.head()
@@ -244,16 +328,3 @@ class Node:
             "origins": origins,
             "store": "postgresql" if not self.store.is_sqlite else "sqlite",
         }
-
-
-def _view(row: Any) -> RecordView:
-    return RecordView(
-        id=row.record_id,
-        contract=row.contract,
-        version=row.version,
-        origin=row.origin,
-        seq=int(row.seq),
-        deleted=bool(row.deleted),
-        updated_at=row.updated_at,
-        data=row.data,
-    )

@@ -150,7 +150,11 @@ def load_settings(home: Path | None = None, **overrides: Any) -> NodeSettings:
 def write_config(home: Path, values: dict[str, str | int | bool]) -> None:
     """Write ``node.toml`` (flat string/integer/boolean keys only)."""
     lines = [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-    (home / CONFIG_FILE).write_text("\n".join(lines) + "\n", "utf-8")
+    path = home / CONFIG_FILE
+    # It may hold the province secret: readable by the node's user only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def _toml_value(value: str | int | bool) -> str:

@@ -13,12 +13,14 @@ __all__ = [
     "ENTRIES",
     "HEADS",
     "KEYS",
+    "LOCAL_PRIVATE",
     "META",
     "RECORDS",
     "SIGNED_HEADS",
     "EntryRow",
     "HeadRow",
     "KeyRow",
+    "LocalPrivateRow",
     "MetaRow",
     "RecordRow",
     "SignedHeadRow",
@@ -91,6 +93,15 @@ class RecordRow(SQLModel, table=True):
     updated_at: str = Field(sa_column=Column(String(24), nullable=False))
 
 
+class LocalPrivateRow(SQLModel, table=True):
+    """Originals of a record's private fields (``x-privacy``), by JSON pointer: never sent."""
+
+    __tablename__ = "local_private"
+
+    record_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    data: dict[str, Any] = Field(sa_column=Column(_JSON, nullable=False))
+
+
 class KeyRow(SQLModel, table=True):
     """Public keys this node trusts for verifying signatures, by key id."""
 
@@ -120,4 +131,5 @@ HEADS = metadata.tables["heads"]
 SIGNED_HEADS = metadata.tables["signed_heads"]
 RECORDS = metadata.tables["records"]
 KEYS = metadata.tables["keys"]
+LOCAL_PRIVATE = metadata.tables["local_private"]
 META = metadata.tables["meta"]

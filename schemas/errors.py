@@ -58,6 +58,11 @@ class ErrorCode(StrEnum):
     VERIFY_FAILED = "verify_failed"
     STORE_ERROR = "store_error"
     SETTINGS_INVALID = "settings_invalid"
+    # Contracts.
+    RETIRED_VERSION = "retired_version"
+    BUNDLE_INVALID = "bundle_invalid"
+    INCOMPATIBLE_CHANGE = "incompatible_change"
+    PRIVACY_SECRET_MISSING = "privacy_secret_missing"
 
 
 class GuantongError(Exception):

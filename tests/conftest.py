@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from contracts.registry import Registry
 from node.db import normalise_url
 from node.runtime import Node
 from node.settings import NodeSettings
+
+NOTE_BUNDLE = Path(__file__).parent / "fixtures" / "note_bundle"
+"""A permissive test bundle (``note``, ``secret_note``) for tests of the log itself."""
+EXAMPLES = Path(__file__).parent / "contracts" / "examples"
+
+
+def example(contract: str, version: str = "1.1", index: int = 0) -> dict[str, Any]:
+    """A fresh copy of a hand-written valid record from ``tests/contracts/examples``."""
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{contract}.valid.json").read_text("utf-8"))
+    record: dict[str, Any] = data[version][index]
+    return record
+
 
 PG_URL = os.environ.get("GUANTONG_TEST_PG_URL")
 PG_REQUIRED = os.environ.get("GUANTONG_TEST_PG_REQUIRED") == "1"
@@ -91,13 +106,22 @@ def make_node(tmp_path: Path, clock: FakeClock) -> Iterator[NodeFactory]:
         parent: str | None = None,
         db_url: str | None = None,
         seed: bytes | None = None,
+        bundle: Path | None = NOTE_BUNDLE,
+        secret: str | None = None,
     ) -> Node:
         if parent is None and tier != "province":
             parent = "http://127.0.0.1:9/"
         settings = NodeSettings(
-            home=tmp_path / node_id, id=node_id, tier=tier, parent_url=parent, db_url=db_url
+            home=tmp_path / node_id,
+            id=node_id,
+            tier=tier,
+            parent_url=parent,
+            db_url=db_url,
+            province_secret=secret,
         )
         node = Node.init(settings, seed=seed, clock=clock)
+        if bundle is not None:
+            node.install_contracts(Registry.from_dir(bundle))
         created.append(node)
         return node
 

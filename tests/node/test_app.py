@@ -12,7 +12,7 @@ from tests.conftest import NodeFactory
 @pytest.mark.anyio
 async def test_status_healthz_and_metrics(make_node: NodeFactory) -> None:
     node = make_node("js")
-    node.put("opinion", [(1, {"a": 1})])
+    node.put("note", [(1, {"a": 1})])
     app = create_app(node.settings, node=node)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

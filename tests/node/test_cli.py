@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from node.cli import app
+from tests.conftest import NOTE_BUNDLE
 
 runner = CliRunner()
 
@@ -37,13 +39,14 @@ def home(tmp_path: Path) -> Path:
         str(path),
     )
     assert code == 0, err
+    shutil.copytree(NOTE_BUNDLE, path / "contracts")
     return path
 
 
 def test_init_put_get_list_status_heads_verify(home: Path) -> None:
     code, out, err = gt(
         "put",
-        "opinion",
+        "note",
         "--home",
         str(home),
         "--json",
@@ -52,9 +55,9 @@ def test_init_put_get_list_status_heads_verify(home: Path) -> None:
     assert code == 0, err
     put = json.loads(out)
     assert (put["first"], put["last"]) == (1, 2)
-    code, out, _ = gt("get", "opinion", put["ids"][0], "--home", str(home))
+    code, out, _ = gt("get", "note", put["ids"][0], "--home", str(home))
     assert json.loads(out)["data"] == {"content": "路灯不亮"}
-    code, out, _ = gt("list", "opinion", "--home", str(home), "--json")
+    code, out, _ = gt("list", "note", "--home", str(home), "--json")
     assert len(out.splitlines()) == 2
     code, out, _ = gt("status", "--home", str(home), "--json")
     status = json.loads(out)
@@ -73,7 +76,7 @@ def test_init_put_get_list_status_heads_verify(home: Path) -> None:
 
 
 def test_one_pretty_printed_object_is_one_record(home: Path) -> None:
-    code, out, err = gt("put", "opinion", "--home", str(home), "--json", input='{\n  "a": 1\n}\n')
+    code, out, err = gt("put", "note", "--home", str(home), "--json", input='{\n  "a": 1\n}\n')
     assert code == 0, err
     assert json.loads(out)["last"] == 1
 
@@ -93,7 +96,7 @@ def test_one_pretty_printed_object_is_one_record(home: Path) -> None:
 def test_bad_input_names_code_and_line_and_writes_nothing(
     home: Path, payload: str | bytes, code_name: str, line: int
 ) -> None:
-    code, out, err = gt("put", "opinion", "--home", str(home), input=payload)
+    code, out, err = gt("put", "note", "--home", str(home), input=payload)
     assert code == 1
     assert err.startswith(f"error: {code_name}: line {line}")
     assert len(err.strip().splitlines()) == 1
@@ -141,7 +144,7 @@ def test_unknown_home(tmp_path: Path) -> None:
 
 
 def test_tamper_one_byte_then_verify_names_it(home: Path) -> None:
-    gt("put", "opinion", "--home", str(home), input='{"a":"x1"}\n{"a":"x2"}\n{"a":"x3"}\n')
+    gt("put", "note", "--home", str(home), input='{"a":"x1"}\n{"a":"x2"}\n{"a":"x3"}\n')
     with sqlite3.connect(home / "node.db") as db:
         (raw,) = db.execute("SELECT raw FROM entries WHERE seq = 2").fetchone()
         db.execute("UPDATE entries SET raw = ? WHERE seq = 2", (raw.replace(b"x2", b"x9"),))
@@ -168,10 +171,11 @@ def test_real_processes_write_concurrently_without_gaps(tmp_path: Path) -> None:
     home = tmp_path / "prov"
     env = {"GUANTONG_HOME": str(home)}
     assert _cli("init", "--id", "js", "--tier", "province", env=env).returncode == 0
+    shutil.copytree(NOTE_BUNDLE, home / "contracts")
     batch = b"".join(b'{"n":%d}\n' % i for i in range(200))
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "node", "put", "opinion"],
+            [sys.executable, "-m", "node", "put", "note"],
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, **env},

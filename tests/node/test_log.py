@@ -26,8 +26,8 @@ def _records(n: int, start: int = 0) -> list[tuple[int | None, dict[str, Any]]]:
 
 def test_append_chains_and_signs_one_head_per_batch(make_node: NodeFactory, db_url: str) -> None:
     node = make_node("js.wx.jy.s1", "station", db_url=db_url)
-    first = node.put("opinion", _records(3))
-    second = node.put("opinion", _records(2, 3))
+    first = node.put("note", _records(3))
+    second = node.put("note", _records(2, 3))
     assert (first.first, first.last, second.first, second.last) == (1, 3, 4, 5)
     rows = list(node.log.iter_entries(node.id))
     assert [seq for seq, _, _ in rows] == [1, 2, 3, 4, 5]
@@ -44,25 +44,25 @@ def test_append_chains_and_signs_one_head_per_batch(make_node: NodeFactory, db_u
 
 def test_update_keeps_single_writer_and_latest_state(make_node: NodeFactory, db_url: str) -> None:
     node = make_node("js", db_url=db_url)
-    (rid,) = node.put("opinion", [(1, {"status": "received"})]).record_ids
-    node.put("opinion", [(1, {"id": rid, "status": "accepted"})])
-    record = node.get("opinion", rid)
+    (rid,) = node.put("note", [(1, {"status": "received"})]).record_ids
+    node.put("note", [(1, {"id": rid, "status": "accepted"})])
+    record = node.get("note", rid)
     assert (record.seq, record.data) == (2, {"status": "accepted"})
     with pytest.raises(GuantongError) as info:
-        node.put("suggestion", [(1, {"id": rid})])
+        node.put("secret_note", [(1, {"id": rid, "text": "x"})])
     assert info.value.code is ErrorCode.NOT_RECORD_OWNER
     assert node.log.head() is not None and node.log.head().seq == 2  # type: ignore[union-attr]
 
 
 def test_failing_batch_writes_nothing(make_node: NodeFactory, db_url: str) -> None:
     node = make_node("js", db_url=db_url)
-    node.put("opinion", _records(2))
+    node.put("note", _records(2))
     with pytest.raises(GuantongError) as info:
-        node.put("opinion", [(1, {"ok": 1}), (2, {"big": "x" * 70_000})])
+        node.put("note", [(1, {"ok": 1}), (2, {"big": "x" * 70_000})])
     assert info.value.code is ErrorCode.TOO_LARGE
     assert "line 2" in info.value.message
     assert [s for s, _, _ in node.log.iter_entries(node.id)] == [1, 2]
-    assert len(node.list("opinion")) == 2
+    assert len(node.list("note")) == 2
 
 
 def test_concurrent_writers_leave_no_gap_and_no_duplicate(
@@ -80,7 +80,7 @@ def test_concurrent_writers_leave_no_gap_and_no_duplicate(
             for batch in range(10):
                 log.append(
                     [
-                        Write("opinion", "1.0", _rid(worker, batch, i), data={"w": worker})
+                        Write("note", "1.0", _rid(worker, batch, i), data={"w": worker})
                         for i in range(3)
                     ]
                 )
@@ -107,7 +107,7 @@ def test_read_segment_respects_limits_and_signs_on_demand(
     make_node: NodeFactory, db_url: str
 ) -> None:
     node = make_node("js.wx", "city", db_url=db_url)
-    node.put("opinion", _records(10))
+    node.put("note", _records(10))
     segment = node.log.read_segment(node.id, 0, max_entries=4)
     assert segment is not None
     assert (segment.start, segment.end, len(segment.entries)) == (1, 4, 4)
@@ -123,7 +123,7 @@ def test_read_segment_respects_limits_and_signs_on_demand(
 
 def test_tampered_byte_is_found_by_verify(make_node: NodeFactory, db_url: str) -> None:
     node = make_node("js", db_url=db_url)
-    node.put("opinion", _records(5))
+    node.put("note", _records(5))
     with node.store.write() as conn:
         raw = conn.execute(select(ENTRIES.c.raw).where(ENTRIES.c.seq == 3)).scalar_one()
         conn.execute(
@@ -135,7 +135,7 @@ def test_tampered_byte_is_found_by_verify(make_node: NodeFactory, db_url: str) -
 
 def test_rewritten_hash_is_caught_by_the_chain(make_node: NodeFactory, db_url: str) -> None:
     node = make_node("js", db_url=db_url)
-    node.put("opinion", _records(5))
+    node.put("note", _records(5))
     with node.store.write() as conn:
         raw = conn.execute(select(ENTRIES.c.raw).where(ENTRIES.c.seq == 2)).scalar_one()
         forged = raw.replace("第1条".encode(), "第9条".encode())
@@ -148,7 +148,7 @@ def test_rewritten_hash_is_caught_by_the_chain(make_node: NodeFactory, db_url: s
 
 def test_deleted_entry_is_a_gap(make_node: NodeFactory, db_url: str) -> None:
     node = make_node("js", db_url=db_url)
-    node.put("opinion", _records(4))
+    node.put("note", _records(4))
     with node.store.write() as conn:
         conn.execute(ENTRIES.delete().where(ENTRIES.c.seq == 2))
     problem = next(verify_log(node.log))
@@ -157,11 +157,11 @@ def test_deleted_entry_is_a_gap(make_node: NodeFactory, db_url: str) -> None:
 
 def test_reopen_after_close_continues_the_chain(make_node: NodeFactory, clock: FakeClock) -> None:
     node = make_node("js")
-    node.put("opinion", _records(2))
+    node.put("note", _records(2))
     node.close()
     again = Node.open(node.settings, clock=clock)
     try:
-        assert again.put("opinion", _records(1)).first == 3
+        assert again.put("note", _records(1)).first == 3
         assert list(verify_log(again.log)) == []
     finally:
         again.close()

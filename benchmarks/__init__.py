@@ -1,0 +1,1 @@
+"""Benchmarks: figures for humans, never pass/fail (`make bench`)."""

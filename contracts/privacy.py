@@ -1,0 +1,152 @@
+"""Field privacy (PROTOCOL §9): what of a record may leave the node that wrote it.
+
+A contract marks fields with ``x-privacy``:
+
+- ``local``: never leaves the origin. Omitted from the entry; kept in ``local_private``.
+- ``mask``: the entry carries a masked value (``13812345678`` → ``138****5678``).
+- ``hash``: the entry carries HMAC-SHA256(province secret, value) in hex, so hubs can
+  find repeat reporters without learning who they are.
+
+:func:`project` splits a full record into the public data (what the entry carries) and the
+private originals, addressed by JSON pointer, which only the origin's store keeps. A record
+is validated in full before projection; the bundle's schemas admit the projected forms, and
+the tests prove projected samples stay valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from schemas.canonical import canonical_bytes
+from schemas.errors import ErrorCode, GuantongError
+
+__all__ = ["PrivacyRules", "mask_value", "merge_private", "privacy_rules", "project"]
+
+Rule = Literal["local", "mask", "hash"]
+Path = tuple[str, ...]
+"""Property names from the record's root; ``*`` stands for every item of an array."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyRules:
+    fields: tuple[tuple[Path, Rule], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    @property
+    def needs_secret(self) -> bool:
+        return any(rule == "hash" for _, rule in self.fields)
+
+
+def privacy_rules(schema: dict[str, Any]) -> PrivacyRules:
+    found: list[tuple[Path, Rule]] = []
+    _walk(schema, (), found)
+    return PrivacyRules(tuple(sorted(found)))
+
+
+def _walk(node: Any, path: Path, found: list[tuple[Path, Rule]]) -> None:
+    if not isinstance(node, dict):
+        return
+    rule = node.get("x-privacy")
+    if rule is not None and path:
+        if rule not in ("local", "mask", "hash"):
+            raise GuantongError(
+                ErrorCode.BUNDLE_INVALID, f"unknown x-privacy {rule!r} at {'/'.join(path)}"
+            )
+        found.append((path, rule))
+        return
+    for name, sub in node.get("properties", {}).items():
+        _walk(sub, (*path, name), found)
+    if isinstance(node.get("items"), dict):
+        _walk(node["items"], (*path, "*"), found)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in node.get(key, []):
+            _walk(sub, path, found)
+
+
+def mask_value(value: str) -> str:
+    """Keep just enough to recognise a value: ``138****5678``, ``张*``, ``王**明``."""
+    n = len(value)
+    if n <= 2:
+        return value[:1] + "*" * (n - 1)
+    if n < 11:
+        return value[0] + "*" * (n - 2) + value[-1]
+    return value[:3] + "*" * (n - 7) + value[-4:]
+
+
+def _hash_value(value: Any, secret: bytes) -> str:
+    raw = value.encode("utf-8") if isinstance(value, str) else canonical_bytes(value)
+    return hmac.new(secret, raw, hashlib.sha256).hexdigest()
+
+
+def project(
+    data: dict[str, Any], rules: PrivacyRules, secret: bytes | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``data`` into ``(public, private)``; ``private`` maps JSON pointers to originals."""
+    if not rules:
+        return data, {}
+    public = copy.deepcopy(data)
+    private: dict[str, Any] = {}
+    for path, rule in rules.fields:
+        for pointer, parent, key in _locate(public, path):
+            original = parent[key]
+            private[pointer] = original
+            if rule == "local":
+                del parent[key]
+            elif rule == "mask":
+                parent[key] = mask_value(original) if isinstance(original, str) else original
+            else:
+                if secret is None:
+                    raise GuantongError(
+                        ErrorCode.PRIVACY_SECRET_MISSING,
+                        f"field {pointer} is hashed with the province secret, which this node "
+                        "lacks (set province_secret in node.toml or GUANTONG_PROVINCE_SECRET)",
+                    )
+                parent[key] = _hash_value(original, secret)
+    return public, private
+
+
+def merge_private(public: dict[str, Any] | None, private: dict[str, Any]) -> dict[str, Any] | None:
+    """Put the originals back: what the origin shows its own users."""
+    if public is None or not private:
+        return public
+    merged = copy.deepcopy(public)
+    for pointer, value in private.items():
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+        target: Any = merged
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return merged
+
+
+def _locate(data: Any, path: Path, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(pointer, parent, key)`` for every present value at ``path``."""
+    head, rest = path[0], path[1:]
+    found: list[tuple[str, Any, Any]] = []
+    if head == "*":
+        if isinstance(data, list):
+            for i, item in enumerate(data):
+                found.extend(_descend(item, rest, f"{prefix}/{i}", data, i))
+        return found
+    if isinstance(data, dict) and head in data:
+        escaped = head.replace("~", "~0").replace("/", "~1")
+        found.extend(_descend(data[head], rest, f"{prefix}/{escaped}", data, head))
+    return found
+
+
+def _descend(
+    value: Any, rest: Path, pointer: str, parent: Any, key: Any
+) -> list[tuple[str, Any, Any]]:
+    if not rest:
+        return [(pointer, parent, key)]
+    return _locate(value, rest, pointer)
