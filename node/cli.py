@@ -234,6 +234,29 @@ def list_records(
 
 @app.command()
 @_command
+def sample(
+    contract: Annotated[str, typer.Argument(help="Contract name, e.g. opinion.")],
+    count: Annotated[int, typer.Option("--count", "-n", min=0, help="How many records.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same records.")] = 0,
+    version: Annotated[str | None, typer.Option("--version", help="Contract version.")] = None,
+    origin: Annotated[
+        str, typer.Option("--origin", help="Station the records pretend to come from.")
+    ] = "js.wx.jy.s001",
+) -> None:
+    """Print realistic, valid, deterministic records as NDJSON (for tests, demos, benchmarks)."""
+    from contracts.samples import sample_records
+
+    try:
+        records = sample_records(contract, count, seed=seed, version=version, origin=origin)
+    except ValueError as exc:
+        raise GuantongError(ErrorCode.UNKNOWN_CONTRACT, str(exc)) from exc
+    out = sys.stdout
+    for record in records:
+        out.write(orjson.dumps(record).decode() + "\n")
+
+
+@app.command()
+@_command
 def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """This node: id, tier, key, own head, what it holds."""
     with _open(home) as node:

@@ -29,7 +29,14 @@ from node.tables import HEADS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import ZERO_HASH
 
-__all__ = ["Store", "insert_ignore", "lock_head", "normalise_url", "upsert"]
+__all__ = [
+    "Store",
+    "dialect_insert",
+    "insert_ignore",
+    "lock_head",
+    "normalise_url",
+    "upsert",
+]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -108,7 +115,8 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _insert(conn: Connection, table: Any) -> Any:
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """``INSERT`` with the dialect's ``ON CONFLICT`` support (SQLite and PostgreSQL)."""
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     return dialect.insert(table)
 
@@ -117,7 +125,7 @@ def insert_ignore(
     conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]
 ) -> None:
     if rows:
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
 def upsert(
@@ -125,7 +133,7 @@ def upsert(
 ) -> None:
     if not rows:
         return
-    stmt = _insert(conn, table)
+    stmt = dialect_insert(conn, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=keys, set_={col: stmt.excluded[col] for col in update}
     )

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, insert_ignore, lock_head, upsert
+from node.db import Store, dialect_insert, insert_ignore, lock_head, upsert
 from node.tables import ENTRIES, HEADS, LOCAL_PRIVATE, RECORDS, SIGNED_HEADS
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
@@ -29,7 +29,7 @@ from schemas.segments import Segment
 from schemas.signing import Signer
 from schemas.times import Clock, format_time
 
-__all__ = ["AppendResult", "HeadInfo", "Log", "Write"]
+__all__ = ["AppendResult", "HeadInfo", "Log", "Write", "apply_records"]
 
 _ENTRIES = ENTRIES
 _HEADS = HEADS
@@ -138,13 +138,7 @@ class Log:
                 prev = digest
             conn.execute(_ENTRIES.insert(), entry_rows)
             self._store_private(conn, private)
-            upsert(
-                conn,
-                _RECORDS,
-                list(latest.values()),
-                ["record_id"],
-                ["contract", "version", "seq", "deleted", "data", "updated_at"],
-            )
+            apply_records(conn, list(latest.values()))
             head = sign_head(self.signer, origin=self.origin, seq=seq, head=prev, time=now)
             self._store_head(conn, head, now)
         return AppendResult(first=first, last=seq, head=head, record_ids=tuple(latest))
@@ -325,6 +319,26 @@ class Log:
                 select(func.count()).select_from(_HEADS).where(_HEADS.c.seq > 0)
             ).scalar_one()
         return int(entries), int(origins)
+
+
+def apply_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Materialise the latest state per record: a newer seq of the same origin wins.
+
+    The guard makes re-delivery and late-applied (pending) entries harmless, and keeps
+    single-writer: an entry of another origin never overwrites a record.
+    """
+    if not rows:
+        return
+    stmt = dialect_insert(conn, _RECORDS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["record_id"],
+        set_={
+            c: stmt.excluded[c]
+            for c in ("contract", "version", "seq", "deleted", "data", "updated_at")
+        },
+        where=(_RECORDS.c.origin == stmt.excluded.origin) & (_RECORDS.c.seq < stmt.excluded.seq),
+    )
+    conn.execute(stmt, rows)
 
 
 def _head_info(row: Any) -> HeadInfo:

@@ -24,6 +24,14 @@ __all__ = [
     "MetaRow",
     "RecordRow",
     "SignedHeadRow",
+    "PEERS",
+    "QUALITY_RAISED",
+    "UPLINK_CURSOR",
+    "UPLINK_STATE",
+    "PeerRow",
+    "QualityRaisedRow",
+    "UplinkCursorRow",
+    "UplinkStateRow",
     "metadata",
 ]
 
@@ -35,7 +43,10 @@ class EntryRow(SQLModel, table=True):
     """Every entry held, own or relayed: the exact bytes and the fields needed to use them."""
 
     __tablename__ = "entries"
-    __table_args__ = (Index("ix_entries_record", "record_id"),)
+    __table_args__ = (
+        Index("ix_entries_record", "record_id"),
+        Index("ix_entries_status", "status"),
+    )
 
     origin: str = Field(sa_column=Column(String(128), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
@@ -133,3 +144,53 @@ RECORDS = metadata.tables["records"]
 KEYS = metadata.tables["keys"]
 LOCAL_PRIVATE = metadata.tables["local_private"]
 META = metadata.tables["meta"]
+
+
+class UplinkCursorRow(SQLModel, table=True):
+    """Per origin in the outbox: the highest seq the parent has acknowledged as held."""
+
+    __tablename__ = "uplink_cursor"
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    acked: int = Field(sa_column=Column(BigInteger, nullable=False))
+    blocked: str | None = Field(default=None, sa_column=Column(String(512), nullable=True))
+    updated_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class UplinkStateRow(SQLModel, table=True):
+    """The uplink's backoff state, stored so a restart resumes where it left off."""
+
+    __tablename__ = "uplink_state"
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    failures: int = Field(sa_column=Column(BigInteger, nullable=False))
+    next_attempt_at: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(String(512), nullable=True))
+    last_contact: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+
+
+class PeerRow(SQLModel, table=True):
+    """What a hub knows of each node that pushed to it: when, and how it went."""
+
+    __tablename__ = "peers"
+
+    node: str = Field(sa_column=Column(String(128), primary_key=True))
+    last_seen: str = Field(sa_column=Column(String(24), nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(String(512), nullable=True))
+    pushes: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class QualityRaisedRow(SQLModel, table=True):
+    """Invalid entries for which a ``data_quality`` record was written (idempotence)."""
+
+    __tablename__ = "quality_raised"
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    record_id: str = Field(sa_column=Column(String(36), nullable=False))
+
+
+UPLINK_CURSOR = metadata.tables["uplink_cursor"]
+UPLINK_STATE = metadata.tables["uplink_state"]
+PEERS = metadata.tables["peers"]
+QUALITY_RAISED = metadata.tables["quality_raised"]

@@ -63,6 +63,10 @@ class ErrorCode(StrEnum):
     BUNDLE_INVALID = "bundle_invalid"
     INCOMPATIBLE_CHANGE = "incompatible_change"
     PRIVACY_SECRET_MISSING = "privacy_secret_missing"
+    # Sync.
+    PARENT_UNREACHABLE = "parent_unreachable"
+    RECOVERY_REQUIRED = "recovery_required"
+    NO_PARENT = "no_parent"
 
 
 class GuantongError(Exception):

@@ -1,0 +1,15 @@
+"""``make bench``: every benchmark, one after another, figures only."""
+
+from __future__ import annotations
+
+from benchmarks import local_log, validation
+
+
+def main() -> None:
+    validation.main([])
+    print()
+    local_log.main(["--records", "20000"])
+
+
+if __name__ == "__main__":
+    main()
