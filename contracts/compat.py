@@ -62,7 +62,7 @@ RULES: tuple[str, ...] = (
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 Schema = dict[str, Any]
-At = tuple[Schema, Schema, str, str, str]  # old node, new node, their pointers, field label
+_At = tuple[Schema, Schema, str, str, str]  # old node, new node, their pointers, field label
 _VERSION = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ANNOTATIONS = frozenset({
@@ -77,16 +77,15 @@ _SINGLES = ("items", "additionalProperties", "not", "if", "then", "else", "conta
 _LENGTHS = (("minLength", "string", False), ("maxLength", "string", True),
             ("minItems", "array", False), ("maxItems", "array", True),
             ("minProperties", "object", False), ("maxProperties", "object", True))
-_HANDLED = frozenset({
+_HANDLED = frozenset({  # keywords the walk models; any other non-annotation must stay equal
     "$ref", "type", "enum", "const", "pattern", "format", "x-privacy", "properties", "required",
-    "additionalProperties", "items", "prefixItems",
-    "anyOf", "oneOf", "allOf", "$defs", "definitions", "multipleOf", "uniqueItems", "maximum",
-    "exclusiveMaximum", "minimum", "exclusiveMinimum", *(kw for kw, _, _ in _LENGTHS),
+    "additionalProperties", "items", "prefixItems", "anyOf", "oneOf", "allOf", "$defs",
+    "definitions", "multipleOf", "uniqueItems", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", *(kw for kw, _, _ in _LENGTHS),
 })
-_ALL_TYPES = {"array", "boolean", "integer", "null", "number", "object", "string"}
 # fmt: on
+_ALL_TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
 _NOT_NARROWING = frozenset({"x_privacy_changed", "open_object"})  # rules that admit more
-_UNSET = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +257,7 @@ class _Walk:
         where = f"(pointer into the {self.ov} document)"
         self.add(ptr, rule, f"{what} exists in {self.ov} but not in {self.nv} {where}.")
 
-    def kw(self, at: At, rule: str, key: str, *values: Any, what: str = "") -> None:
+    def kw(self, at: _At, rule: str, key: str, *values: Any, what: str = "") -> None:
         """A violation at keyword `key` of the node `at`, showing both values (or `values`)."""
         old, new, op, np, label = at
         before, after = values or (old.get(key), new.get(key))
@@ -293,7 +292,7 @@ class _Walk:
             shown = f"the schema is {_show(old)} in {self.ov} but {_show(new)} in {self.nv}"
             self.add(np, "structure_changed", f"{_field(label)}: {shown}.")
             return
-        at: At = (old if isinstance(old, dict) else {}, new, op, np, label)
+        at: _At = (old if isinstance(old, dict) else {}, new, op, np, label)
         self.refs(at)
         self.scalars(at)
         kinds = _admitted_types(at[0])
@@ -307,7 +306,7 @@ class _Walk:
             if not _is_annotation(key) and before != after:
                 self.kw(at, "structure_changed", key)
 
-    def refs(self, at: At) -> None:
+    def refs(self, at: _At) -> None:
         old, new, _, _, label = at
         if "$ref" in old or "$ref" in new:
             before = _resolve(self.roots[0], old.get("$ref"))
@@ -317,7 +316,7 @@ class _Walk:
             elif old.get("$ref") != new.get("$ref") or before or after:
                 self.kw(at, "structure_changed", "$ref")
 
-    def scalars(self, at: At) -> None:
+    def scalars(self, at: _At) -> None:
         old, new = at[0], at[1]
         kinds, new_types, old_values = _admitted_types(old), _declared_types(new), _values(old)
         if new_types is not None and not all(
@@ -325,8 +324,11 @@ class _Walk:
         ):
             self.kw(at, "type_changed", "type")
         allowed = {_key(v) for v in _of(new, "enum", list)}
-        if "enum" in new and (old_values is None or {_key(v) for v in old_values} - allowed):
-            self.kw(at, "enum_value_removed", "enum", old_values, new["enum"])
+        dropped = [v for v in old_values or [] if _key(v) not in allowed]
+        if "enum" in new and (old_values is None or dropped):
+            was = f"{_show(dropped)} allowed" if dropped else "any value allowed"
+            shown = f"{was} in {self.ov} but not in the {self.nv} enum {_show(new['enum'])}"
+            self.add(_ptr(at[3], "enum"), "enum_value_removed", f"{_field(at[4])}: {shown}.")
         if "const" in new and (
             old_values is None or {_key(v) for v in old_values} != {_key(new["const"])}
         ):
@@ -360,7 +362,7 @@ class _Walk:
         if old.get("x-privacy") != new.get("x-privacy"):
             self.kw(at, "x_privacy_changed", "x-privacy")
 
-    def objects(self, at: At) -> None:
+    def objects(self, at: _At) -> None:
         old, new, op, np, label = at
         old_props, new_props = _of(old, "properties", dict), _of(new, "properties", dict)
         old_extra = old.get("additionalProperties", True)
@@ -390,7 +392,7 @@ class _Walk:
             extra_np = _ptr(np, "additionalProperties")
             self.compare(old_extra, new_extra, extra_op, extra_np, _child(label, "*"))
 
-    def arrays(self, at: At) -> None:
+    def arrays(self, at: _At) -> None:
         old, new, op, np, label = at
         old_pre, new_pre = _of(old, "prefixItems", list), _of(new, "prefixItems", list)
         old_tail = (old.get("items", True), _ptr(op, "items"))
@@ -401,7 +403,7 @@ class _Walk:
             self.compare(o[0], n[0], o[1], n[1], f"{label}[{i}]")
         self.compare(old_tail[0], new_tail[0], old_tail[1], new_tail[1], f"{label}[]")
 
-    def combinators(self, at: At) -> None:
+    def combinators(self, at: _At) -> None:
         old, new, op, np, label = at
         for key in ("anyOf", "oneOf", "allOf"):
             ob, nb = old.get(key), new.get(key)
@@ -507,13 +509,14 @@ def _one(name: str, version: str, rule: str, message: str, pointer: str = "") ->
 
 def _document_rules(name: str, version: str, doc: Schema) -> Iterator[Violation]:
     for node, ptr in _subschemas(doc):
+        where = f"'{ptr}'" if ptr else "the root"
         types, extra = _declared_types(node) or set(), node.get("additionalProperties")
         if ("object" in types or "properties" in node) and extra is not False:
             at = _ptr(ptr, "additionalProperties") if "additionalProperties" in node else ptr
             shown = f"has additionalProperties {_show(extra)}, not false"
-            yield _one(name, version, "open_object", f"the object schema at '{ptr}' {shown}.", at)
+            yield _one(name, version, "open_object", f"the object schema at {where} {shown}.", at)
         if "number" in types:
-            shown = f"the schema at '{ptr}' allows type number; floats are forbidden"
+            shown = f"the schema at {where} allows type number; floats are forbidden"
             yield _one(name, version, "number_type", f"{shown}.", _ptr(ptr, "type"))
 
 

@@ -1,22 +1,36 @@
-"""The ASGI application of a node, built from its settings (composition root)."""
+"""The ASGI application of a node, built from its settings (composition root).
+
+Every node serves ``/healthz``, ``/metrics`` and ``/v1/status``. A node whose tier has
+children also mounts the hub role (``hub.api``: push, entries, heads). A node with a parent
+runs its uplink on a timer and after each local write, under APScheduler in the lifespan.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from hub.api import router as hub_router
+from hub.ingest import Ingestor
 from node.logs import configure_logging, get_logger
 from node.runtime import Node
 from node.settings import NodeSettings
+from node.uplink import Uplink
 from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import Tier
 from schemas.times import Clock, system_clock
 
-__all__ = ["create_app"]
+__all__ = ["HUB_TIERS", "create_app"]
+
+HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
+SYNC_INTERVAL_S = 15.0
 
 _STATUS = {
     ErrorCode.NOT_FOUND: 404,
@@ -29,11 +43,23 @@ _STATUS = {
     ErrorCode.STORE_ERROR: 503,
 }
 
+ClientFactory = Callable[[], httpx.AsyncClient]
+
 
 def create_app(
-    settings: NodeSettings, *, clock: Clock = system_clock, node: Node | None = None
+    settings: NodeSettings,
+    *,
+    clock: Clock = system_clock,
+    node: Node | None = None,
+    client_factory: ClientFactory | None = None,
+    scheduler: bool = True,
 ) -> FastAPI:
-    """Build the app for the node at ``settings.home``; the node is opened in the lifespan."""
+    """Build the app for the node at ``settings.home``.
+
+    ``node`` may be passed already open (tests run several in one process); otherwise it
+    is opened in the lifespan. ``client_factory`` builds the uplink's HTTP client (tests
+    pass one bound to another app's ``ASGITransport``).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,15 +67,40 @@ def create_app(
             node_id=settings.node_id, tier=settings.tier.value, level=settings.log_level
         )
         opened = node or Node.open(settings, clock=clock)
-        app.state.node = opened
-        get_logger("guantong.app").info("node.started", key_id=opened.signer.key_id)
+        _attach(app, opened, clock)
+        log = get_logger("guantong.app")
+        jobs: AsyncIOScheduler | None = None
+        client: httpx.AsyncClient | None = None
+        if settings.parent_url:
+            client = (client_factory or _default_client)()
+            uplink = Uplink(opened.log, parent_url=settings.parent_url, client=client, clock=clock)
+            app.state.uplink = uplink
+            if scheduler:
+                jobs = AsyncIOScheduler()
+                jobs.add_job(
+                    _sync_job,
+                    "interval",
+                    args=[uplink],
+                    seconds=SYNC_INTERVAL_S,
+                    id="uplink",
+                    max_instances=1,
+                    coalesce=True,
+                )
+                jobs.start()
+        log.info("node.started", key_id=opened.signer.key_id, hub=settings.tier in HUB_TIERS)
         try:
             yield
         finally:
+            if jobs is not None:
+                jobs.shutdown(wait=False)
+            if client is not None:
+                await client.aclose()
             if node is None:
                 opened.close()
 
     app = FastAPI(title=f"Guantong node {settings.node_id}", version="1", lifespan=lifespan)
+    if node is not None:
+        _attach(app, node, clock)
     registry = CollectorRegistry()
     own_seq = Gauge("guantong_own_seq", "Highest seq of this node's own log", registry=registry)
 
@@ -64,7 +115,12 @@ def create_app(
     @app.get("/v1/status")
     def status(request: Request) -> dict[str, Any]:
         current: Node = request.app.state.node
-        return current.status()
+        info = current.status()
+        uplink: Uplink | None = getattr(request.app.state, "uplink", None)
+        if uplink is not None:
+            backlog = uplink.backlog()
+            info["uplink"] = {**uplink.state(), "backlog": sum(b.entries for b in backlog)}
+        return info
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> PlainTextResponse:
@@ -75,4 +131,31 @@ def create_app(
             generate_latest(registry).decode(), media_type="text/plain; version=0.0.4"
         )
 
+    if settings.tier in HUB_TIERS:
+        app.include_router(hub_router)
     return app
+
+
+def _attach(app: FastAPI, node: Node, clock: Clock) -> None:
+    app.state.node = node
+    app.state.ingestor = Ingestor(
+        store=node.store, hub_id=node.id, registry=node.registry, keyring=node.keyring, clock=clock
+    )
+
+
+def _default_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+
+async def _sync_job(uplink: Uplink) -> None:
+    if not uplink.due():
+        return
+    try:
+        report = await uplink.sync()
+    except GuantongError as exc:
+        get_logger("guantong.uplink").warning(
+            "uplink.failed", code=exc.code.value, error=exc.message
+        )
+        return
+    if report.requests:
+        get_logger("guantong.uplink").info("uplink.pushed", **report.to_dict())

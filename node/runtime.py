@@ -19,6 +19,7 @@ from contracts.privacy import merge_private, project
 from contracts.registry import ContractVersion, Registry
 from contracts.upcast import present
 from node.db import Store, insert_ignore, lock_head
+from node.keyring import Keyring
 from node.keys import create_key, load_key
 from node.log import AppendResult, Log, Write
 from node.settings import CONFIG_FILE, NodeSettings, write_config
@@ -76,6 +77,7 @@ class Node:
         self.clock = clock
         self.signer = load_key(settings.key_path)
         self.registry = load_registry(settings.home)
+        self.keyring = Keyring(store)
         self.log = Log(store, origin=settings.node_id, signer=self.signer, clock=clock)
 
     @property

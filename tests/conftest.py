@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -17,6 +17,9 @@ from contracts.registry import Registry
 from node.db import normalise_url
 from node.runtime import Node
 from node.settings import NodeSettings
+
+if TYPE_CHECKING:
+    from tests.federation.harness import Federation
 
 NOTE_BUNDLE = Path(__file__).parent / "fixtures" / "note_bundle"
 """A permissive test bundle (``note``, ``secret_note``) for tests of the log itself."""
@@ -128,3 +131,16 @@ def make_node(tmp_path: Path, clock: FakeClock) -> Iterator[NodeFactory]:
     yield factory
     for node in created:
         node.close()
+
+
+@pytest.fixture
+def fed(make_node: NodeFactory, clock: FakeClock) -> Federation:
+    """An in-process federation (see ``tests/federation/harness.py``)."""
+    from tests.federation.harness import Federation
+
+    return Federation(make_node, clock)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -402,7 +402,15 @@ def test_every_earlier_minor_is_compared(bundle: Path) -> None:
 
 def test_bundle_file_deleted(bundle: Path) -> None:
     (bundle / "opinion" / "1.1.json").unlink()
-    assert found(check_bundle(bundle)) == {("1.1", "1.1", "missing_file", "")}
+    [violation] = check_bundle(bundle)
+    assert (violation.rule, violation.old_version, violation.new_version) == (
+        "missing_file",
+        "1.1",
+        "1.1",
+    )
+    assert str(violation).startswith("opinion 1.1: missing_file: opinion/1.1.json")
+    (bundle / "index.json").unlink()
+    assert {v.rule for v in check_bundle(bundle)} == {"missing_file", "unlisted_file"}
 
 
 def test_bundle_unlisted_file(bundle: Path) -> None:

@@ -1,0 +1,132 @@
+"""The hub's HTTP endpoints: push (data up), entries and heads (reconciliation, recovery).
+
+Routes are thin: they decode the request, ask the auth seam who is calling, and call the
+ingestor or the log. Bodies are bounded before and after gzip (a gzip bomb inflates to at
+most ``MAX_INFLATED`` bytes before it is refused).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from hub.auth import caller_of
+from hub.ingest import Ingestor
+from node.runtime import Node
+from node.tables import HEADS
+from schemas.errors import ErrorCode, GuantongError
+from schemas.http import NDJSON
+from schemas.ids import is_in_subtree, is_node_id
+from schemas.segments import encode_segment
+
+__all__ = ["MAX_BODY", "MAX_INFLATED", "inflate", "router"]
+
+MAX_BODY = 32 << 20
+MAX_INFLATED = 64 << 20
+
+router = APIRouter()
+
+
+def inflate(body: bytes, *, limit: int = MAX_INFLATED) -> bytes:
+    """Gunzip with a hard output limit; truncated or corrupt streams are ``malformed``."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise GuantongError(ErrorCode.MALFORMED, f"gzip body is corrupt: {exc}") from exc
+    if len(out) > limit:
+        raise GuantongError(ErrorCode.TOO_LARGE, f"body inflates beyond {limit} bytes")
+    if not inflater.eof:
+        raise GuantongError(ErrorCode.MALFORMED, "gzip body is truncated")
+    return out
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise GuantongError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise GuantongError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        return inflate(body)
+    if encoding != "identity":
+        raise GuantongError(ErrorCode.MALFORMED, f"unsupported Content-Encoding {encoding}")
+    return body
+
+
+@router.post("/v1/push")
+async def push(request: Request) -> dict[str, Any]:
+    """Ingest NDJSON segments (PROTOCOL §4); one result per segment, in order."""
+    caller = caller_of(request)
+    body = await _read_body(request)
+    ingestor: Ingestor = request.app.state.ingestor
+    results = await run_in_threadpool(ingestor.push, body, caller=caller)
+    return {"results": [r.to_dict() for r in results]}
+
+
+@router.get("/v1/entries")
+def entries(
+    request: Request,
+    origin: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Response:
+    """Held entries of one origin as one segment (PROTOCOL §8); empty when none."""
+    node: Node = request.app.state.node
+    _check_scope(request, node, origin)
+    segment = node.log.read_segment(origin, after, max_entries=limit)
+    if segment is None:
+        return Response(b"", media_type=NDJSON)
+    return Response(encode_segment(segment.head, segment.start, segment.entries), media_type=NDJSON)
+
+
+@router.get("/v1/heads")
+def heads(
+    request: Request,
+    prefix: str | None = None,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """``{origin, seq, head, time}`` per origin held under ``prefix``, ordered by origin."""
+    node: Node = request.app.state.node
+    scope = prefix or node.id
+    _check_scope(request, node, scope)
+    query = select(HEADS).where(HEADS.c.seq > 0).order_by(HEADS.c.origin).limit(limit)
+    query = query.where((HEADS.c.origin == scope) | HEADS.c.origin.startswith(scope + "."))
+    if after:
+        query = query.where(HEADS.c.origin > after)
+    with node.store.read() as conn:
+        rows = conn.execute(query).all()
+    items = [
+        {"origin": r.origin, "seq": int(r.seq), "head": r.hash, "time": _signed_time(r.signed_head)}
+        for r in rows
+    ]
+    return {"heads": items, "next": items[-1]["origin"] if len(items) == limit else None}
+
+
+def _signed_time(raw: bytes | None) -> str | None:
+    return None if raw is None else str(orjson.loads(raw)["time"])
+
+
+def _check_scope(request: Request, node: Node, target: str) -> None:
+    if not is_node_id(target):
+        raise GuantongError(ErrorCode.INVALID_NODE_ID, f"invalid node id {target!r}")
+    if not is_in_subtree(target, node.id):
+        raise GuantongError(ErrorCode.NOT_IN_SUBTREE, f"{target} is not in {node.id}'s subtree")
+    caller = caller_of(request)
+    # A node reads its own subtree; an ancestor's checker (an ancestor of this hub) reads all.
+    if caller is not None and not (is_in_subtree(target, caller) or is_in_subtree(node.id, caller)):
+        raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} may not read {target}")

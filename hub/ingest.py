@@ -1,0 +1,341 @@
+"""Ingest: verify and store pushed segments — the hub's hot path (PROTOCOL §3–4).
+
+A push body is NDJSON segments (header + exact entry lines). Framing is decoded first and
+in full: a body whose framing breaks anywhere is refused as a whole (``400 malformed``,
+naming the line) and nothing of it is stored, so a truncated upload or USB bundle can never
+leave half a segment behind.
+
+Each segment then goes through two phases.
+
+1. **Verify, outside any transaction** (pure CPU, no locks held): the origin lies strictly
+   inside this hub's subtree and inside the caller's; every entry line parses as a
+   canonical entry of that origin with consecutive seqs; each ``prev`` is the hash of the
+   entry before it; the last hash equals ``SH.head``; ``SH.sig`` verifies with a key the
+   keyring knows for that origin, valid at ``SH.time`` and not revoked from before it; and
+   every entry is classified against the contracts: ``valid``, ``invalid`` (kept, relayed,
+   reported, not applied) or ``pending`` (unknown contract version: kept, applied later).
+
+2. **Apply, in one write transaction per request**: the head rows of every origin in the
+   request are locked in sorted order (``SELECT … FOR UPDATE`` on PostgreSQL, the database
+   write lock on SQLite), so pushes of the same origin serialise and different workers
+   cannot deadlock. Against the held head ``(seq, hash)``:
+
+   - a segment starting beyond ``held + 1`` is a ``gap`` (``expected = held + 1``);
+   - entries at or below ``held`` are compared by hash with what is stored: equal means a
+     harmless resend, different means ``fork`` (the origin equivocated or was restored from
+     an old backup) and nothing of the segment is stored — never overwritten;
+   - the first new entry must chain from the held hash, else ``fork``;
+   - new entries are inserted with their exact bytes, the signed head is stored, the head
+     row advances, and valid entries update the materialised records.
+
+   Segments are applied in request order, so one request may carry several consecutive
+   segments of one origin. A rejected segment does not affect the others.
+
+``held`` in each result is what is durably held after commit: the sender's cursor moves
+to it and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from contracts.registry import Registry, Violation
+from node.db import Store, dialect_insert, insert_ignore, lock_head
+from node.keyring import Keyring
+from node.log import apply_records
+from node.tables import ENTRIES, HEADS, PEERS, SIGNED_HEADS
+from schemas.errors import ErrorCode, GuantongError
+from schemas.hashing import sha256_hex
+from schemas.ids import is_in_subtree
+from schemas.log import Entry
+from schemas.segments import Segment, decode_segments, split_lines
+from schemas.times import Clock, format_time
+
+__all__ = ["Ingestor", "SegmentResult"]
+
+
+@dataclass(slots=True)
+class SegmentResult:
+    origin: str
+    held: int
+    status: str = "ok"
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"origin": self.origin, "held": self.held, "status": self.status}
+        if self.invalid:
+            out["invalid"] = self.invalid
+        if self.pending:
+            out["pending"] = self.pending
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A segment that passed phase 1: parsed entries with hashes and classification."""
+
+    segment: Segment
+    entries: list[Entry]
+    hashes: list[str]
+    statuses: list[str]
+    invalid: list[dict[str, Any]]
+
+
+class _Reject(Exception):
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.body = {"code": code.value, "message": message, **details}
+
+
+class Ingestor:
+    def __init__(
+        self, *, store: Store, hub_id: str, registry: Registry, keyring: Keyring, clock: Clock
+    ) -> None:
+        self.store = store
+        self.hub_id = hub_id
+        self.registry = registry
+        self.keyring = keyring
+        self.clock = clock
+
+    def push(self, body: bytes, *, caller: str | None) -> list[SegmentResult]:
+        """Ingest a push body; raises :class:`FramingError` if its framing is broken."""
+        segments = list(decode_segments(split_lines(body)))
+        return self.ingest(segments, caller=caller)
+
+    def ingest(self, segments: Sequence[Segment], *, caller: str | None) -> list[SegmentResult]:
+        results: list[SegmentResult | None] = [None] * len(segments)
+        checked: list[_Checked | None] = [None] * len(segments)
+        for i, segment in enumerate(segments):
+            try:
+                checked[i] = self._verify(segment, caller)
+            except _Reject as reject:
+                results[i] = SegmentResult(segment.origin, 0, "rejected", error=reject.body)
+        now = format_time(self.clock())
+        origins = sorted({s.origin for s, c in zip(segments, checked, strict=True) if c})
+        with self.store.write() as conn:
+            held = {origin: lock_head(conn, origin, now) for origin in origins}
+            for i, item in enumerate(checked):
+                if item is None:
+                    continue
+                try:
+                    results[i] = self._apply(conn, item, held, now)
+                except _Reject as reject:
+                    origin = item.segment.origin
+                    results[i] = SegmentResult(
+                        origin, held[origin][0], "rejected", error=reject.body
+                    )
+        final = [r for r in results if r is not None]
+        self._fill_held(final)
+        return final
+
+    def _fill_held(self, results: list[SegmentResult]) -> None:
+        """Rejected-before-apply results still tell the sender what this hub holds."""
+        missing = sorted({r.origin for r in results if r.status == "rejected" and r.held == 0})
+        if not missing:
+            return
+        with self.store.read() as conn:
+            rows = dict(
+                conn.execute(
+                    select(HEADS.c.origin, HEADS.c.seq).where(HEADS.c.origin.in_(missing))
+                ).all()
+            )
+        for result in results:
+            if result.origin in rows and result.status == "rejected" and result.held == 0:
+                result.held = int(rows[result.origin])
+
+    # -- phase 1: verify -----------------------------------------------------------------
+
+    def _verify(self, segment: Segment, caller: str | None) -> _Checked:
+        origin, head = segment.origin, segment.head
+        if origin == self.hub_id or not is_in_subtree(origin, self.hub_id):
+            raise _Reject(ErrorCode.NOT_IN_SUBTREE, f"{origin} is not below {self.hub_id}")
+        if caller is not None and not is_in_subtree(origin, caller):
+            raise _Reject(ErrorCode.NOT_IN_SUBTREE, f"{caller} may not push segments of {origin}")
+        entries: list[Entry] = []
+        hashes: list[str] = []
+        for offset, raw in enumerate(segment.entries):
+            seq = segment.start + offset
+            try:
+                entry = Entry.parse(raw)
+            except GuantongError as exc:
+                code = (
+                    ErrorCode.TOO_LARGE if exc.code is ErrorCode.TOO_LARGE else ErrorCode.MALFORMED
+                )
+                raise _Reject(code, f"entry {seq}: {exc.message}", seq=seq) from exc
+            if entry.origin != origin or entry.seq != seq:
+                raise _Reject(
+                    ErrorCode.BAD_CHAIN,
+                    f"entry line {offset + 1} claims {entry.origin} seq {entry.seq}, "
+                    f"expected {origin} seq {seq}",
+                    seq=seq,
+                )
+            digest = sha256_hex(raw)
+            if hashes and entry.prev != hashes[-1]:
+                raise _Reject(
+                    ErrorCode.BAD_CHAIN, f"entry {seq} does not chain from entry {seq - 1}", seq=seq
+                )
+            entries.append(entry)
+            hashes.append(digest)
+        if hashes[-1] != head.head:
+            raise _Reject(
+                ErrorCode.BAD_HASH,
+                f"entry {head.seq} hashes to {hashes[-1]}, the signed head says {head.head}",
+            )
+        key = self.keyring.lookup(head.key_id)
+        if key is None or key.node != origin:
+            raise _Reject(
+                ErrorCode.UNKNOWN_ORIGIN, f"no certificate of {origin} for key {head.key_id}"
+            )
+        if key.revoked_at(head.time):
+            raise _Reject(
+                ErrorCode.REVOKED_KEY,
+                f"key {head.key_id} of {origin} is revoked from {key.revoked_from}",
+            )
+        if not key.valid_at(head.time):
+            raise _Reject(
+                ErrorCode.BAD_SIGNATURE,
+                f"key {head.key_id} of {origin} is not valid at {head.time}",
+            )
+        if not head.verify(key.public_raw):
+            raise _Reject(
+                ErrorCode.BAD_SIGNATURE, f"signed head of {origin} seq {head.seq} does not verify"
+            )
+        statuses: list[str] = []
+        invalid: list[dict[str, Any]] = []
+        for entry in entries:
+            status, problems = self.registry.check(
+                entry.contract, entry.version, entry.op, entry.data
+            )
+            statuses.append(status)
+            if status == "invalid":
+                invalid.append(_invalid(entry, problems))
+        return _Checked(segment, entries, hashes, statuses, invalid)
+
+    # -- phase 2: apply ------------------------------------------------------------------
+
+    def _apply(
+        self, conn: Connection, item: _Checked, held: dict[str, tuple[int, str]], now: str
+    ) -> SegmentResult:
+        segment = item.segment
+        origin, start, end = segment.origin, segment.start, segment.end
+        held_seq, held_hash = held[origin]
+        if start > held_seq + 1:
+            raise _Reject(
+                ErrorCode.GAP, f"{origin}: this hub holds up to {held_seq}", expected=held_seq + 1
+            )
+        overlap_end = min(end, held_seq)
+        if start <= overlap_end:
+            stored = dict(
+                conn.execute(
+                    select(ENTRIES.c.seq, ENTRIES.c.hash).where(
+                        ENTRIES.c.origin == origin,
+                        ENTRIES.c.seq >= start,
+                        ENTRIES.c.seq <= overlap_end,
+                    )
+                ).all()
+            )
+            for seq in range(start, overlap_end + 1):
+                if stored.get(seq) != item.hashes[seq - start]:
+                    raise _Reject(
+                        ErrorCode.FORK, f"{origin} seq {seq} differs from the entry held", seq=seq
+                    )
+        if end <= held_seq:
+            return SegmentResult(origin, held_seq, "ok")
+        first_new = held_seq + 1 - start
+        if first_new == 0 and item.entries[0].prev != held_hash:
+            raise _Reject(
+                ErrorCode.FORK,
+                f"{origin} seq {start} does not chain from the entry held",
+                seq=start,
+            )
+        rows: list[dict[str, Any]] = []
+        records: dict[str, dict[str, Any]] = {}
+        pending = 0
+        for entry, digest, raw, status in zip(
+            item.entries[first_new:],
+            item.hashes[first_new:],
+            segment.entries[first_new:],
+            item.statuses[first_new:],
+            strict=True,
+        ):
+            rows.append(
+                {
+                    "origin": origin,
+                    "seq": entry.seq,
+                    "hash": digest,
+                    "prev": entry.prev,
+                    "time": entry.time,
+                    "contract": entry.contract,
+                    "version": entry.version,
+                    "record_id": entry.id,
+                    "op": entry.op,
+                    "raw": raw,
+                    "status": status,
+                    "received_at": now,
+                }
+            )
+            pending += status == "pending"
+            if status == "valid":
+                records[entry.id] = {
+                    "record_id": entry.id,
+                    "origin": origin,
+                    "contract": entry.contract,
+                    "version": entry.version,
+                    "seq": entry.seq,
+                    "deleted": entry.op == "del",
+                    "data": entry.data,
+                    "updated_at": entry.time,
+                }
+        conn.execute(ENTRIES.insert(), rows)
+        apply_records(conn, list(records.values()))
+        raw_head = segment.head.canonical()
+        insert_ignore(
+            conn, SIGNED_HEADS, [{"origin": origin, "seq": end, "raw": raw_head}], ["origin", "seq"]
+        )
+        conn.execute(
+            HEADS.update()
+            .where(HEADS.c.origin == origin)
+            .values(
+                seq=end,
+                hash=segment.head.head,
+                signed_seq=end,
+                signed_head=raw_head,
+                updated_at=now,
+            )
+        )
+        held[origin] = (end, segment.head.head)
+        new_invalid = [i for i in item.invalid if i["seq"] > held_seq]
+        return SegmentResult(origin, end, "ok", invalid=new_invalid, pending=pending)
+
+
+def _note_peer(conn: Connection, caller: str, results: list[SegmentResult], now: str) -> None:
+    """Remember when each child was last heard from, and how its last push went."""
+    errors = [r.error["code"] for r in results if r.error is not None]
+    last_error = f"{errors[0]} ({len(errors)} segment(s))" if errors else None
+    stmt = dialect_insert(conn, PEERS).values(
+        node=caller, last_seen=now, last_error=last_error, pushes=1
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["node"],
+        set_={"last_seen": now, "last_error": last_error, "pushes": PEERS.c.pushes + 1},
+    )
+    conn.execute(stmt)
+
+
+def _invalid(entry: Entry, problems: list[Violation]) -> dict[str, Any]:
+    first = problems[0]
+    return {
+        "seq": entry.seq,
+        "code": ErrorCode.CONTRACT_VIOLATION.value,
+        "path": first.pointer,
+        "rule": first.rule,
+        "message": f"{entry.contract} {entry.version}: {first.message}",
+    }

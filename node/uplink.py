@@ -1,0 +1,325 @@
+"""The uplink: everything this node holds that its parent does not, pushed up verbatim.
+
+The outbox is not a queue of messages but a view of the store: for every origin this node
+holds — its own log and every descendant's segments it received — the parent's
+acknowledged position is ``uplink_cursor.acked``; whatever lies beyond it is backlog. So
+nothing needs enqueueing on write, a crash loses nothing, and a restart resumes from the
+cursors (STYLE §5: the watermark moves only after the parent acknowledges).
+
+One push = one request of at most ``max_bytes`` of segments, taken origin by origin in
+origin order, each origin's entries in seq order from its cursor. Relayed origins are sent
+exactly as they arrived: segments end at the signed heads their origin made (a relay
+cannot sign for anyone else); our own log is cut wherever the byte budget says, with a head
+signed on demand.
+
+Answers move cursors only as far as the parent says it durably holds:
+
+- ``ok``: cursor := ``held``;
+- ``gap``: cursor := ``expected − 1`` (the parent lost data, or never had it): resend;
+- any other rejection (``fork``, ``bad_*``, ``unknown_origin``, ``revoked_key``…): the
+  origin is set aside for this run and the reason recorded for ``status``; it is tried
+  again on the next run, since certificates or contracts may have arrived meanwhile.
+
+While the parent is unreachable (connection errors, timeouts, 5xx, 429/503) the uplink
+backs off exponentially with full jitter, capped, and stores the failure count and next
+attempt time, so a restart does not hammer a parent that is down; the first answer resets
+it and the loop continues at once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from sqlalchemy import and_, func, select
+
+from node.db import upsert
+from node.log import Log
+from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
+from schemas.errors import ErrorCode, GuantongError
+from schemas.http import NODE_HEADER
+from schemas.segments import Segment, encode_segment
+from schemas.times import Clock, format_time, parse_time
+
+__all__ = ["Backlog", "SyncReport", "Uplink", "backoff_delay"]
+
+BASE_DELAY = 2.0
+MAX_DELAY = 600.0
+
+
+def backoff_delay(failures: int, rng: random.Random) -> float:
+    """Full jitter (AWS architecture blog): uniform in [0, min(cap, base·2^n)], at least 1 s."""
+    ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** min(failures, 20)))
+    return max(1.0, rng.uniform(0, ceiling))
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    origin: str
+    acked: int
+    held: int
+    blocked: str | None
+
+    @property
+    def entries(self) -> int:
+        return max(0, self.held - self.acked)
+
+
+@dataclass(slots=True)
+class SyncReport:
+    requests: int = 0
+    segments: int = 0
+    entries: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+    invalid: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "segments": self.segments,
+            "entries": self.entries,
+            "invalid": self.invalid,
+            "rejected": self.rejected,
+        }
+
+
+class Uplink:
+    def __init__(
+        self,
+        log: Log,
+        *,
+        parent_url: str,
+        client: httpx.AsyncClient,
+        clock: Clock,
+        max_bytes: int = 4 << 20,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.log = log
+        self.store = log.store
+        self.node_id = log.origin
+        self.parent_url = parent_url.rstrip("/")
+        self.client = client
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self.rng = rng or random.Random()
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def backlog(self) -> list[Backlog]:
+        acked = func.coalesce(UPLINK_CURSOR.c.acked, 0)
+        query = (
+            select(HEADS.c.origin, HEADS.c.seq, acked.label("acked"), UPLINK_CURSOR.c.blocked)
+            .select_from(HEADS.outerjoin(UPLINK_CURSOR, UPLINK_CURSOR.c.origin == HEADS.c.origin))
+            .where(and_(HEADS.c.seq > acked))
+            .order_by(HEADS.c.origin)
+        )
+        with self.store.read() as conn:
+            return [
+                Backlog(r.origin, int(r.acked), int(r.seq), r.blocked) for r in conn.execute(query)
+            ]
+
+    def _collect(self, skip: set[str]) -> list[Segment]:
+        """Segments for one request: whole segments, in origin order, within the budget."""
+        segments: list[Segment] = []
+        size = 0
+        for item in self.backlog():
+            if item.origin in skip:
+                continue
+            after = item.acked
+            while after < item.held and size < self.max_bytes:
+                segment = self.log.read_segment(
+                    item.origin, after, max_bytes=max(1, self.max_bytes - size)
+                )
+                if segment is None:
+                    break
+                segments.append(segment)
+                size += sum(len(e) + 1 for e in segment.entries) + 300
+                after = segment.end
+            if size >= self.max_bytes:
+                break
+        return segments
+
+    # -- pushing -------------------------------------------------------------------------
+
+    async def push_once(self, report: SyncReport, skip: set[str]) -> bool:
+        """Push one request; True if anything was sent. Raises when the parent is away."""
+        segments = await anyio.to_thread.run_sync(self._collect, skip)
+        if not segments:
+            return False
+        body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
+        results = await self._post(body)
+        if len(results) != len(segments):
+            raise GuantongError(
+                ErrorCode.MALFORMED,
+                f"parent answered {len(results)} results for {len(segments)} segments",
+            )
+        report.requests += 1
+        await anyio.to_thread.run_sync(self._record, segments, results, report, skip)
+        return True
+
+    async def sync(self) -> SyncReport:
+        """Push until the outbox is empty or only rejected origins remain."""
+        report = SyncReport()
+        skip: set[str] = set()
+        while await self.push_once(report, skip):
+            pass
+        return report
+
+    async def _post(self, body: bytes) -> list[dict[str, Any]]:
+        headers = {
+            "Content-Type": "application/x-ndjson",
+            "Content-Encoding": "gzip",
+            NODE_HEADER: self.node_id,
+        }
+        try:
+            response = await self.client.post(
+                f"{self.parent_url}/v1/push", content=gzip.compress(body, 6), headers=headers
+            )
+        except httpx.HTTPError as exc:
+            await anyio.to_thread.run_sync(self._failed, f"{type(exc).__name__}: {exc}")
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE, f"parent {self.parent_url} unreachable: {exc}"
+            ) from exc
+        if response.status_code in (429, 503) or response.status_code >= 500:
+            await anyio.to_thread.run_sync(self._failed, f"HTTP {response.status_code}")
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE,
+                f"parent {self.parent_url} answered {response.status_code}",
+            )
+        if response.status_code != 200:
+            await anyio.to_thread.run_sync(self._contact)
+            error = _error_of(response)
+            raise GuantongError(
+                _code(error.get("code")),
+                f"parent refused the push ({response.status_code}): "
+                f"{error.get('message', response.text[:200])}",
+            )
+        await anyio.to_thread.run_sync(self._contact)
+        results: list[dict[str, Any]] = orjson.loads(response.content)["results"]
+        return results
+
+    def _record(
+        self,
+        segments: list[Segment],
+        results: list[dict[str, Any]],
+        report: SyncReport,
+        skip: set[str],
+    ) -> None:
+        now = format_time(self.clock())
+        cursors: dict[str, dict[str, Any]] = {}
+        for segment, result in zip(segments, results, strict=True):
+            origin = segment.origin
+            if result.get("status") == "ok":
+                held = int(result["held"])
+                cursors[origin] = {
+                    "origin": origin,
+                    "acked": held,
+                    "blocked": None,
+                    "updated_at": now,
+                }
+                report.segments += 1
+                report.entries += max(0, min(held, segment.end) - segment.start + 1)
+                report.invalid += len(result.get("invalid", []))
+                continue
+            error = result.get("error") or {}
+            code = str(error.get("code", "malformed"))
+            if code == ErrorCode.GAP.value and "expected" in error:
+                acked = int(error["expected"]) - 1
+                cursors[origin] = {
+                    "origin": origin,
+                    "acked": acked,
+                    "blocked": None,
+                    "updated_at": now,
+                }
+                continue
+            reason = f"{code}: {error.get('message', '')}"[:500]
+            cursors[origin] = {
+                "origin": origin,
+                "acked": int(result.get("held", 0)),
+                "blocked": reason,
+                "updated_at": now,
+            }
+            report.rejected[origin] = reason
+            skip.add(origin)
+        with self.store.write() as conn:
+            upsert(
+                conn,
+                UPLINK_CURSOR,
+                list(cursors.values()),
+                ["origin"],
+                ["acked", "blocked", "updated_at"],
+            )
+
+    # -- backoff state -------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        with self.store.read() as conn:
+            row = conn.execute(select(UPLINK_STATE).where(UPLINK_STATE.c.id == 1)).first()
+        if row is None:
+            return {
+                "failures": 0,
+                "next_attempt_at": None,
+                "last_error": None,
+                "last_contact": None,
+            }
+        return {
+            "failures": int(row.failures),
+            "next_attempt_at": row.next_attempt_at,
+            "last_error": row.last_error,
+            "last_contact": row.last_contact,
+        }
+
+    def due(self) -> bool:
+        """Whether the backoff allows an attempt now."""
+        next_at = self.state()["next_attempt_at"]
+        return next_at is None or parse_time(next_at) <= self.clock()
+
+    def _failed(self, reason: str) -> None:
+        state = self.state()
+        failures = state["failures"] + 1
+        next_at = self.clock() + timedelta(seconds=backoff_delay(failures, self.rng))
+        self._save(failures, format_time(next_at), reason[:500], state["last_contact"])
+
+    def _contact(self) -> None:
+        self._save(0, None, None, format_time(self.clock()))
+
+    def _save(
+        self, failures: int, next_at: str | None, error: str | None, contact: str | None
+    ) -> None:
+        row = {
+            "id": 1,
+            "failures": failures,
+            "next_attempt_at": next_at,
+            "last_error": error,
+            "last_contact": contact,
+        }
+        with self.store.write() as conn:
+            upsert(
+                conn,
+                UPLINK_STATE,
+                [row],
+                ["id"],
+                ["failures", "next_attempt_at", "last_error", "last_contact"],
+            )
+
+
+def _code(value: Any) -> ErrorCode:
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.MALFORMED
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
