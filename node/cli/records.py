@@ -1,88 +1,28 @@
-"""The ``guantong`` command line (Typer). Composition root: may mount hub commands.
-
-Every failure prints one line ``error: <code>: <message>`` on stderr and exits 1; usage
-errors exit 2 (Typer's convention). Every command that prints data takes ``--json``.
-"""
+"""Commands on own records and log: init, put, get, list, sample, status, heads, verify."""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from node.logs import configure_logging
+from node.cli.common import HomeOpt, JsonOpt, MajorOpt, app, command, console, open_node, print_json
 from node.runtime import Node
-from node.settings import NodeSettings, load_settings
+from node.settings import load_settings
 from node.verify import VerifyReport, verify_log
 from schemas.canonical import parse_json
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="guantong",
-    help="Guantong (贯通): one node of a people's-congress federation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="GUANTONG_HOME", help="Node home folder (or GUANTONG_HOME)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-MajorOpt = Annotated[
-    int | None,
-    typer.Option("--major", help="Present records in this major version (upcast if older)."),
-]
-
-
-def _command(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn :class:`GuantongError` into one stderr line naming its code, exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except GuantongError as exc:
-            err_console.print(f"error: {exc.code.value}: {exc.message}", markup=False)
-            raise typer.Exit(1) from exc
-
-    return wrapper
-
-
-@contextmanager
-def _open(home: Path | None) -> Iterator[Node]:
-    settings = load_settings(home)
-    configure_logging(node_id=settings.node_id, tier=settings.tier.value, level="WARNING")
-    node = Node.open(settings)
-    try:
-        yield node
-    finally:
-        node.close()
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+__all__: list[str] = []
 
 
 @app.command()
-@_command
+@command
 def init(
     node_id: Annotated[str, typer.Option("--id", help="Node id, e.g. js.wx.jy.s012.")],
     tier: Annotated[Tier, typer.Option("--tier", help="Tier of this node.")],
@@ -108,7 +48,7 @@ def init(
     finally:
         node.close()
     if as_json:
-        _print_json(status)
+        print_json(status)
     else:
         console.print(
             f"initialised {tier.value} node [bold]{node_id}[/] in {home} (key {status['key_id']})"
@@ -157,7 +97,7 @@ def _read_file(path: Path) -> bytes:
 
 
 @app.command()
-@_command
+@command
 def put(
     contract: Annotated[str, typer.Argument(help="Contract name, e.g. opinion.")],
     file: Annotated[
@@ -171,10 +111,10 @@ def put(
 ) -> None:
     """Append records to this node's log: one transaction and one signed head per call."""
     records = _read_records(file)
-    with _open(home) as node:
+    with open_node(home) as node:
         result = node.put(contract, records, version=version)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "first": result.first,
                 "last": result.last,
@@ -190,7 +130,7 @@ def put(
 
 
 @app.command()
-@_command
+@command
 def get(
     contract: Annotated[str, typer.Argument()],
     record_id: Annotated[str, typer.Argument(metavar="ID")],
@@ -198,12 +138,12 @@ def get(
     home: HomeOpt = None,
 ) -> None:
     """Print one record as JSON (its private fields included, at its origin)."""
-    with _open(home) as node:
-        _print_json(node.get(contract, record_id, major=major).to_dict())
+    with open_node(home) as node:
+        print_json(node.get(contract, record_id, major=major).to_dict())
 
 
 @app.command("list")
-@_command
+@command
 def list_records(
     contract: Annotated[str, typer.Argument()],
     limit: Annotated[int, typer.Option("--limit", help="At most this many (0: all).")] = 100,
@@ -212,7 +152,7 @@ def list_records(
     as_json: JsonOpt = False,
 ) -> None:
     """List records of a contract (NDJSON with --json)."""
-    with _open(home) as node:
+    with open_node(home) as node:
         rows = node.list(contract, limit=limit or None, major=major)
     if as_json:
         for row in rows:
@@ -233,7 +173,7 @@ def list_records(
 
 
 @app.command()
-@_command
+@command
 def sample(
     contract: Annotated[str, typer.Argument(help="Contract name, e.g. opinion.")],
     count: Annotated[int, typer.Option("--count", "-n", min=0, help="How many records.")] = 10,
@@ -256,13 +196,13 @@ def sample(
 
 
 @app.command()
-@_command
+@command
 def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """This node: id, tier, key, own head, what it holds."""
-    with _open(home) as node:
+    with open_node(home) as node:
         info = node.status()
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     head = info["head"]
     console.print(
@@ -276,14 +216,14 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-@_command
+@command
 def heads(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only this subtree.")] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The head of every origin this node holds, its own included."""
-    with _open(home) as node:
+    with open_node(home) as node:
         rows = node.log.heads(prefix)
     items = [
         {
@@ -295,7 +235,7 @@ def heads(
         for h in rows
     ]
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     table = Table("origin", "seq", "head", "signed at")
     for item in items:
@@ -306,7 +246,7 @@ def heads(
 
 
 @app.command()
-@_command
+@command
 def verify(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only this subtree.")] = None,
     home: HomeOpt = None,
@@ -314,14 +254,14 @@ def verify(
 ) -> None:
     """Re-hash every entry and check every chain and signed head; exit 1 on the first break."""
     report = VerifyReport()
-    with _open(home) as node:
+    with open_node(home) as node:
         problem = next(verify_log(node.log, prefix=prefix, report=report), None)
     if problem is not None:
         raise GuantongError(
             ErrorCode.VERIFY_FAILED, str(problem), origin=problem.origin, seq=problem.seq
         )
     if as_json:
-        _print_json(
+        print_json(
             {
                 "ok": True,
                 "origins": report.origins,
@@ -334,29 +274,3 @@ def verify(
             f"ok: {report.entries} entries, {report.signed_heads} signed heads, "
             f"{report.origins} origin(s) verified"
         )
-
-
-@app.command()
-@_command
-def serve(
-    host: Annotated[str | None, typer.Option("--host")] = None,
-    port: Annotated[int | None, typer.Option("--port")] = None,
-    home: HomeOpt = None,
-) -> None:
-    """Run the node's HTTP API (uvicorn)."""
-    import uvicorn
-
-    from node.app import create_app
-
-    settings: NodeSettings = load_settings(home)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        access_log=False,
-    )
-
-
-def main() -> None:
-    app()

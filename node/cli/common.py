@@ -1,0 +1,87 @@
+"""Shared pieces of the ``guantong`` command line: the app, options, error handling.
+
+Every failure prints one line ``error: <code>: <message>`` on stderr and exits 1; usage
+errors exit 2 (Typer's convention). Every command that prints data takes ``--json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from node.logs import configure_logging
+from node.runtime import Node
+from node.settings import load_settings
+from schemas.errors import GuantongError
+
+__all__ = [
+    "HomeOpt",
+    "JsonOpt",
+    "MajorOpt",
+    "app",
+    "command",
+    "console",
+    "err_console",
+    "open_node",
+    "print_json",
+]
+
+app = typer.Typer(
+    name="guantong",
+    help="Guantong (贯通): one node of a people's-congress federation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="GUANTONG_HOME", help="Node home folder (or GUANTONG_HOME)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+MajorOpt = Annotated[
+    int | None,
+    typer.Option("--major", help="Present records in this major version (upcast if older)."),
+]
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn :class:`GuantongError` into one stderr line naming its code, exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except GuantongError as exc:
+            err_console.print(f"error: {exc.code.value}: {exc.message}", markup=False)
+            raise typer.Exit(1) from exc
+
+    return wrapper
+
+
+@contextmanager
+def open_node(home: Path | None) -> Iterator[Node]:
+    settings = load_settings(home)
+    configure_logging(node_id=settings.node_id, tier=settings.tier.value, level="WARNING")
+    node = Node.open(settings)
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
