@@ -17,7 +17,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from hub.auth import caller_of
-from hub.ingest import Ingestor
+from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import HEADS
 from schemas.errors import ErrorCode, GuantongError

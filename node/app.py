@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from hub.api import router as hub_router
-from hub.ingest import Ingestor
+from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
 from node.runtime import Node
 from node.settings import NodeSettings

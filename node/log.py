@@ -14,10 +14,13 @@ cuts the log between two stored heads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import Connection, func, select
 
 from node.db import Store, dialect_insert, insert_ignore, lock_head, upsert
@@ -68,15 +71,29 @@ class HeadInfo:
 
 
 class Log:
-    def __init__(self, store: Store, *, origin: str, signer: Signer, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        origin: str,
+        signer: Signer,
+        clock: Clock,
+        watermark: Path | None = None,
+    ) -> None:
         self.store = store
         self.origin = origin
         self.signer = signer
         self.clock = clock
+        self.watermark = watermark
+        """A file outside the database holding the last own head written: if the store is
+        ever restored from an older backup, the node sees it is behind and recovers first."""
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, writes: Sequence[Write]) -> AppendResult:
+    def append(
+        self, writes: Sequence[Write], *, also: Callable[[Connection], None] | None = None
+    ) -> AppendResult:
+        """Append ``writes``; ``also`` runs inside the same transaction (bookkeeping)."""
         if not writes:
             raise ValueError("nothing to append")
         now = format_time(self.clock())
@@ -141,6 +158,9 @@ class Log:
             apply_records(conn, list(latest.values()))
             head = sign_head(self.signer, origin=self.origin, seq=seq, head=prev, time=now)
             self._store_head(conn, head, now)
+            if also is not None:
+                also(conn)
+        self.write_watermark(seq, prev)
         return AppendResult(first=first, last=seq, head=head, record_ids=tuple(latest))
 
     def _check_ownership(self, conn: Connection, writes: Sequence[Write]) -> None:
@@ -197,6 +217,21 @@ class Log:
                 seq=head.seq, hash=head.head, signed_seq=head.seq, signed_head=raw, updated_at=now
             )
         )
+
+    def write_watermark(self, seq: int, digest: str) -> None:
+        if self.watermark is None:
+            return
+        tmp = self.watermark.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({"origin": self.origin, "seq": seq, "head": digest}))
+        os.replace(tmp, self.watermark)
+
+    def read_watermark(self) -> int:
+        if self.watermark is None or not self.watermark.is_file():
+            return 0
+        try:
+            return int(orjson.loads(self.watermark.read_bytes())["seq"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return 0
 
     # -- reading -------------------------------------------------------------------------
 

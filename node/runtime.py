@@ -68,6 +68,9 @@ def load_registry(home: Path) -> Registry:
     return Registry.default()
 
 
+WATERMARK = "head.json"
+
+
 class Node:
     def __init__(
         self, settings: NodeSettings, store: Store, *, clock: Clock = system_clock
@@ -78,7 +81,15 @@ class Node:
         self.signer = load_key(settings.key_path)
         self.registry = load_registry(settings.home)
         self.keyring = Keyring(store)
-        self.log = Log(store, origin=settings.node_id, signer=self.signer, clock=clock)
+        self.log = Log(
+            store,
+            origin=settings.node_id,
+            signer=self.signer,
+            clock=clock,
+            watermark=settings.home / WATERMARK,
+        )
+        self.recovery_reason: str | None = None
+        """Why this node must pull its own log back from its parent before writing."""
 
     @property
     def id(self) -> str:
@@ -94,11 +105,24 @@ class Node:
             node = cls(settings, store, clock=clock)
             with store.read() as conn:
                 owner = conn.execute(select(_META.c.value).where(_META.c.key == "node_id")).scalar()
+            if owner is None:
+                # The key and config survived but the store did not (disk replaced, file
+                # deleted): start an empty store and recover the log before any write.
+                node._seed_store(format_time(clock()))
+                owner = settings.node_id
+                node.recovery_reason = "the store was empty (lost or replaced)"
             if owner != settings.node_id:
                 raise GuantongError(
                     ErrorCode.SETTINGS_INVALID,
                     f"the store at {settings.database_url} belongs to {owner!r}, "
                     f"not {settings.node_id!r}",
+                )
+            own = node.log.head()
+            behind = node.log.read_watermark()
+            if node.recovery_reason is None and behind > (own.seq if own else 0):
+                node.recovery_reason = (
+                    f"the store holds own seq {own.seq if own else 0} but seq {behind} was "
+                    "written (restored from an older backup?)"
                 )
         except BaseException:
             store.dispose()
@@ -129,33 +153,7 @@ class Node:
                     f"the store already belongs to {owner!r}; nothing changed",
                 )
             created.append(settings.key_path)
-            signer = create_key(settings.key_path, seed=seed)
-            now = format_time(clock())
-            with store.write() as conn:
-                insert_ignore(
-                    conn,
-                    _META,
-                    [
-                        {"key": "node_id", "value": settings.node_id},
-                        {"key": "tier", "value": settings.tier.value},
-                        {"key": "created", "value": now},
-                    ],
-                    ["key"],
-                )
-                insert_ignore(
-                    conn,
-                    _KEYS,
-                    [
-                        {
-                            "key_id": signer.key_id,
-                            "node": settings.node_id,
-                            "public_key": signer.public_b64u,
-                            "not_before": now,
-                        }
-                    ],
-                    ["key_id"],
-                )
-                lock_head(conn, settings.node_id, now)
+            create_key(settings.key_path, seed=seed)
             config: dict[str, str | int | bool] = {
                 "id": settings.node_id,
                 "tier": settings.tier.value,
@@ -172,6 +170,8 @@ class Node:
                 config["province_secret"] = settings.province_secret.get_secret_value()
             created.append(home / CONFIG_FILE)
             write_config(home, config)
+            node = cls(settings, store, clock=clock)
+            node._seed_store(format_time(clock()))
         except BaseException:
             store.dispose()
             if created_home:
@@ -180,7 +180,23 @@ class Node:
                 for path in created:
                     path.unlink(missing_ok=True)
             raise
-        return cls(settings, store, clock=clock)
+        return node
+
+    def _seed_store(self, now: str) -> None:
+        """The rows every store starts with: whose it is, its key, its empty head."""
+        with self.store.write() as conn:
+            insert_ignore(
+                conn,
+                _META,
+                [
+                    {"key": "node_id", "value": self.id},
+                    {"key": "tier", "value": self.settings.tier.value},
+                    {"key": "created", "value": now},
+                ],
+                ["key"],
+            )
+            self.keyring.add(self.id, self.signer.public_raw, not_before=now, conn=conn)
+            lock_head(conn, self.id, now)
 
     def close(self) -> None:
         self.store.dispose()

@@ -28,8 +28,10 @@ it and the loop continues at once.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import random
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -37,17 +39,17 @@ from typing import Any
 import anyio
 import httpx
 import orjson
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 
-from node.db import upsert
+from node.db import Store, upsert
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
-from schemas.errors import ErrorCode, GuantongError
+from schemas.errors import ErrorCode, GuantongError, code_of
 from schemas.http import NODE_HEADER
 from schemas.segments import Segment, encode_segment
 from schemas.times import Clock, format_time, parse_time
 
-__all__ = ["Backlog", "SyncReport", "Uplink", "backoff_delay"]
+__all__ = ["Backlog", "SyncReport", "Uplink", "backlog", "backoff_delay", "collect_segments"]
 
 BASE_DELAY = 2.0
 MAX_DELAY = 600.0
@@ -109,47 +111,15 @@ class Uplink:
         self.max_bytes = max_bytes
         self.rng = rng or random.Random()
 
-    # -- the outbox ----------------------------------------------------------------------
-
     def backlog(self) -> list[Backlog]:
-        acked = func.coalesce(UPLINK_CURSOR.c.acked, 0)
-        query = (
-            select(HEADS.c.origin, HEADS.c.seq, acked.label("acked"), UPLINK_CURSOR.c.blocked)
-            .select_from(HEADS.outerjoin(UPLINK_CURSOR, UPLINK_CURSOR.c.origin == HEADS.c.origin))
-            .where(and_(HEADS.c.seq > acked))
-            .order_by(HEADS.c.origin)
-        )
-        with self.store.read() as conn:
-            return [
-                Backlog(r.origin, int(r.acked), int(r.seq), r.blocked) for r in conn.execute(query)
-            ]
-
-    def _collect(self, skip: set[str]) -> list[Segment]:
-        """Segments for one request: whole segments, in origin order, within the budget."""
-        segments: list[Segment] = []
-        size = 0
-        for item in self.backlog():
-            if item.origin in skip:
-                continue
-            after = item.acked
-            while after < item.held and size < self.max_bytes:
-                segment = self.log.read_segment(
-                    item.origin, after, max_bytes=max(1, self.max_bytes - size)
-                )
-                if segment is None:
-                    break
-                segments.append(segment)
-                size += sum(len(e) + 1 for e in segment.entries) + 300
-                after = segment.end
-            if size >= self.max_bytes:
-                break
-        return segments
+        return backlog(self.store)
 
     # -- pushing -------------------------------------------------------------------------
 
     async def push_once(self, report: SyncReport, skip: set[str]) -> bool:
         """Push one request; True if anything was sent. Raises when the parent is away."""
-        segments = await anyio.to_thread.run_sync(self._collect, skip)
+        collect = functools.partial(collect_segments, self.log, max_bytes=self.max_bytes, skip=skip)
+        segments = await anyio.to_thread.run_sync(collect)
         if not segments:
             return False
         body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
@@ -196,7 +166,7 @@ class Uplink:
             await anyio.to_thread.run_sync(self._contact)
             error = _error_of(response)
             raise GuantongError(
-                _code(error.get("code")),
+                code_of(error.get("code")),
                 f"parent refused the push ({response.status_code}): "
                 f"{error.get('message', response.text[:200])}",
             )
@@ -309,11 +279,49 @@ class Uplink:
             )
 
 
-def _code(value: Any) -> ErrorCode:
-    try:
-        return ErrorCode(value)
-    except ValueError:
-        return ErrorCode.MALFORMED
+def backlog(store: Store) -> list[Backlog]:
+    """Per origin held: what the parent has acknowledged and what lies beyond it."""
+    acked = func.coalesce(UPLINK_CURSOR.c.acked, 0)
+    query = (
+        select(HEADS.c.origin, HEADS.c.seq, acked.label("acked"), UPLINK_CURSOR.c.blocked)
+        .select_from(HEADS.outerjoin(UPLINK_CURSOR, UPLINK_CURSOR.c.origin == HEADS.c.origin))
+        .where(HEADS.c.seq > acked)
+        .order_by(HEADS.c.origin)
+    )
+    with store.read() as conn:
+        return [Backlog(r.origin, int(r.acked), int(r.seq), r.blocked) for r in conn.execute(query)]
+
+
+def collect_segments(
+    log: Log,
+    *,
+    max_bytes: int | None,
+    skip: Collection[str] = (),
+    progress: Callable[[int], None] | None = None,
+) -> list[Segment]:
+    """The outbox as segments, origin by origin, each from its cursor; whole segments only,
+    stopping once ``max_bytes`` is reached (``None``: everything, for bundles)."""
+    segments: list[Segment] = []
+    size = 0
+    budget = max_bytes if max_bytes is not None else 1 << 62
+    for item in backlog(log.store):
+        if item.origin in skip:
+            continue
+        after = item.acked
+        while after < item.held and size < budget:
+            segment = log.read_segment(
+                item.origin, after, max_bytes=max(1, min(budget - size, 4 << 20))
+            )
+            if segment is None:
+                break
+            segments.append(segment)
+            size += sum(len(e) + 1 for e in segment.entries) + 300
+            after = segment.end
+            if progress is not None:
+                progress(len(segment.entries))
+        if size >= budget:
+            break
+    return segments
 
 
 def _error_of(response: httpx.Response) -> dict[str, Any]:

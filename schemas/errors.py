@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["CanonicalError", "ErrorCode", "FramingError", "GuantongError"]
+__all__ = ["CanonicalError", "ErrorCode", "FramingError", "GuantongError", "code_of"]
 
 
 class ErrorCode(StrEnum):
@@ -67,6 +67,14 @@ class ErrorCode(StrEnum):
     PARENT_UNREACHABLE = "parent_unreachable"
     RECOVERY_REQUIRED = "recovery_required"
     NO_PARENT = "no_parent"
+
+
+def code_of(value: Any) -> ErrorCode:
+    """The code a peer sent, or ``malformed`` when it is not one we know."""
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.MALFORMED
 
 
 class GuantongError(Exception):

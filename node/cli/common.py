@@ -6,6 +6,7 @@ errors exit 2 (Typer's convention). Every command that prints data takes ``--jso
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 from collections.abc import Callable, Iterator
@@ -13,11 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import httpx
 import orjson
 import typer
 from rich.console import Console
 
 from node.logs import configure_logging
+from node.recovery import ensure_recovered
 from node.runtime import Node
 from node.settings import load_settings
 from schemas.errors import GuantongError
@@ -31,7 +34,9 @@ __all__ = [
     "console",
     "err_console",
     "open_node",
+    "client",
     "print_json",
+    "recover_first",
 ]
 
 app = typer.Typer(
@@ -81,6 +86,25 @@ def open_node(home: Path | None) -> Iterator[Node]:
         yield node
     finally:
         node.close()
+
+
+def client(timeout: float = 30.0) -> httpx.AsyncClient:
+    """The HTTP client of node-to-node calls made from the command line."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+
+
+def recover_first(node: Node) -> None:
+    """Take back own entries the parent holds beyond our head before writing (recovery)."""
+
+    async def run() -> None:
+        async with client(timeout=10.0) as http:
+            report = await ensure_recovered(node, http)
+        if report is not None and report.restored:
+            err_console.print(
+                f"recovered {report.restored} own entries from the parent", markup=False
+            )
+
+    asyncio.run(run())
 
 
 def print_json(value: Any) -> None:

@@ -10,7 +10,17 @@ import orjson
 import typer
 from rich.table import Table
 
-from node.cli.common import HomeOpt, JsonOpt, MajorOpt, app, command, console, open_node, print_json
+from node.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    MajorOpt,
+    app,
+    command,
+    console,
+    open_node,
+    print_json,
+    recover_first,
+)
 from node.runtime import Node
 from node.settings import load_settings
 from node.verify import VerifyReport, verify_log
@@ -106,12 +116,22 @@ def put(
     version: Annotated[
         str | None, typer.Option("--version", help="Contract version (default: the current one).")
     ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not ask the parent first (see recovery).")
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Append records to this node's log: one transaction and one signed head per call."""
+    """Append records to this node's log: one transaction and one signed head per call.
+
+    Unless --offline, the node first asks its parent whether it holds more of this node's
+    own log than the store does (a lost or restored store) and takes it back, so a write
+    never forks the log; an unreachable parent is fine unless loss is evident.
+    """
     records = _read_records(file)
     with open_node(home) as node:
+        if not offline or node.recovery_reason:
+            recover_first(node)
         result = node.put(contract, records, version=version)
     if as_json:
         print_json(

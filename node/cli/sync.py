@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from node.cli.common import HomeOpt, app, command
-from node.settings import NodeSettings, load_settings
+from node.bundles import export_bundle, import_bundle
+from node.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    app,
+    client,
+    command,
+    console,
+    err_console,
+    open_node,
+    print_json,
+)
+from node.recovery import ensure_recovered
+from node.runtime import Node
+from node.settings import load_settings
+from node.uplink import SyncReport, Uplink, backlog
+from schemas.errors import ErrorCode, GuantongError, code_of
 
 __all__: list[str] = []
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 @app.command()
@@ -19,16 +50,130 @@ def serve(
     port: Annotated[int | None, typer.Option("--port")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Run the node's HTTP API (uvicorn)."""
+    """Run the node: its HTTP API (hub endpoints on hubs) and, with a parent, the uplink."""
     import uvicorn
 
     from node.app import create_app
 
-    settings: NodeSettings = load_settings(home)
+    settings = load_settings(home)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
-        port=port or settings.port,
+        port=port if port is not None else settings.port,
         log_config=None,
         access_log=False,
     )
+
+
+async def _sync(node: Node, *, once: bool, interval: float, progress: Progress) -> SyncReport:
+    parent = node.settings.parent_url
+    if not parent:
+        raise GuantongError(ErrorCode.NO_PARENT, f"{node.id} has no parent to sync with")
+    total = SyncReport()
+    async with client() as http:
+        await ensure_recovered(node, http)
+        uplink = Uplink(node.log, parent_url=parent, client=http, clock=node.clock)
+        task = progress.add_task("pushing", total=sum(b.entries for b in uplink.backlog()))
+        while True:
+            skip: set[str] = set()
+            while await uplink.push_once(total, skip):
+                progress.update(task, completed=total.entries)
+            if once:
+                return total
+            await asyncio.sleep(interval)
+            progress.update(task, total=total.entries + sum(b.entries for b in uplink.backlog()))
+
+
+@app.command()
+@command
+def sync(
+    once: Annotated[
+        bool, typer.Option("--once", help="Push what is pending, report, exit.")
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between runs.")] = 15.0,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Push everything the parent lacks (own and relayed), after recovering if needed."""
+    with open_node(home) as node, _progress() as progress:
+        try:
+            report = asyncio.run(_sync(node, once=once, interval=interval, progress=progress))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        left = sum(b.entries for b in backlog(node.store))
+    if as_json:
+        print_json({**report.to_dict(), "backlog": left})
+    else:
+        console.print(
+            f"pushed {report.entries} entries in {report.segments} segments "
+            f"({report.requests} requests); {report.invalid} marked invalid upstream; "
+            f"backlog {left}"
+        )
+    if report.rejected:
+        first = next(iter(report.rejected.values()))
+        raise GuantongError(
+            code_of(first.split(":", 1)[0]),
+            f"{len(report.rejected)} origin(s) rejected by the parent: "
+            + "; ".join(f"{o}: {r}" for o, r in sorted(report.rejected.items())),
+        )
+
+
+@app.command("export")
+@command
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle file to write (.gtb).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write everything the parent has not acknowledged into a bundle (for a USB stick)."""
+    with open_node(home) as node, _progress() as progress:
+        task = progress.add_task("exporting", total=sum(b.entries for b in backlog(node.store)))
+        report = export_bundle(node, out, progress=lambda n: progress.advance(task, n))
+    if as_json:
+        print_json(
+            {
+                "path": str(report.path),
+                "segments": report.segments,
+                "entries": report.entries,
+                "origins": report.origins,
+                "bytes": report.bytes,
+            }
+        )
+    else:
+        console.print(
+            f"wrote {report.entries} entries of {report.origins} origin(s) "
+            f"in {report.segments} segments to {out} ({report.bytes} bytes)"
+        )
+
+
+@app.command("import")
+@command
+def import_(
+    file: Annotated[Path, typer.Argument(help="Bundle file (.gtb).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a bundle with exactly the checks of a push; importing twice is harmless."""
+    started = time.monotonic()
+    with open_node(home) as node:
+        header, results = import_bundle(node, file)
+    if as_json:
+        print_json({"from": header["from"], "results": [r.to_dict() for r in results]})
+    else:
+        table = Table("origin", "held", "status", "detail", title=f"bundle from {header['from']}")
+        for r in results:
+            detail = (
+                r.error["message"]
+                if r.error
+                else (f"{len(r.invalid)} invalid" if r.invalid else "")
+            )
+            table.add_row(r.origin, str(r.held), r.status, str(detail))
+        console.print(table)
+        console.print(f"imported in {time.monotonic() - started:.1f} s")
+    rejected = [r for r in results if r.status != "ok"]
+    if rejected:
+        first = rejected[0].error or {}
+        raise GuantongError(
+            code_of(first.get("code")),
+            f"{len(rejected)} segment(s) rejected, the rest imported: {first.get('message', '')}",
+        )

@@ -106,3 +106,13 @@ class Federation:
 
     def now(self) -> str:
         return format_time(self.clock())
+
+
+def reopen(fed: Federation, node_id: str) -> Node:
+    """Close and open a node again (a restart), replacing it in the federation."""
+    old = fed.nodes[node_id]
+    old.close()
+    node = Node.open(old.settings, clock=fed.clock)
+    fed.nodes[node_id] = node
+    fed.apps.pop(node_id, None)
+    return node

@@ -35,7 +35,7 @@ def _body(*segments: Segment) -> bytes:
 
 
 def _push(hub: Node, body: bytes, caller: str | None = "js.wx.jy.s1") -> list[dict[str, Any]]:
-    from hub.ingest import Ingestor
+    from node.ingest import Ingestor
 
     ingestor = Ingestor(
         store=hub.store, hub_id=hub.id, registry=hub.registry, keyring=hub.keyring, clock=hub.clock

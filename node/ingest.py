@@ -1,4 +1,7 @@
-"""Ingest: verify and store pushed segments — the hub's hot path (PROTOCOL §3–4).
+"""Ingest: verify and store segments — the hub's hot path (PROTOCOL §3–4).
+
+It lives in ``node/`` rather than ``hub/`` because every node needs it: a hub for pushes
+and imported bundles, any node to take its own log back from its parent (recovery).
 
 A push body is NDJSON segments (header + exact entry lines). Framing is decoded first and
 in full: a body whose framing breaks anywhere is refused as a whole (``400 malformed``,
@@ -110,12 +113,15 @@ class Ingestor:
         segments = list(decode_segments(split_lines(body)))
         return self.ingest(segments, caller=caller)
 
-    def ingest(self, segments: Sequence[Segment], *, caller: str | None) -> list[SegmentResult]:
+    def ingest(
+        self, segments: Sequence[Segment], *, caller: str | None, recovering: bool = False
+    ) -> list[SegmentResult]:
+        """Verify and apply ``segments``; ``recovering`` takes back this node's own log."""
         results: list[SegmentResult | None] = [None] * len(segments)
         checked: list[_Checked | None] = [None] * len(segments)
         for i, segment in enumerate(segments):
             try:
-                checked[i] = self._verify(segment, caller)
+                checked[i] = self._verify(segment, caller, recovering)
             except _Reject as reject:
                 results[i] = SegmentResult(segment.origin, 0, "rejected", error=reject.body)
         now = format_time(self.clock())
@@ -153,9 +159,12 @@ class Ingestor:
 
     # -- phase 1: verify -----------------------------------------------------------------
 
-    def _verify(self, segment: Segment, caller: str | None) -> _Checked:
+    def _verify(self, segment: Segment, caller: str | None, recovering: bool) -> _Checked:
         origin, head = segment.origin, segment.head
-        if origin == self.hub_id or not is_in_subtree(origin, self.hub_id):
+        if recovering:
+            if origin != self.hub_id:
+                raise _Reject(ErrorCode.NOT_IN_SUBTREE, f"recovery takes back only {self.hub_id}")
+        elif origin == self.hub_id or not is_in_subtree(origin, self.hub_id):
             raise _Reject(ErrorCode.NOT_IN_SUBTREE, f"{origin} is not below {self.hub_id}")
         if caller is not None and not is_in_subtree(origin, caller):
             raise _Reject(ErrorCode.NOT_IN_SUBTREE, f"{caller} may not push segments of {origin}")

@@ -1,0 +1,127 @@
+"""Recovery: take this node's own log back from its parent before writing again.
+
+A station whose disk died, or whose store was restored from an old backup, must not write
+entries with seq numbers its parent already holds with other content: that is a fork, and
+the protocol never overwrites (PROTOCOL §8). So before writing (on ``serve``, ``sync`` and
+``put``) a node asks its parent for its own entries beyond its head, verifies them exactly
+as a hub verifies a push (chain, hashes, its own signature), stores them, and moves its
+uplink cursor to what the parent holds.
+
+When the parent cannot be reached, a node with local evidence of loss (an empty store
+beside an existing key, or a head behind ``head.json``) refuses to write
+(``recovery_required``); one without evidence carries on offline, since stations work
+offline for weeks by design. Private fields never left the node and cannot be recovered.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import anyio
+import httpx
+
+from node.db import upsert
+from node.ingest import Ingestor
+from node.runtime import Node
+from node.tables import UPLINK_CURSOR
+from schemas.errors import ErrorCode, GuantongError
+from schemas.http import NODE_HEADER
+from schemas.segments import decode_segments, split_lines
+from schemas.times import format_time
+
+__all__ = ["RecoveryReport", "ensure_recovered", "recover"]
+
+PAGE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    restored: int
+    held_by_parent: int
+
+
+async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> RecoveryReport:
+    """Pull and verify own entries the parent holds beyond our head; raise on fork."""
+    ingestor = Ingestor(
+        store=node.store,
+        hub_id=node.id,
+        registry=node.registry,
+        keyring=node.keyring,
+        clock=node.clock,
+    )
+    own = node.log.head()
+    start = after = own.seq if own else 0
+    while True:
+        try:
+            response = await client.get(
+                f"{parent_url.rstrip('/')}/v1/entries",
+                params={"origin": node.id, "after": after, "limit": PAGE},
+                headers={NODE_HEADER: node.id},
+            )
+        except httpx.HTTPError as exc:
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {exc}"
+            ) from exc
+        if response.status_code != 200:
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} answered {response.status_code}"
+            )
+        segments = list(decode_segments(split_lines(response.content)))
+        if not segments:
+            break
+        take_back = functools.partial(ingestor.ingest, segments, caller=None, recovering=True)
+        results = await anyio.to_thread.run_sync(take_back)
+        for result in results:
+            if result.status != "ok":
+                error = result.error or {}
+                raise GuantongError(
+                    ErrorCode(error.get("code", "malformed"))
+                    if error.get("code") in {c.value for c in ErrorCode}
+                    else ErrorCode.MALFORMED,
+                    f"own log differs from the parent's copy: {error.get('message', '')}",
+                )
+        if results[-1].held <= after:
+            break
+        after = results[-1].held
+    if after > start:
+        head = node.log.head()
+        assert head is not None
+        node.log.write_watermark(head.seq, head.head)
+    with node.store.write() as conn:
+        upsert(
+            conn,
+            UPLINK_CURSOR,
+            [
+                {
+                    "origin": node.id,
+                    "acked": after,
+                    "blocked": None,
+                    "updated_at": format_time(node.clock()),
+                }
+            ],
+            ["origin"],
+            ["acked", "blocked", "updated_at"],
+        )
+    node.recovery_reason = None
+    return RecoveryReport(restored=after - start, held_by_parent=after)
+
+
+async def ensure_recovered(node: Node, client: httpx.AsyncClient) -> RecoveryReport | None:
+    """Recover if a parent is reachable; refuse to go on only when loss is evident."""
+    parent = node.settings.parent_url
+    if not parent:
+        node.recovery_reason = None  # the province has no copy of itself anywhere
+        return None
+    try:
+        return await recover(node, client, parent)
+    except GuantongError as exc:
+        if exc.code is ErrorCode.PARENT_UNREACHABLE and node.recovery_reason is None:
+            return None
+        if exc.code is ErrorCode.PARENT_UNREACHABLE:
+            raise GuantongError(
+                ErrorCode.RECOVERY_REQUIRED,
+                f"{node.recovery_reason}; connect to the parent ({parent}) so the log can be "
+                "recovered before writing",
+            ) from exc
+        raise
