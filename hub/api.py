@@ -74,6 +74,9 @@ async def push(request: Request) -> dict[str, Any]:
     body = await _read_body(request)
     ingestor: Ingestor = request.app.state.ingestor
     results = await run_in_threadpool(ingestor.push, body, caller=caller)
+    kick = getattr(request.app.state, "kick", None)
+    if kick is not None and any(r.status == "ok" for r in results):
+        kick()
     return {"results": [r.to_dict() for r in results]}
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request
@@ -18,8 +20,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from hub.api import router as hub_router
+from hub.pending import apply_pending
+from hub.quality import raise_quality_items
 from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
+from node.recovery import ensure_recovered
 from node.runtime import Node
 from node.settings import NodeSettings
 from node.uplink import Uplink
@@ -31,6 +36,8 @@ __all__ = ["HUB_TIERS", "create_app"]
 
 HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
+HUB_JOB_INTERVAL_S = 60.0
+KICK_DELAY_S = 1.0
 
 _STATUS = {
     ErrorCode.NOT_FOUND: 404,
@@ -73,20 +80,12 @@ def create_app(
         client: httpx.AsyncClient | None = None
         if settings.parent_url:
             client = (client_factory or _default_client)()
-            uplink = Uplink(opened.log, parent_url=settings.parent_url, client=client, clock=clock)
-            app.state.uplink = uplink
-            if scheduler:
-                jobs = AsyncIOScheduler()
-                jobs.add_job(
-                    _sync_job,
-                    "interval",
-                    args=[uplink],
-                    seconds=SYNC_INTERVAL_S,
-                    id="uplink",
-                    max_instances=1,
-                    coalesce=True,
-                )
-                jobs.start()
+            app.state.uplink = Uplink(
+                opened.log, parent_url=settings.parent_url, client=client, clock=clock
+            )
+        if scheduler:
+            jobs = _schedule(app, opened, client)
+            jobs.start()
         log.info("node.started", key_id=opened.signer.key_id, hub=settings.tier in HUB_TIERS)
         try:
             yield
@@ -147,15 +146,66 @@ def _default_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
 
 
-async def _sync_job(uplink: Uplink) -> None:
+def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> AsyncIOScheduler:
+    """Every background job of a node, registered in one place (STYLE §10)."""
+    jobs = AsyncIOScheduler()
+    uplink: Uplink | None = getattr(app.state, "uplink", None)
+    if uplink is not None and client is not None:
+        jobs.add_job(
+            _sync_job,
+            "interval",
+            args=[node, uplink, client],
+            seconds=SYNC_INTERVAL_S,
+            id="uplink",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_soon(0),
+        )
+    if node.settings.tier in HUB_TIERS:
+        jobs.add_job(
+            _hub_job,
+            "interval",
+            args=[node],
+            seconds=HUB_JOB_INTERVAL_S,
+            id="hub",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=_soon(0),
+        )
+
+    def kick() -> None:
+        """After a push arrives: relay it and raise its quality items soon (debounced)."""
+        for job_id in ("uplink", "hub"):
+            job = jobs.get_job(job_id)
+            if job is not None and (
+                job.next_run_time is None or job.next_run_time > _soon(KICK_DELAY_S)
+            ):
+                job.modify(next_run_time=_soon(KICK_DELAY_S))
+
+    app.state.kick = kick
+    return jobs
+
+
+def _soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def _sync_job(node: Node, uplink: Uplink, client: httpx.AsyncClient) -> None:
+    log = get_logger("guantong.uplink")
     if not uplink.due():
         return
     try:
+        await ensure_recovered(node, client)
         report = await uplink.sync()
     except GuantongError as exc:
-        get_logger("guantong.uplink").warning(
-            "uplink.failed", code=exc.code.value, error=exc.message
-        )
+        log.warning("uplink.failed", code=exc.code.value, error=exc.message)
         return
     if report.requests:
-        get_logger("guantong.uplink").info("uplink.pushed", **report.to_dict())
+        log.info("uplink.pushed", **report.to_dict())
+
+
+async def _hub_job(node: Node) -> None:
+    pending = await anyio.to_thread.run_sync(apply_pending, node.store, node.registry)
+    raised = await anyio.to_thread.run_sync(raise_quality_items, node)
+    if raised or pending["valid"] or pending["invalid"]:
+        get_logger("guantong.hub").info("hub.maintenance", quality_items=raised, **pending)

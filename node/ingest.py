@@ -49,7 +49,7 @@ from sqlalchemy import Connection, select
 from contracts.registry import Registry, Violation
 from node.db import Store, dialect_insert, insert_ignore, lock_head
 from node.keyring import Keyring
-from node.log import apply_records
+from node.log import apply_records, entry_row, record_row
 from node.tables import ENTRIES, HEADS, PEERS, SIGNED_HEADS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
@@ -275,34 +275,10 @@ class Ingestor:
             item.statuses[first_new:],
             strict=True,
         ):
-            rows.append(
-                {
-                    "origin": origin,
-                    "seq": entry.seq,
-                    "hash": digest,
-                    "prev": entry.prev,
-                    "time": entry.time,
-                    "contract": entry.contract,
-                    "version": entry.version,
-                    "record_id": entry.id,
-                    "op": entry.op,
-                    "raw": raw,
-                    "status": status,
-                    "received_at": now,
-                }
-            )
+            rows.append(entry_row(entry, raw, digest, status, now))
             pending += status == "pending"
             if status == "valid":
-                records[entry.id] = {
-                    "record_id": entry.id,
-                    "origin": origin,
-                    "contract": entry.contract,
-                    "version": entry.version,
-                    "seq": entry.seq,
-                    "deleted": entry.op == "del",
-                    "data": entry.data,
-                    "updated_at": entry.time,
-                }
+                records[entry.id] = record_row(entry)
         conn.execute(ENTRIES.insert(), rows)
         apply_records(conn, list(records.values()))
         raw_head = segment.head.canonical()

@@ -27,12 +27,20 @@ from node.db import Store, dialect_insert, insert_ignore, lock_head, upsert
 from node.tables import ENTRIES, HEADS, LOCAL_PRIVATE, RECORDS, SIGNED_HEADS
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
-from schemas.log import SignedHead, build_entry, sign_head
+from schemas.log import Entry, SignedHead, build_entry, sign_head
 from schemas.segments import Segment
 from schemas.signing import Signer
 from schemas.times import Clock, format_time
 
-__all__ = ["AppendResult", "HeadInfo", "Log", "Write", "apply_records"]
+__all__ = [
+    "AppendResult",
+    "HeadInfo",
+    "Log",
+    "Write",
+    "apply_records",
+    "entry_row",
+    "record_row",
+]
 
 _ENTRIES = ENTRIES
 _HEADS = HEADS
@@ -124,32 +132,8 @@ class Log:
                     raise GuantongError(
                         exc.code, f"line {write.line}: {exc.message}", line=write.line
                     ) from exc
-                entry_rows.append(
-                    {
-                        "origin": self.origin,
-                        "seq": seq,
-                        "hash": digest,
-                        "prev": prev,
-                        "time": now,
-                        "contract": entry.contract,
-                        "version": entry.version,
-                        "record_id": entry.id,
-                        "op": entry.op,
-                        "raw": raw,
-                        "status": "valid",
-                        "received_at": now,
-                    }
-                )
-                latest[entry.id] = {
-                    "record_id": entry.id,
-                    "origin": self.origin,
-                    "contract": entry.contract,
-                    "version": entry.version,
-                    "seq": seq,
-                    "deleted": entry.op == "del",
-                    "data": entry.data,
-                    "updated_at": now,
-                }
+                entry_rows.append(entry_row(entry, raw, digest, "valid", now))
+                latest[entry.id] = record_row(entry)
                 if write.private is not None:
                     private[entry.id] = write.private
                 prev = digest
@@ -354,6 +338,40 @@ class Log:
                 select(func.count()).select_from(_HEADS).where(_HEADS.c.seq > 0)
             ).scalar_one()
         return int(entries), int(origins)
+
+
+def entry_row(
+    entry: Entry, raw: bytes, digest: str, status: str, received_at: str
+) -> dict[str, Any]:
+    """The ``entries`` row of one entry: its exact bytes and the fields needed to use them."""
+    return {
+        "origin": entry.origin,
+        "seq": entry.seq,
+        "hash": digest,
+        "prev": entry.prev,
+        "time": entry.time,
+        "contract": entry.contract,
+        "version": entry.version,
+        "record_id": entry.id,
+        "op": entry.op,
+        "raw": raw,
+        "status": status,
+        "received_at": received_at,
+    }
+
+
+def record_row(entry: Entry) -> dict[str, Any]:
+    """The materialised state an entry gives its record."""
+    return {
+        "record_id": entry.id,
+        "origin": entry.origin,
+        "contract": entry.contract,
+        "version": entry.version,
+        "seq": entry.seq,
+        "deleted": entry.op == "del",
+        "data": entry.data,
+        "updated_at": entry.time,
+    }
 
 
 def apply_records(conn: Connection, rows: list[dict[str, Any]]) -> None:

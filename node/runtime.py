@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from contracts.privacy import merge_private, project
 from contracts.registry import ContractVersion, Registry
@@ -209,6 +209,7 @@ class Node:
         records: Sequence[tuple[int | None, dict[str, Any]]],
         *,
         version: str | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> AppendResult:
         """Validate and append records: one transaction, one signed head, all or nothing.
 
@@ -219,7 +220,7 @@ class Node:
         """
         cv = self.registry.for_writing(contract, version)
         writes = [self._prepare(cv, line, record) for line, record in records]
-        return self.log.append(writes)
+        return self.log.append(writes, also=also)
 
     def _prepare(self, cv: ContractVersion, line: int | None, record: dict[str, Any]) -> Write:
         where = f"line {line}: " if line is not None else ""

@@ -32,7 +32,9 @@ async def test_offline_station_travels_by_usb(fed: Federation, tmp_path: Path) -
     assert (await fed.sync(station.id)).requests == 0
 
 
-async def test_hub_bundle_carries_relayed_segments_verbatim(fed: Federation, tmp_path: Path) -> None:
+async def test_hub_bundle_carries_relayed_segments_verbatim(
+    fed: Federation, tmp_path: Path
+) -> None:
     city = fed.add("js.wx")
     county = fed.add("js.wx.jy")
     station = fed.add("js.wx.jy.s1")

@@ -1,0 +1,58 @@
+"""Pending entries: kept when their contract version was unknown, applied once it is known.
+
+Contracts flow down from the province, so a hub is normally never behind its children; an
+entry can still arrive first (a child installed a bundle from a USB stick). It is stored
+as ``pending`` — held, relayed, never dropped — and this job re-classifies pending entries
+against the installed registry, in seq order, applying the valid ones to the records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import tuple_
+
+from contracts.registry import Registry
+from node.db import Store
+from node.log import apply_records, record_row
+from node.tables import ENTRIES
+from schemas.log import Entry
+
+__all__ = ["apply_pending"]
+
+BATCH = 1000
+
+
+def apply_pending(store: Store, registry: Registry) -> dict[str, int]:
+    """Re-check pending entries; returns how many became valid, invalid, or stay pending."""
+    counts = {"valid": 0, "invalid": 0, "pending": 0}
+    after: tuple[str, int] = ("", 0)
+    while True:
+        with store.write() as conn:
+            rows = conn.execute(
+                ENTRIES.select()
+                .with_only_columns(ENTRIES.c.origin, ENTRIES.c.seq, ENTRIES.c.raw)
+                .where(
+                    ENTRIES.c.status == "pending", tuple_(ENTRIES.c.origin, ENTRIES.c.seq) > after
+                )
+                .order_by(ENTRIES.c.origin, ENTRIES.c.seq)
+                .limit(BATCH)
+            ).all()
+            if not rows:
+                return counts
+            records: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                entry = Entry.parse(bytes(row.raw))
+                status, _ = registry.check(entry.contract, entry.version, entry.op, entry.data)
+                counts[status] += 1
+                if status == "pending":
+                    continue
+                conn.execute(
+                    ENTRIES.update()
+                    .where(ENTRIES.c.origin == row.origin, ENTRIES.c.seq == row.seq)
+                    .values(status=status)
+                )
+                if status == "valid":
+                    records[entry.id] = record_row(entry)
+            apply_records(conn, list(records.values()))
+            after = (rows[-1].origin, int(rows[-1].seq))
