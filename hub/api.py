@@ -16,13 +16,16 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hub.auth import caller_of
+from hub.auth import authenticate
+from hub.enrollment import answer_enrollment, issue_for, response_for
 from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import HEADS
+from schemas.canonical import parse_json
+from schemas.enrollment import verify_proof
 from schemas.errors import ErrorCode, GuantongError
 from schemas.http import NDJSON
-from schemas.ids import is_in_subtree, is_node_id
+from schemas.ids import is_in_subtree, is_node_id, parent_of
 from schemas.segments import encode_segment
 
 __all__ = ["MAX_BODY", "MAX_INFLATED", "inflate", "router"]
@@ -47,7 +50,7 @@ def inflate(body: bytes, *, limit: int = MAX_INFLATED) -> bytes:
     return out
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_raw(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise GuantongError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
@@ -58,7 +61,10 @@ async def _read_body(request: Request) -> bytes:
         if size > MAX_BODY:
             raise GuantongError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def _decode(request: Request, body: bytes) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":
         return inflate(body)
@@ -70,14 +76,51 @@ async def _read_body(request: Request) -> bytes:
 @router.post("/v1/push")
 async def push(request: Request) -> dict[str, Any]:
     """Ingest NDJSON segments (PROTOCOL §4); one result per segment, in order."""
-    caller = caller_of(request)
-    body = await _read_body(request)
+    node: Node = request.app.state.node
+    raw = await _read_raw(request)
+    caller = authenticate(request, node, raw)
+    if parent_of(caller) != node.id:
+        raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} is not a direct child of {node.id}")
+    body = _decode(request, raw)
     ingestor: Ingestor = request.app.state.ingestor
     results = await run_in_threadpool(ingestor.push, body, caller=caller)
     kick = getattr(request.app.state, "kick", None)
     if kick is not None and any(r.status == "ok" for r in results):
         kick()
     return {"results": [r.to_dict() for r in results]}
+
+
+@router.post("/v1/enroll")
+async def enroll(request: Request) -> dict[str, Any]:
+    """A child's enrollment: one-time token and proof of key in, certificate and chain out."""
+    node: Node = request.app.state.node
+    raw = await _read_raw(request)
+    return await run_in_threadpool(answer_enrollment, node, parse_json(raw))
+
+
+@router.post("/v1/rotate")
+async def rotate(request: Request) -> dict[str, Any]:
+    """A child, signing with its current key, asks for a certificate for a new key."""
+    node: Node = request.app.state.node
+    raw = await _read_raw(request)
+    caller = authenticate(request, node, raw)
+    if parent_of(caller) != node.id:
+        raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} is not a direct child of {node.id}")
+    body = parse_json(raw)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("key"), str)
+        or not isinstance(body.get("proof"), str)
+    ):
+        raise GuantongError(ErrorCode.MALFORMED, 'a rotation request is {"key","proof"}')
+    if not verify_proof(body["proof"], caller, body["key"], "rotate"):
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "proof of the new key does not verify")
+    current = node.keyring.keys_of(caller)
+    tier = next((k.cert.tier for k in reversed(current) if k.cert is not None), None)
+    if tier is None:
+        raise GuantongError(ErrorCode.NOT_ENROLLED, f"{caller} has no certificate from {node.id}")
+    cert = await run_in_threadpool(issue_for, node, caller, tier, body["key"])
+    return response_for(node, cert)
 
 
 @router.get("/v1/entries")
@@ -129,7 +172,7 @@ def _check_scope(request: Request, node: Node, target: str) -> None:
         raise GuantongError(ErrorCode.INVALID_NODE_ID, f"invalid node id {target!r}")
     if not is_in_subtree(target, node.id):
         raise GuantongError(ErrorCode.NOT_IN_SUBTREE, f"{target} is not in {node.id}'s subtree")
-    caller = caller_of(request)
+    caller = authenticate(request, node, b"")
     # A node reads its own subtree; an ancestor's checker (an ancestor of this hub) reads all.
-    if caller is not None and not (is_in_subtree(target, caller) or is_in_subtree(node.id, caller)):
+    if not (is_in_subtree(target, caller) or is_in_subtree(node.id, caller)):
         raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} may not read {target}")

@@ -1,25 +1,99 @@
-"""Who is calling: the single authentication seam of the hub's endpoints.
+"""Signed requests, hub side (PROTOCOL §6): who is calling, and may they?
 
-Until request signatures land (PROTOCOL §6, the trust issue), the caller is whoever the
-``Guantong-Node`` header names, checked for form only. Every hub endpoint asks this one
-function, so signed requests replace it without touching the routes.
+Every hub endpoint except ``/healthz``, ``/metrics``, ``/v1/enroll`` (which carries its own
+one-time token) and public pages requires ``Guantong-Node``, ``Guantong-Time`` and
+``Guantong-Signature: <key id>:<sig>`` over ``METHOD\\nPATH?QUERY\\n<hash(body)>\\n<time>``.
+
+Checks, in order, each with its stable code: all three headers present and well formed
+(``unauthenticated``); ``|time − now| ≤ 300 s`` (``clock_skew``, answered with our time so
+the caller can correct itself); the key is in the keyring — so it chains to the root — and
+belongs to the named node (``unauthenticated``), is not revoked (``revoked_key``) and is
+within its certificate's validity (``cert_expired``); the signature verifies
+(``unauthenticated``); and it was not seen before within the window (``replay``: the
+signature's hash goes into ``replay_cache`` under a unique key, so it holds across workers).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import Request
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
+from node.runtime import Node
+from node.tables import REPLAY_CACHE
 from schemas.errors import ErrorCode, GuantongError
-from schemas.http import NODE_HEADER
+from schemas.hashing import sha256_hex
+from schemas.http import (
+    MAX_SKEW_S,
+    NODE_HEADER,
+    SIGNATURE_HEADER,
+    TIME_HEADER,
+    request_signing_bytes,
+)
 from schemas.ids import is_node_id
+from schemas.signing import verify_bytes
+from schemas.times import format_time, is_time, parse_time
 
-__all__ = ["caller_of"]
+__all__ = ["authenticate", "purge_replay_cache", "request_target"]
 
 
-def caller_of(request: Request) -> str | None:
-    node = request.headers.get(NODE_HEADER)
-    if node is None:
-        return None
-    if not is_node_id(node):
-        raise GuantongError(ErrorCode.UNAUTHENTICATED, f"{NODE_HEADER} is not a node id")
-    return node
+def request_target(request: Request) -> str:
+    path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = path.decode("latin-1")
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+def authenticate(request: Request, node: Node, body: bytes) -> str:
+    """The verified id of the calling node; raises a 401-class error otherwise."""
+    caller = request.headers.get(NODE_HEADER)
+    time = request.headers.get(TIME_HEADER)
+    sig = request.headers.get(SIGNATURE_HEADER)
+    if not caller or not time or not sig:
+        raise GuantongError(
+            ErrorCode.UNAUTHENTICATED,
+            f"signed request required ({NODE_HEADER}, {TIME_HEADER}, {SIGNATURE_HEADER})",
+        )
+    if not is_node_id(caller) or not is_time(time):
+        raise GuantongError(ErrorCode.UNAUTHENTICATED, "malformed authentication headers")
+    now = node.clock()
+    if abs((parse_time(time) - now).total_seconds()) > MAX_SKEW_S:
+        raise GuantongError(
+            ErrorCode.CLOCK_SKEW,
+            f"request time {time} is more than {MAX_SKEW_S} s from ours",
+            time=format_time(now),
+        )
+    kid = sig.partition(":")[0]
+    key = node.keyring.lookup(kid)
+    if key is None or key.node != caller:
+        raise GuantongError(ErrorCode.UNAUTHENTICATED, f"no certificate of {caller} for key {kid}")
+    if key.revoked_at(time):
+        raise GuantongError(
+            ErrorCode.REVOKED_KEY, f"key {kid} of {caller} is revoked from {key.revoked_from}"
+        )
+    if not key.valid_at(time):
+        raise GuantongError(
+            ErrorCode.CERT_EXPIRED, f"the certificate of {caller} for key {kid} is not valid now"
+        )
+    data = request_signing_bytes(request.method, request_target(request), body, time)
+    if not verify_bytes(sig, data, key.public_raw):
+        raise GuantongError(ErrorCode.UNAUTHENTICATED, "request signature does not verify")
+    expires = format_time(parse_time(time) + timedelta(seconds=2 * MAX_SKEW_S))
+    try:
+        with node.store.write() as conn:
+            conn.execute(
+                REPLAY_CACHE.insert().values(sig_hash=sha256_hex(sig.encode()), expires_at=expires)
+            )
+    except IntegrityError as exc:
+        raise GuantongError(ErrorCode.REPLAY, "this signed request was already received") from exc
+    return caller
+
+
+def purge_replay_cache(node: Node) -> int:
+    with node.store.write() as conn:
+        result = conn.execute(
+            delete(REPLAY_CACHE).where(REPLAY_CACHE.c.expires_at < format_time(node.clock()))
+        )
+    return int(result.rowcount)

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from hub.api import router as hub_router
 from hub.pending import apply_pending
 from hub.quality import raise_quality_items
+from node.auth import NodeAuth
 from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
 from node.recovery import ensure_recovered
@@ -32,7 +33,7 @@ from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 from schemas.times import Clock, system_clock
 
-__all__ = ["HUB_TIERS", "create_app"]
+__all__ = ["HUB_TIERS", "create_app", "node_client"]
 
 HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
@@ -50,7 +51,7 @@ _STATUS = {
     ErrorCode.STORE_ERROR: 503,
 }
 
-ClientFactory = Callable[[], httpx.AsyncClient]
+ClientFactory = Callable[[Node], httpx.AsyncClient]
 
 
 def create_app(
@@ -79,7 +80,7 @@ def create_app(
         jobs: AsyncIOScheduler | None = None
         client: httpx.AsyncClient | None = None
         if settings.parent_url:
-            client = (client_factory or _default_client)()
+            client = (client_factory or node_client)(opened)
             app.state.uplink = Uplink(
                 opened.log, parent_url=settings.parent_url, client=client, clock=clock
             )
@@ -142,8 +143,12 @@ def _attach(app: FastAPI, node: Node, clock: Clock) -> None:
     )
 
 
-def _default_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+def node_client(node: Node, timeout: float = 30.0) -> httpx.AsyncClient:
+    """An HTTP client whose every request is signed by ``node`` (PROTOCOL §6)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        auth=NodeAuth(node.id, node.signer, node.clock),
+    )
 
 
 def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> AsyncIOScheduler:

@@ -128,19 +128,66 @@ class Ingestor:
         origins = sorted({s.origin for s, c in zip(segments, checked, strict=True) if c})
         with self.store.write() as conn:
             held = {origin: lock_head(conn, origin, now) for origin in origins}
+            unlearnt: list[tuple[str, dict[str, Any], str]] = []
             for i, item in enumerate(checked):
                 if item is None:
                     continue
                 try:
-                    results[i] = self._apply(conn, item, held, now)
+                    results[i] = self._apply(conn, item, held, now, unlearnt)
                 except _Reject as reject:
                     origin = item.segment.origin
                     results[i] = SegmentResult(
                         origin, held[origin][0], "rejected", error=reject.body
                     )
+            self._retry_unknown(conn, segments, results, held, now, unlearnt, caller, recovering)
+            if caller is not None:
+                _note_peer(conn, caller, [r for r in results if r is not None], now)
         final = [r for r in results if r is not None]
         self._fill_held(final)
         return final
+
+    def _retry_unknown(
+        self,
+        conn: Connection,
+        segments: Sequence[Segment],
+        results: list[SegmentResult | None],
+        held: dict[str, tuple[int, str]],
+        now: str,
+        unlearnt: list[tuple[str, dict[str, Any], str]],
+        caller: str | None,
+        recovering: bool,
+    ) -> None:
+        """Certificates and the segments they unlock may arrive in one request: a county's
+        log announcing a station's key comes before the station's segments. Retry what
+        could not be verified until nothing more can be."""
+        progress = True
+        while progress:
+            progress = False
+            for item in list(unlearnt):
+                if self.keyring.learn(*item, conn):
+                    unlearnt.remove(item)
+                    progress = True
+            for i, result in enumerate(results):
+                if (
+                    result is None
+                    or result.error is None
+                    or result.error["code"] != "unknown_origin"
+                ):
+                    continue
+                segment = segments[i]
+                try:
+                    checked = self._verify(segment, caller, recovering, conn)
+                except _Reject:
+                    continue
+                if segment.origin not in held:
+                    held[segment.origin] = lock_head(conn, segment.origin, now)
+                try:
+                    results[i] = self._apply(conn, checked, held, now, unlearnt)
+                except _Reject as reject:
+                    results[i] = SegmentResult(
+                        segment.origin, held[segment.origin][0], "rejected", error=reject.body
+                    )
+                progress = True
 
     def _fill_held(self, results: list[SegmentResult]) -> None:
         """Rejected-before-apply results still tell the sender what this hub holds."""
@@ -159,7 +206,13 @@ class Ingestor:
 
     # -- phase 1: verify -----------------------------------------------------------------
 
-    def _verify(self, segment: Segment, caller: str | None, recovering: bool) -> _Checked:
+    def _verify(
+        self,
+        segment: Segment,
+        caller: str | None,
+        recovering: bool,
+        conn: Connection | None = None,
+    ) -> _Checked:
         origin, head = segment.origin, segment.head
         if recovering:
             if origin != self.hub_id:
@@ -198,7 +251,7 @@ class Ingestor:
                 ErrorCode.BAD_HASH,
                 f"entry {head.seq} hashes to {hashes[-1]}, the signed head says {head.head}",
             )
-        key = self.keyring.lookup(head.key_id)
+        key = self.keyring.lookup(head.key_id, conn)
         if key is None or key.node != origin:
             raise _Reject(
                 ErrorCode.UNKNOWN_ORIGIN, f"no certificate of {origin} for key {head.key_id}"
@@ -231,7 +284,12 @@ class Ingestor:
     # -- phase 2: apply ------------------------------------------------------------------
 
     def _apply(
-        self, conn: Connection, item: _Checked, held: dict[str, tuple[int, str]], now: str
+        self,
+        conn: Connection,
+        item: _Checked,
+        held: dict[str, tuple[int, str]],
+        now: str,
+        unlearnt: list[tuple[str, dict[str, Any], str]],
     ) -> SegmentResult:
         segment = item.segment
         origin, start, end = segment.origin, segment.start, segment.end
@@ -281,6 +339,11 @@ class Ingestor:
                 records[entry.id] = record_row(entry)
         conn.execute(ENTRIES.insert(), rows)
         apply_records(conn, list(records.values()))
+        for record in records.values():
+            if record["contract"] == "node_cert" and not record["deleted"]:
+                learnt = (origin, record["data"], record["updated_at"])
+                if not self.keyring.learn(*learnt, conn):
+                    unlearnt.append(learnt)
         raw_head = segment.head.canonical()
         insert_ignore(
             conn, SIGNED_HEADS, [{"origin": origin, "seq": end, "raw": raw_head}], ["origin", "seq"]

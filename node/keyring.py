@@ -1,20 +1,35 @@
-"""Public keys this node trusts, by key id: its own, and those learnt for other nodes.
+"""Public keys this node trusts, by key id, each backed by a verified certificate chain.
 
-The trust issue fills it from certificates (enrollment, ``node_cert`` records); sync only
-asks it one question per segment: which key is this, whose, and was it good at that time?
+Trust starts at one key id, the province's root (the trust anchor configured at install
+time, carried by every enrollment token). A certificate is accepted only if it is the
+self-signed root with exactly that key id, or if it is signed by a key already in the
+keyring that belongs to its issuer, and the issuer is an ancestor of the certified node
+(PROTOCOL §7). So any key found here is the end of a verified chain to the root, and the
+hot paths ask one cheap question: which key is this, whose, and was it good at that time?
+
+The node's own key is present from ``init`` (uncertified until enrollment); tests and tools
+may add keys directly with :meth:`Keyring.add`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select
 
 from node.db import Store, upsert
-from node.tables import KEYS
+from node.tables import KEYS, RECORDS
+from schemas.certs import Certificate
+from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import is_in_subtree
 from schemas.signing import b64u_decode, b64u_encode, key_id
 
 __all__ = ["KnownKey", "Keyring"]
+
+_COLUMNS = ["node", "public_key", "not_before", "not_after", "tier", "issuer", "cert"]
+_CERT_FIELDS = ("node", "tier", "key", "key_id", "issuer", "not_before", "not_after", "sig")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +40,7 @@ class KnownKey:
     not_before: str
     not_after: str | None
     revoked_from: str | None
+    cert: Certificate | None = None
 
     def valid_at(self, time: str) -> bool:
         """Times are fixed-width RFC 3339 UTC strings, so they compare as strings."""
@@ -35,8 +51,10 @@ class KnownKey:
 
 
 class Keyring:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, anchor: str | None = None) -> None:
         self.store = store
+        self.anchor = anchor
+        """The province root key id; None until this node is enrolled (or is the root)."""
 
     def lookup(self, kid: str, conn: Connection | None = None) -> KnownKey | None:
         query = select(KEYS).where(KEYS.c.key_id == kid)
@@ -54,7 +72,17 @@ class Keyring:
             not_before=row.not_before,
             not_after=row.not_after,
             revoked_from=row.revoked_from,
+            cert=Certificate.parse_obj(_json(row.cert)) if row.cert else None,
         )
+
+    def keys_of(self, node: str, conn: Connection | None = None) -> list[KnownKey]:
+        query = select(KEYS.c.key_id).where(KEYS.c.node == node).order_by(KEYS.c.not_before)
+        if conn is not None:
+            kids = list(conn.execute(query).scalars())
+            return [k for k in (self.lookup(kid, conn) for kid in kids) if k is not None]
+        with self.store.read() as own:
+            kids = list(own.execute(query).scalars())
+            return [k for k in (self.lookup(kid, own) for kid in kids) if k is not None]
 
     def add(
         self,
@@ -65,6 +93,7 @@ class Keyring:
         not_after: str | None = None,
         conn: Connection | None = None,
     ) -> str:
+        """Trust a key without a certificate (this node's own key at ``init``; tests)."""
         kid = key_id(public_raw)
         row = {
             "key_id": kid,
@@ -72,16 +101,146 @@ class Keyring:
             "public_key": b64u_encode(public_raw),
             "not_before": not_before,
             "not_after": not_after,
+            "tier": None,
+            "issuer": None,
+            "cert": None,
         }
-        if conn is not None:
-            upsert(conn, KEYS, [row], ["key_id"], ["not_before", "not_after"])
-        else:
-            with self.store.write() as own:
-                upsert(own, KEYS, [row], ["key_id"], ["not_before", "not_after"])
+        self._upsert(row, conn)
         return kid
 
-    def revoke(self, kid: str, *, revoked_from: str) -> None:
-        with self.store.write() as conn:
-            conn.execute(
-                KEYS.update().where(KEYS.c.key_id == kid).values(revoked_from=revoked_from)
+    def add_certificate(self, cert: Certificate, conn: Connection | None = None) -> None:
+        """Verify ``cert`` against the keyring and the anchor, then trust its key."""
+        self.check_certificate(cert, conn)
+        row = {
+            "key_id": cert.key_id,
+            "node": cert.node,
+            "public_key": cert.key,
+            "not_before": cert.not_before,
+            "not_after": cert.not_after,
+            "tier": cert.tier.value,
+            "issuer": cert.issuer,
+            "cert": cert.canonical(),
+        }
+        self._upsert(row, conn)
+
+    def check_certificate(self, cert: Certificate, conn: Connection | None = None) -> None:
+        if cert.self_signed:
+            if self.anchor is None or cert.key_id != self.anchor:
+                raise GuantongError(
+                    ErrorCode.BAD_SIGNATURE,
+                    f"self-signed certificate {cert.key_id} is not the trust anchor {self.anchor}",
+                )
+            if not cert.verify_with(cert.public_raw):
+                raise GuantongError(ErrorCode.BAD_SIGNATURE, "root certificate does not verify")
+            return
+        if cert.node == cert.issuer or not is_in_subtree(cert.node, cert.issuer):
+            raise GuantongError(
+                ErrorCode.NOT_IN_SUBTREE, f"{cert.issuer} may not certify {cert.node}"
             )
+        issuer = self.lookup(cert.signer_key_id, conn)
+        if issuer is None or issuer.node != cert.issuer:
+            raise GuantongError(
+                ErrorCode.UNKNOWN_ORIGIN,
+                f"certificate of {cert.node} is signed by unknown key {cert.signer_key_id}",
+            )
+        if issuer.revoked_at(cert.not_before) or not issuer.valid_at(cert.not_before):
+            raise GuantongError(
+                ErrorCode.REVOKED_KEY,
+                f"issuer key {issuer.key_id} was not valid when it certified {cert.node}",
+            )
+        if not cert.verify_with(issuer.public_raw):
+            raise GuantongError(
+                ErrorCode.BAD_SIGNATURE, f"certificate of {cert.node} does not verify"
+            )
+
+    def chain(self, kid: str, conn: Connection | None = None) -> list[Certificate]:
+        """The certificates from ``kid``'s up to the root, each signed by the next."""
+        out: list[Certificate] = []
+        seen: set[str] = set()
+        while kid not in seen:
+            seen.add(kid)
+            known = self.lookup(kid, conn)
+            if known is None or known.cert is None:
+                raise GuantongError(ErrorCode.NOT_ENROLLED, f"no certificate for key {kid}")
+            out.append(known.cert)
+            if known.cert.self_signed:
+                return out
+            kid = known.cert.signer_key_id
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "certificate chain loops")
+
+    def learn(self, origin: str, data: dict[str, Any], time: str, conn: Connection) -> bool:
+        """Apply a ``node_cert`` record that ``origin`` wrote; False if it cannot be verified
+        yet (its issuer's key is not known here yet: the caller retries later).
+
+        Only the issuer announces a certificate; the issuer or any ancestor of the node may
+        announce its revocation.
+        """
+        cert = Certificate.parse_obj({k: data.get(k) for k in _CERT_FIELDS})
+        if data.get("status") == "revoked":
+            if cert.node != origin and is_in_subtree(cert.node, origin):
+                self.revoke_key(
+                    cert.key_id, revoked_from=data.get("revoked_from") or time, conn=conn
+                )
+                return True
+            return False
+        if cert.issuer != origin or cert.self_signed:
+            return False
+        try:
+            self.add_certificate(cert, conn)
+        except GuantongError:
+            return False
+        return True
+
+    def relearn(self) -> int:
+        """Retry every announced certificate whose key is not trusted yet (a periodic job)."""
+        learnt = 0
+        with self.store.write() as conn:
+            found = conn.execute(
+                select(RECORDS.c.origin, RECORDS.c.data, RECORDS.c.updated_at)
+                .select_from(
+                    RECORDS.outerjoin(KEYS, KEYS.c.key_id == RECORDS.c.data["key_id"].as_string())
+                )
+                .where(RECORDS.c.contract == "node_cert", KEYS.c.key_id.is_(None))
+            ).all()
+            rows = list(found)
+            progress = True
+            while progress and rows:
+                progress = False
+                for row in list(rows):
+                    if self.learn(row.origin, row.data, row.updated_at, conn):
+                        rows.remove(row)
+                        learnt += 1
+                        progress = True
+        return learnt
+
+    def revoke_key(self, kid: str, *, revoked_from: str, conn: Connection) -> None:
+        conn.execute(
+            KEYS.update()
+            .where(KEYS.c.key_id == kid)
+            .where((KEYS.c.revoked_from.is_(None)) | (KEYS.c.revoked_from > revoked_from))
+            .values(revoked_from=revoked_from)
+        )
+
+    def revoke(self, node: str, *, revoked_from: str, conn: Connection | None = None) -> int:
+        """Revoke every key of ``node`` from ``revoked_from``; returns how many."""
+        stmt = (
+            KEYS.update()
+            .where(KEYS.c.node == node)
+            .where((KEYS.c.revoked_from.is_(None)) | (KEYS.c.revoked_from > revoked_from))
+            .values(revoked_from=revoked_from)
+        )
+        if conn is not None:
+            return int(conn.execute(stmt).rowcount)
+        with self.store.write() as own:
+            return int(own.execute(stmt).rowcount)
+
+    def _upsert(self, row: dict[str, Any], conn: Connection | None) -> None:
+        if conn is not None:
+            upsert(conn, KEYS, [row], ["key_id"], _COLUMNS)
+        else:
+            with self.store.write() as own:
+                upsert(own, KEYS, [row], ["key_id"], _COLUMNS)
+
+
+def _json(raw: bytes) -> Any:
+    return orjson.loads(raw)

@@ -26,7 +26,6 @@ from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import UPLINK_CURSOR
 from schemas.errors import ErrorCode, GuantongError
-from schemas.http import NODE_HEADER
 from schemas.segments import decode_segments, split_lines
 from schemas.times import format_time
 
@@ -57,7 +56,6 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
             response = await client.get(
                 f"{parent_url.rstrip('/')}/v1/entries",
                 params={"origin": node.id, "after": after, "limit": PAGE},
-                headers={NODE_HEADER: node.id},
             )
         except httpx.HTTPError as exc:
             raise GuantongError(

@@ -9,6 +9,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from node.log import AppendResult, Log, Write
 from node.settings import CONFIG_FILE, NodeSettings, write_config
 from node.tables import KEYS, LOCAL_PRIVATE, META, RECORDS
 from schemas.canonical import canonical_bytes
+from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier, is_uuid, uuid7
 from schemas.times import Clock, format_time, system_clock
@@ -69,6 +71,7 @@ def load_registry(home: Path) -> Registry:
 
 
 WATERMARK = "head.json"
+ROOT_VALIDITY_DAYS = 20 * 366
 
 
 class Node:
@@ -80,7 +83,7 @@ class Node:
         self.clock = clock
         self.signer = load_key(settings.key_path)
         self.registry = load_registry(settings.home)
-        self.keyring = Keyring(store)
+        self.keyring = Keyring(store, anchor=settings.root_key_id)
         self.log = Log(
             store,
             origin=settings.node_id,
@@ -153,7 +156,7 @@ class Node:
                     f"the store already belongs to {owner!r}; nothing changed",
                 )
             created.append(settings.key_path)
-            create_key(settings.key_path, seed=seed)
+            signer = create_key(settings.key_path, seed=seed)
             config: dict[str, str | int | bool] = {
                 "id": settings.node_id,
                 "tier": settings.tier.value,
@@ -168,10 +171,17 @@ class Node:
                 settings = settings.model_copy(update={"province_secret": fresh})
             if settings.province_secret is not None:
                 config["province_secret"] = settings.province_secret.get_secret_value()
+            if settings.tier is Tier.PROVINCE:
+                # The root of trust: every node is configured with this key id (the anchor).
+                settings = settings.model_copy(update={"root_key_id": signer.key_id})
+            if settings.root_key_id:
+                config["root_key_id"] = settings.root_key_id
             created.append(home / CONFIG_FILE)
             write_config(home, config)
             node = cls(settings, store, clock=clock)
             node._seed_store(format_time(clock()))
+            if settings.tier is Tier.PROVINCE:
+                node._issue_root_certificate()
         except BaseException:
             store.dispose()
             if created_home:
@@ -181,6 +191,25 @@ class Node:
                     path.unlink(missing_ok=True)
             raise
         return node
+
+    def _issue_root_certificate(self) -> None:
+        now = self.clock()
+        root = issue_certificate(
+            self.signer,
+            issuer_id=self.id,
+            node=self.id,
+            tier=Tier.PROVINCE,
+            public_raw=self.signer.public_raw,
+            not_before=format_time(now),
+            not_after=format_time(now + timedelta(days=ROOT_VALIDITY_DAYS)),
+        )
+        self.keyring.add_certificate(root)
+
+    @property
+    def certificate(self) -> Certificate | None:
+        """This node's own certificate (the root's, or the one its parent issued)."""
+        known = self.keyring.lookup(self.signer.key_id)
+        return known.cert if known else None
 
     def _seed_store(self, now: str) -> None:
         """The rows every store starts with: whose it is, its key, its empty head."""

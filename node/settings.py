@@ -24,7 +24,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier, check_node_id, depth
 
-__all__ = ["CONFIG_FILE", "NodeSettings", "check_tier_layout", "load_settings", "write_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "NodeSettings",
+    "check_tier_layout",
+    "load_settings",
+    "update_config",
+    "write_config",
+]
 
 CONFIG_FILE = "node.toml"
 _FIXED_DEPTH = {Tier.PROVINCE: 1, Tier.CITY: 2, Tier.COUNTY: 3, Tier.TOWNSHIP: 4}
@@ -155,6 +162,13 @@ def write_config(home: Path, values: dict[str, str | int | bool]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
+
+
+def update_config(home: Path, values: dict[str, str | int | bool]) -> None:
+    """Merge ``values`` into ``node.toml`` (enrollment adds the anchor and the secret)."""
+    path = home / CONFIG_FILE
+    current = tomllib.loads(path.read_text("utf-8")) if path.is_file() else {}
+    write_config(home, {**current, **values})
 
 
 def _toml_value(value: str | int | bool) -> str:

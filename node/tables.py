@@ -25,6 +25,8 @@ __all__ = [
     "RecordRow",
     "SignedHeadRow",
     "PEERS",
+    "REPLAY_CACHE",
+    "TOKENS",
     "QUALITY_RAISED",
     "UPLINK_CURSOR",
     "UPLINK_STATE",
@@ -125,6 +127,9 @@ class KeyRow(SQLModel, table=True):
     not_before: str = Field(sa_column=Column(String(24), nullable=False))
     not_after: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
     revoked_from: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+    tier: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    issuer: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    cert: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class MetaRow(SQLModel, table=True):
@@ -190,7 +195,32 @@ class QualityRaisedRow(SQLModel, table=True):
     record_id: str = Field(sa_column=Column(String(36), nullable=False))
 
 
+class TokenRow(SQLModel, table=True):
+    """One-time enrollment tokens this hub issued, by SHA-256 of the token text."""
+
+    __tablename__ = "tokens"
+
+    token_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    child: str = Field(sa_column=Column(String(128), nullable=False))
+    tier: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: str = Field(sa_column=Column(String(24), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(24), nullable=False))
+    used_at: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+
+
+class ReplayRow(SQLModel, table=True):
+    """Request signatures seen within the clock-skew window (PROTOCOL §6)."""
+
+    __tablename__ = "replay_cache"
+    __table_args__ = (Index("ix_replay_expires", "expires_at"),)
+
+    sig_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    expires_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
 UPLINK_CURSOR = metadata.tables["uplink_cursor"]
+TOKENS = metadata.tables["tokens"]
+REPLAY_CACHE = metadata.tables["replay_cache"]
 UPLINK_STATE = metadata.tables["uplink_state"]
 PEERS = metadata.tables["peers"]
 QUALITY_RAISED = metadata.tables["quality_raised"]

@@ -45,7 +45,6 @@ from node.db import Store, upsert
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
 from schemas.errors import ErrorCode, GuantongError, code_of
-from schemas.http import NODE_HEADER
 from schemas.segments import Segment, encode_segment
 from schemas.times import Clock, format_time, parse_time
 
@@ -145,7 +144,6 @@ class Uplink:
         headers = {
             "Content-Type": "application/x-ndjson",
             "Content-Encoding": "gzip",
-            NODE_HEADER: self.node_id,
         }
         try:
             response = await self.client.post(

@@ -67,6 +67,13 @@ class ErrorCode(StrEnum):
     PARENT_UNREACHABLE = "parent_unreachable"
     RECOVERY_REQUIRED = "recovery_required"
     NO_PARENT = "no_parent"
+    # Trust (PROTOCOL §7).
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_USED = "token_used"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_MISMATCH = "token_mismatch"
+    NOT_ENROLLED = "not_enrolled"
+    CERT_EXPIRED = "cert_expired"
 
 
 def code_of(value: Any) -> ErrorCode:

@@ -19,6 +19,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from node.auth import NodeAuth
 from node.logs import configure_logging
 from node.recovery import ensure_recovered
 from node.runtime import Node
@@ -88,16 +89,19 @@ def open_node(home: Path | None) -> Iterator[Node]:
         node.close()
 
 
-def client(timeout: float = 30.0) -> httpx.AsyncClient:
-    """The HTTP client of node-to-node calls made from the command line."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+def client(node: Node, timeout: float = 30.0) -> httpx.AsyncClient:
+    """The HTTP client of node-to-node calls made from the command line (signed)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        auth=NodeAuth(node.id, node.signer, node.clock),
+    )
 
 
 def recover_first(node: Node) -> None:
     """Take back own entries the parent holds beyond our head before writing (recovery)."""
 
     async def run() -> None:
-        async with client(timeout=10.0) as http:
+        async with client(node, timeout=10.0) as http:
             report = await ensure_recovered(node, http)
         if report is not None and report.restored:
             err_console.print(

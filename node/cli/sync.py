@@ -70,7 +70,7 @@ async def _sync(node: Node, *, once: bool, interval: float, progress: Progress) 
     if not parent:
         raise GuantongError(ErrorCode.NO_PARENT, f"{node.id} has no parent to sync with")
     total = SyncReport()
-    async with client() as http:
+    async with client(node) as http:
         await ensure_recovered(node, http)
         uplink = Uplink(node.log, parent_url=parent, client=http, clock=node.clock)
         task = progress.add_task("pushing", total=sum(b.entries for b in uplink.backlog()))

@@ -1,4 +1,9 @@
-"""In-process federations: real nodes and apps, connected through httpx.ASGITransport."""
+"""In-process federations: real nodes and apps, connected through httpx.ASGITransport.
+
+Nodes are enrolled with their parents for real (token, request, answer: the offline path
+run in-process), and every node-to-node request is signed, so these tests exercise the
+same trust checks as a deployment.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ import httpx
 from fastapi import FastAPI
 
 from contracts.samples import sample_records
+from hub.enrollment import answer_enrollment, create_token
 from node.app import create_app
+from node.auth import NodeAuth
+from node.enrollment import enrollment_request, install_enrollment
 from node.runtime import Node
 from node.uplink import SyncReport, Uplink
-from schemas.ids import is_in_subtree, parent_of
+from schemas.ids import parent_of
 from schemas.times import format_time
 from tests.conftest import FakeClock, NodeFactory
 
@@ -30,40 +38,42 @@ class Federation:
         self.apps: dict[str, FastAPI] = {}
         self.down: set[str] = set()
 
-    def add(self, node_id: str, tier: str | None = None, *, db_url: str | None = None) -> Node:
-        depth = node_id.count(".") + 1
+    def add(
+        self, node_id: str, tier: str | None = None, *, db_url: str | None = None, enroll: bool = True
+    ) -> Node:
+        """Initialise a node and enroll it with its parent (created first if missing: trust
+        always runs from the province root)."""
         parent = parent_of(node_id)
+        if parent is not None and parent not in self.nodes:
+            self.add(parent, db_url=db_url)
         node = self.make_node(
             node_id,
-            tier or TIERS[depth],
+            tier or TIERS[node_id.count(".") + 1],
             parent=f"http://{parent}" if parent else None,
             db_url=db_url or self.db_url,
             bundle=None,
-            secret=SECRET,
+            secret=SECRET if parent is None else None,
         )
         self.nodes[node_id] = node
-        self.trust()
+        if parent is not None and enroll:
+            self.enroll(node)
         return node
 
-    def trust(self) -> None:
-        """Until certificates flow: every hub knows the keys of its whole subtree."""
-        for hub in self.nodes.values():
-            for other in self.nodes.values():
-                if other is not hub and is_in_subtree(other.id, hub.id):
-                    hub.keyring.add(
-                        other.id, other.signer.public_raw, not_before="2000-01-01T00:00:00.000Z"
-                    )
+    def enroll(self, node: Node) -> None:
+        parent = self.nodes[parent_of(node.id) or ""]
+        token = create_token(parent, node.id, node.settings.tier)
+        answer = answer_enrollment(parent, enrollment_request(node, token))
+        install_enrollment(node, token, answer)
 
     def app(self, node_id: str) -> FastAPI:
         if node_id not in self.apps:
             node = self.nodes[node_id]
-            self.apps[node_id] = create_app(
-                node.settings, node=node, clock=self.clock, scheduler=False
-            )
+            self.apps[node_id] = create_app(node.settings, node=node, clock=self.clock, scheduler=False)
         return self.apps[node_id]
 
     def client(self, node_id: str, *, caller: str | None = None) -> httpx.AsyncClient:
-        """A client of ``node_id``'s app (as ``caller``); refuses to connect while it is down."""
+        """A client of ``node_id``'s app, signing as ``caller``; it cannot connect while
+        ``node_id`` is down."""
         federation = self
 
         class _Switch(httpx.AsyncBaseTransport):
@@ -75,8 +85,8 @@ class Federation:
                     raise httpx.ConnectError(f"{node_id} is down", request=request)
                 return await self.inner.handle_async_request(request)
 
-        headers = {"Guantong-Node": caller} if caller else {}
-        return httpx.AsyncClient(transport=_Switch(), base_url=f"http://{node_id}", headers=headers)
+        auth = NodeAuth(caller, self.nodes[caller].signer, self.clock) if caller else None
+        return httpx.AsyncClient(transport=_Switch(), base_url=f"http://{node_id}", auth=auth)
 
     def uplink(self, node_id: str, **kwargs: Any) -> Uplink:
         node = self.nodes[node_id]
@@ -85,7 +95,7 @@ class Federation:
         return Uplink(
             node.log,
             parent_url=f"http://{parent}",
-            client=self.client(parent),
+            client=self.client(parent, caller=node_id),
             clock=self.clock,
             **kwargs,
         )
@@ -97,9 +107,7 @@ class Federation:
         finally:
             await uplink.client.aclose()
 
-    def write(
-        self, node_id: str, count: int, *, seed: int = 0, contract: str = "opinion"
-    ) -> list[str]:
+    def write(self, node_id: str, count: int, *, seed: int = 0, contract: str = "opinion") -> list[str]:
         node = self.nodes[node_id]
         records = [(None, r) for r in sample_records(contract, count, seed=seed, origin=node_id)]
         return list(node.put(contract, records).record_ids)

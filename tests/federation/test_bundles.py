@@ -42,9 +42,9 @@ async def test_hub_bundle_carries_relayed_segments_verbatim(
     fed.write(county.id, 2, seed=3)
     await fed.sync(station.id)
     report = export_bundle(county, tmp_path / "jy.gtb")
-    assert (report.origins, report.entries) == (2, 6)
+    assert (report.origins, report.entries) == (2, 7)  # the county also announced s1's certificate
     _, results = import_bundle(city, tmp_path / "jy.gtb")
-    assert sorted((r.origin, r.held) for r in results) == [(county.id, 2), (station.id, 4)]
+    assert sorted((r.origin, r.held) for r in results) == [(county.id, 3), (station.id, 4)]
     assert list(city.log.iter_entries(station.id)) == list(station.log.iter_entries(station.id))
     assert list(verify_log(city.log)) == []
 
@@ -80,10 +80,16 @@ async def test_tampered_segment_is_rejected_alone(fed: Federation, tmp_path: Pat
     path = tmp_path / "jy.gtb"
     export_bundle(county, path)
     header, body = gzip.decompress(path.read_bytes()).split(b"\n", 1)
-    path.write_bytes(gzip.compress(header + b"\n" + body.replace(b'"status":"', b'"status":"X', 1)))
+    cut = body.index(b'"origin":"js.wx.jy.s1"')  # tamper with the first entry of s1
+    tampered = body[:cut] + body[cut:].replace(b'"status":"', b'"status":"X', 1)
+    path.write_bytes(gzip.compress(header + b"\n" + tampered))
     _, results = import_bundle(city, path)
-    assert [(r.origin, r.status) for r in results] == [(s1.id, "rejected"), (s2.id, "ok")]
-    assert results[0].error is not None and results[0].error["code"] in {"bad_chain", "bad_hash"}
+    assert [(r.origin, r.status) for r in results] == [
+        (county.id, "ok"),
+        (s1.id, "rejected"),
+        (s2.id, "ok"),
+    ]
+    assert results[1].error is not None and results[1].error["code"] in {"bad_chain", "bad_hash"}
     assert city.log.head(s1.id) is None
     assert city.log.head(s2.id).seq == 3  # type: ignore[union-attr]
 

@@ -23,7 +23,7 @@ async def test_wiped_store_pulls_its_log_back_before_writing(fed: Federation) ->
     (station.settings.home / "node.db").unlink()
     station = reopen(fed, station.id)
     assert station.recovery_reason is not None and "empty" in station.recovery_reason
-    async with fed.client(county.id) as client:
+    async with fed.client(county.id, caller=station.id) as client:
         report = await ensure_recovered(station, client)
     assert report is not None and report.restored == 10
     assert station.recovery_reason is None
@@ -50,7 +50,7 @@ async def test_old_backup_is_detected_and_caught_up(fed: Federation) -> None:
     shutil.copy(backup, station.settings.home / "node.db")
     station = reopen(fed, station.id)
     assert station.recovery_reason is not None and "backup" in station.recovery_reason
-    async with fed.client(county.id) as client:
+    async with fed.client(county.id, caller=station.id) as client:
         report = await ensure_recovered(station, client)
     assert report is not None and (report.restored, report.held_by_parent) == (5, 10)
     fed.write(station.id, 1, seed=2)
@@ -62,7 +62,7 @@ async def test_unreachable_parent_blocks_writing_only_with_evidence(fed: Federat
     fed.add("js.wx.jy")
     station = fed.add("js.wx.jy.s1")
     fed.down.add("js.wx.jy")
-    async with fed.client("js.wx.jy") as client:
+    async with fed.client("js.wx.jy", caller=station.id) as client:
         assert await ensure_recovered(station, client) is None  # offline is normal
         station.recovery_reason = "the store was empty (lost or replaced)"
         with pytest.raises(GuantongError) as info:
@@ -86,7 +86,7 @@ async def test_divergent_history_is_a_fork_not_an_overwrite(fed: Federation) -> 
     (station.settings.home / "head.json").unlink()  # no local evidence: it writes offline
     station = reopen(fed, station.id)
     fed.write(station.id, 2, seed=2)  # seq 4–5, different from what the county holds
-    async with fed.client(county.id) as client:
+    async with fed.client(county.id, caller=station.id) as client:
         with pytest.raises(GuantongError) as info:
             await ensure_recovered(station, client)
     assert info.value.code is ErrorCode.FORK

@@ -1,0 +1,173 @@
+"""Enrollment at the issuing hub: one-time tokens in, certificates out (PROTOCOL §7).
+
+``create_token`` records the SHA-256 of a fresh token bound to a child id and tier.
+``answer`` checks an enrollment request — the token exists, is unused, unexpired and names
+exactly this child and tier; the child is a direct child of this hub; the proof shows the
+child holds the key — then, in one transaction, issues the certificate, writes it as a
+``node_cert`` record into this hub's own log (so every tier above learns the key through
+the verified channel), trusts it locally and spends the token. The answer carries the chain
+up to the root and the province secret for ``hash`` privacy fields.
+
+Rotation uses the same issuing path: a child proves the current key by signing the
+request, and the new certificate supersedes the old one, whose validity ends now.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from node.db import insert_ignore
+from node.runtime import Node
+from node.tables import TOKENS
+from schemas.certs import Certificate, issue_certificate
+from schemas.enrollment import decode_token, encode_token, token_hash, verify_proof
+from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import Tier, check_node_id, parent_of
+from schemas.signing import b64u_decode
+from schemas.times import format_time, parse_time
+
+__all__ = [
+    "CERT_VALIDITY",
+    "answer_enrollment",
+    "cert_record",
+    "create_token",
+    "issue_for",
+    "response_for",
+]
+
+CERT_VALIDITY = timedelta(days=2 * 365)
+TOKEN_VALIDITY = timedelta(days=14)
+_NAMESPACE = uuid.UUID("0b4f7a52-53c9-4c55-9b8e-1d3f5a7c9e21")
+
+
+def create_token(
+    node: Node, child: str, tier: Tier, *, valid_for: timedelta = TOKEN_VALIDITY
+) -> str:
+    check_node_id(child)
+    if parent_of(child) != node.id:
+        raise GuantongError(ErrorCode.NOT_IN_SUBTREE, f"{child} is not a direct child of {node.id}")
+    if node.certificate is None or node.keyring.anchor is None:
+        raise GuantongError(
+            ErrorCode.NOT_ENROLLED, f"{node.id} must be enrolled before it enrolls others"
+        )
+    now = node.clock()
+    token = encode_token(
+        child=child,
+        tier=tier.value,
+        issuer=node.id,
+        root=node.keyring.anchor,
+        expires=format_time(now + valid_for),
+    )
+    with node.store.write() as conn:
+        insert_ignore(
+            conn,
+            TOKENS,
+            [
+                {
+                    "token_hash": token_hash(token),
+                    "child": child,
+                    "tier": tier.value,
+                    "created_at": format_time(now),
+                    "expires_at": format_time(now + valid_for),
+                    "used_at": None,
+                }
+            ],
+            ["token_hash"],
+        )
+    return token
+
+
+def cert_record(
+    cert: Certificate, *, issuer: str, status: str = "active", revoked_from: str | None = None
+) -> dict[str, Any]:
+    """The ``node_cert`` record announcing ``cert`` (record id stable per issuer and key)."""
+    record: dict[str, Any] = {
+        "id": str(uuid.uuid5(_NAMESPACE, f"{issuer}:{cert.key_id}")),
+        **cert.to_dict(),
+        "status": status,
+    }
+    if revoked_from is not None:
+        record["revoked_from"] = revoked_from
+    return record
+
+
+def issue_for(node: Node, child: str, tier: Tier, key: str, *, also: Any = None) -> Certificate:
+    """Certify ``key`` for ``child``; record it, trust it — one transaction."""
+    if node.certificate is None:
+        raise GuantongError(ErrorCode.NOT_ENROLLED, f"{node.id} has no certificate to issue from")
+    now = node.clock()
+    cert = issue_certificate(
+        node.signer,
+        issuer_id=node.id,
+        node=child,
+        tier=tier,
+        public_raw=b64u_decode(key),
+        not_before=format_time(now),
+        not_after=format_time(now + CERT_VALIDITY),
+    )
+
+    def commit(conn: Connection) -> None:
+        node.keyring.add_certificate(cert, conn)
+        if also is not None:
+            also(conn)
+
+    node.put("node_cert", [(None, cert_record(cert, issuer=node.id))], also=commit)
+    return cert
+
+
+def response_for(node: Node, cert: Certificate) -> dict[str, Any]:
+    secret = node.settings.province_secret
+    return {
+        "cert": cert.to_dict(),
+        "chain": [c.to_dict() for c in node.keyring.chain(node.signer.key_id)],
+        "root_key_id": node.keyring.anchor,
+        "province_secret": secret.get_secret_value() if secret else None,
+    }
+
+
+def answer_enrollment(node: Node, request: Any) -> dict[str, Any]:
+    """Check an enrollment request and issue the certificate (online or from a file)."""
+    if not isinstance(request, dict) or set(request) != {"node", "tier", "key", "token", "proof"}:
+        raise GuantongError(
+            ErrorCode.MALFORMED, 'an enrollment request is {"node","tier","key","token","proof"}'
+        )
+    if not all(isinstance(v, str) for v in request.values()):
+        raise GuantongError(ErrorCode.MALFORMED, "enrollment request fields are strings")
+    child, token = check_node_id(request["node"]), request["token"]
+    payload = decode_token(token)
+    try:
+        tier = Tier(request["tier"])
+    except ValueError as exc:
+        raise GuantongError(ErrorCode.MALFORMED, f"unknown tier {request['tier']!r}") from exc
+    now = node.clock()
+    with node.store.read() as conn:
+        row = conn.execute(select(TOKENS).where(TOKENS.c.token_hash == token_hash(token))).first()
+    if row is None or payload["issuer"] != node.id:
+        raise GuantongError(ErrorCode.TOKEN_INVALID, f"{node.id} did not issue this token")
+    if row.used_at is not None:
+        raise GuantongError(ErrorCode.TOKEN_USED, f"this token was already used at {row.used_at}")
+    if parse_time(row.expires_at) < now:
+        raise GuantongError(ErrorCode.TOKEN_EXPIRED, f"this token expired at {row.expires_at}")
+    if row.child != child or payload["child"] != child or row.tier != tier.value:
+        raise GuantongError(
+            ErrorCode.TOKEN_MISMATCH,
+            f"this token is for {row.child} ({row.tier}), not {child} ({tier.value})",
+        )
+    if not verify_proof(request["proof"], child, request["key"], token):
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "proof of key possession does not verify")
+
+    def spend(conn: Connection) -> None:
+        spent = conn.execute(
+            TOKENS.update()
+            .where(TOKENS.c.token_hash == token_hash(token), TOKENS.c.used_at.is_(None))
+            .values(used_at=format_time(now))
+        )
+        if spent.rowcount != 1:  # raced with another request using the same token
+            raise GuantongError(ErrorCode.TOKEN_USED, "this token was already used")
+
+    cert = issue_for(node, child, tier, request["key"], also=spend)
+    return response_for(node, cert)

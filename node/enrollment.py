@@ -1,0 +1,93 @@
+"""Enrollment at the child: ask for a certificate with a token, check and install the answer.
+
+The token names the child's id and tier and the province root key id. The answer is
+trusted only if its chain runs from a self-signed root with exactly that key id down to a
+certificate for this node's own key, each link signed by the one above; then the anchor,
+the chain and the province secret are stored and the node is enrolled. Online the request
+travels as ``POST /v1/enroll``; offline, as a request file and an answer file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from node.runtime import Node
+from node.settings import load_settings, update_config
+from schemas.certs import Certificate
+from schemas.enrollment import decode_token, sign_proof
+from schemas.errors import ErrorCode, GuantongError, code_of
+
+__all__ = ["enroll_online", "enrollment_request", "install_enrollment"]
+
+
+def enrollment_request(node: Node, token: str) -> dict[str, Any]:
+    payload = decode_token(token)
+    if payload["child"] != node.id or payload["tier"] != node.settings.tier.value:
+        raise GuantongError(
+            ErrorCode.TOKEN_MISMATCH,
+            f"this token is for {payload['child']} ({payload['tier']}), this node is "
+            f"{node.id} ({node.settings.tier.value})",
+        )
+    return {
+        "node": node.id,
+        "tier": node.settings.tier.value,
+        "key": node.signer.public_b64u,
+        "token": token,
+        "proof": sign_proof(node.signer, node.id, token),
+    }
+
+
+def install_enrollment(node: Node, token: str, response: Any) -> Certificate:
+    """Verify the answer against the token's anchor and store it; returns our certificate."""
+    payload = decode_token(token)
+    if not isinstance(response, dict) or not {"cert", "chain"} <= set(response):
+        raise GuantongError(ErrorCode.MALFORMED, 'an enrollment answer is {"cert","chain",…}')
+    anchor = payload["root"]
+    if response.get("root_key_id") not in (None, anchor):
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the answer names another root than the token")
+    cert = Certificate.parse_obj(response["cert"])
+    chain = [Certificate.parse_obj(c) for c in response["chain"]]
+    if cert.node != node.id or cert.key_id != node.signer.key_id:
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the certificate is not for this node's key")
+    if not chain or not chain[-1].self_signed or chain[-1].key_id != anchor:
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, f"the chain does not end at the root {anchor}")
+    node.keyring.anchor = anchor
+    with node.store.write() as conn:
+        for link in reversed(chain):  # root first: each certificate is checked by the one above
+            node.keyring.add_certificate(link, conn)
+        node.keyring.add_certificate(cert, conn)
+    values: dict[str, str | int | bool] = {"root_key_id": anchor}
+    secret = response.get("province_secret")
+    if isinstance(secret, str) and secret:
+        values["province_secret"] = secret
+    update_config(node.settings.home, values)
+    node.settings = load_settings(node.settings.home, **_explicit(node))
+    return cert
+
+
+def _explicit(node: Node) -> dict[str, Any]:
+    """Settings given in code rather than the file (tests); re-applied after reloading."""
+    return {"db_url": node.settings.db_url} if node.settings.db_url else {}
+
+
+async def enroll_online(
+    node: Node, parent_url: str, token: str, client: httpx.AsyncClient
+) -> Certificate:
+    request = enrollment_request(node, token)
+    try:
+        response = await client.post(f"{parent_url.rstrip('/')}/v1/enroll", json=request)
+    except httpx.HTTPError as exc:
+        raise GuantongError(
+            ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {exc}"
+        ) from exc
+    body = orjson.loads(response.content) if response.content else {}
+    if response.status_code != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise GuantongError(
+            code_of(error.get("code")),
+            f"enrollment refused: {error.get('message', response.status_code)}",
+        )
+    return install_enrollment(node, token, body)
