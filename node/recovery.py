@@ -83,24 +83,25 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
             break
         after = results[-1].held
     if after > start:
+        # The parent showed us it holds our log up to `after`: that much is acknowledged.
         head = node.log.head()
         assert head is not None
         node.log.write_watermark(head.seq, head.head)
-    with node.store.write() as conn:
-        upsert(
-            conn,
-            UPLINK_CURSOR,
-            [
-                {
-                    "origin": node.id,
-                    "acked": after,
-                    "blocked": None,
-                    "updated_at": format_time(node.clock()),
-                }
-            ],
-            ["origin"],
-            ["acked", "blocked", "updated_at"],
-        )
+        with node.store.write() as conn:
+            upsert(
+                conn,
+                UPLINK_CURSOR,
+                [
+                    {
+                        "origin": node.id,
+                        "acked": after,
+                        "blocked": None,
+                        "updated_at": format_time(node.clock()),
+                    }
+                ],
+                ["origin"],
+                ["acked", "blocked", "updated_at"],
+            )
     node.recovery_reason = None
     return RecoveryReport(restored=after - start, held_by_parent=after)
 

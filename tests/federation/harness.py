@@ -39,7 +39,12 @@ class Federation:
         self.down: set[str] = set()
 
     def add(
-        self, node_id: str, tier: str | None = None, *, db_url: str | None = None, enroll: bool = True
+        self,
+        node_id: str,
+        tier: str | None = None,
+        *,
+        db_url: str | None = None,
+        enroll: bool = True,
     ) -> Node:
         """Initialise a node and enroll it with its parent (created first if missing: trust
         always runs from the province root)."""
@@ -68,7 +73,9 @@ class Federation:
     def app(self, node_id: str) -> FastAPI:
         if node_id not in self.apps:
             node = self.nodes[node_id]
-            self.apps[node_id] = create_app(node.settings, node=node, clock=self.clock, scheduler=False)
+            self.apps[node_id] = create_app(
+                node.settings, node=node, clock=self.clock, scheduler=False
+            )
         return self.apps[node_id]
 
     def client(self, node_id: str, *, caller: str | None = None) -> httpx.AsyncClient:
@@ -107,7 +114,9 @@ class Federation:
         finally:
             await uplink.client.aclose()
 
-    def write(self, node_id: str, count: int, *, seed: int = 0, contract: str = "opinion") -> list[str]:
+    def write(
+        self, node_id: str, count: int, *, seed: int = 0, contract: str = "opinion"
+    ) -> list[str]:
         node = self.nodes[node_id]
         records = [(None, r) for r in sample_records(contract, count, seed=seed, origin=node_id)]
         return list(node.put(contract, records).record_ids)

@@ -1,0 +1,186 @@
+"""Trust commands: tokens, enrollment (online or by files), key rotation, revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from sqlalchemy import Connection
+
+from hub.enrollment import answer_enrollment, cert_record, create_token
+from node.cli.common import HomeOpt, JsonOpt, app, client, command, console, open_node, print_json
+from node.enrollment import enroll_online, enrollment_request, install_enrollment
+from node.keys import create_key
+from node.runtime import Node
+from schemas.canonical import parse_json
+from schemas.enrollment import sign_proof
+from schemas.errors import ErrorCode, GuantongError, code_of
+from schemas.ids import Tier
+from schemas.signing import Signer
+from schemas.times import format_time, parse_time
+
+__all__: list[str] = []
+
+token_app = typer.Typer(help="Enrollment tokens (at a hub).", no_args_is_help=True)
+keys_app = typer.Typer(help="This node's keys.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
+
+
+@token_app.command("create")
+@command
+def token_create(
+    child: Annotated[str, typer.Argument(metavar="CHILD_ID", help="The child's node id.")],
+    tier: Annotated[Tier, typer.Option("--tier", help="The child's tier.")],
+    days: Annotated[int, typer.Option("--valid-days", min=1, max=365)] = 14,
+    home: HomeOpt = None,
+) -> None:
+    """Print a one-time, expiring enrollment token for CHILD_ID (it carries the root key id)."""
+    with open_node(home) as node:
+        token = create_token(node, child, tier, valid_for=timedelta(days=days))
+    typer.echo(token)
+
+
+@token_app.command("answer")
+@command
+def token_answer(
+    request_file: Annotated[Path, typer.Argument(help="Enrollment request from the child.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Answer file to give back.")],
+    home: HomeOpt = None,
+) -> None:
+    """Offline enrollment at the hub: answer a request file with a certificate file."""
+    request = _read_json(request_file)
+    with open_node(home) as node:
+        response = answer_enrollment(node, request)
+    out.write_bytes(orjson.dumps(response, option=orjson.OPT_INDENT_2))
+    console.print(f"certified {request['node']}; give {out} back to it")
+
+
+@app.command()
+@command
+def enroll(
+    token: Annotated[str, typer.Option("--token", help="The token from the hub's operator.")],
+    parent: Annotated[str | None, typer.Option("--parent", help="Hub URL (online).")] = None,
+    request_file: Annotated[
+        Path | None, typer.Option("--request-file", help="Offline: write the request here.")
+    ] = None,
+    response_file: Annotated[
+        Path | None, typer.Option("--response-file", help="Offline: install this answer.")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enroll this node with its hub: online (--parent) or by files (request, then answer)."""
+    with open_node(home) as node:
+        if response_file is not None:
+            cert = install_enrollment(node, token, _read_json(response_file))
+        elif request_file is not None:
+            request_file.write_bytes(
+                orjson.dumps(enrollment_request(node, token), option=orjson.OPT_INDENT_2)
+            )
+            console.print(
+                f"wrote {request_file}; at the hub: "
+                f"guantong token answer {request_file.name} --out answer.json"
+            )
+            return
+        else:
+            url = parent or node.settings.parent_url
+            if not url:
+                raise GuantongError(ErrorCode.NO_PARENT, "pass --parent URL (or --request-file)")
+            cert = asyncio.run(_enroll_online(node, url, token))
+    if as_json:
+        print_json(cert.to_dict())
+    else:
+        console.print(
+            f"enrolled {cert.node} ({cert.tier.value}): key {cert.key_id} certified by "
+            f"{cert.issuer} until {cert.not_after}"
+        )
+
+
+async def _enroll_online(node: Node, url: str, token: str) -> Any:
+    async with client(node) as http:
+        return await enroll_online(node, url, token, http)
+
+
+@keys_app.command("rotate")
+@command
+def rotate(home: HomeOpt = None) -> None:
+    """Replace this node's key: the parent certifies the new key; history stays verifiable."""
+    with open_node(home) as node:
+        if node.settings.tier is Tier.PROVINCE or not node.settings.parent_url:
+            raise GuantongError(
+                ErrorCode.FORBIDDEN,
+                "the province root key is the trust anchor of every node; it is not rotated here",
+            )
+        pending = node.settings.key_path.with_name("node.key.new")
+        pending.unlink(missing_ok=True)
+        fresh = create_key(pending)
+        cert = asyncio.run(_rotate(node, fresh))
+        retired = node.settings.key_path.parent / "retired"
+        retired.mkdir(mode=0o700, exist_ok=True)
+        os.replace(node.settings.key_path, retired / f"{node.signer.key_id}.key")
+        os.replace(pending, node.settings.key_path)
+    console.print(
+        f"rotated: new key {cert.key_id} certified by {cert.issuer} until {cert.not_after}"
+    )
+
+
+async def _rotate(node: Node, fresh: Signer) -> Any:
+    from schemas.certs import Certificate
+
+    body = {"key": fresh.public_b64u, "proof": sign_proof(fresh, node.id, "rotate")}
+    url = f"{(node.settings.parent_url or '').rstrip('/')}/v1/rotate"
+    async with client(node) as http:
+        try:
+            response = await http.post(url, content=orjson.dumps(body))
+        except Exception as exc:  # noqa: BLE001 - any transport failure is "unreachable"
+            raise GuantongError(ErrorCode.PARENT_UNREACHABLE, f"parent unreachable: {exc}") from exc
+    answer = orjson.loads(response.content) if response.content else {}
+    if response.status_code != 200:
+        error = answer.get("error", {})
+        raise GuantongError(code_of(error.get("code")), f"rotation refused: {error.get('message')}")
+    cert = Certificate.parse_obj(answer["cert"])
+    if cert.key_id != fresh.key_id or cert.node != node.id:
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the parent certified another key")
+    node.keyring.add_certificate(cert)
+    return cert
+
+
+@app.command()
+@command
+def revoke(
+    target: Annotated[str, typer.Argument(metavar="NODE", help="Node whose keys to revoke.")],
+    since: Annotated[
+        str | None, typer.Option("--from", help="Revoked from this time (default: now).")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Stop trusting NODE's keys from a time; tell the tiers above (node_cert update)."""
+    with open_node(home) as node:
+        when = format_time(parse_time(since)) if since else format_time(node.clock())
+        known = [k for k in node.keyring.keys_of(target) if k.cert is not None]
+        if not known or target == node.id:
+            raise GuantongError(ErrorCode.NOT_FOUND, f"no certified key of {target} is known here")
+        records = [
+            (None, cert_record(k.cert, issuer=node.id, status="revoked", revoked_from=when))
+            for k in known
+            if k.cert is not None
+        ]
+
+        def revoke_here(conn: Connection) -> None:
+            node.keyring.revoke(target, revoked_from=when, conn=conn)
+
+        node.put("node_cert", records, also=revoke_here)
+    console.print(f"revoked {len(records)} key(s) of {target} from {when}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return parse_json(path.read_bytes())
+    except OSError as exc:
+        raise GuantongError(ErrorCode.NOT_FOUND, f"cannot read {path}: {exc.strerror}") from exc
