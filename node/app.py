@@ -45,6 +45,8 @@ _STATUS = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.CLOCK_SKEW: 401,
     ErrorCode.REPLAY: 401,
+    ErrorCode.REVOKED_KEY: 401,
+    ErrorCode.CERT_EXPIRED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_IN_SUBTREE: 403,
     ErrorCode.TOO_LARGE: 413,

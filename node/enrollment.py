@@ -19,8 +19,14 @@ from node.settings import load_settings, update_config
 from schemas.certs import Certificate
 from schemas.enrollment import decode_token, sign_proof
 from schemas.errors import ErrorCode, GuantongError, code_of
+from schemas.signing import Signer
 
-__all__ = ["enroll_online", "enrollment_request", "install_enrollment"]
+__all__ = [
+    "enroll_online",
+    "enrollment_request",
+    "install_enrollment",
+    "rotate_online",
+]
 
 
 def enrollment_request(node: Node, token: str) -> dict[str, Any]:
@@ -91,3 +97,30 @@ async def enroll_online(
             f"enrollment refused: {error.get('message', response.status_code)}",
         )
     return install_enrollment(node, token, body)
+
+
+async def rotate_online(node: Node, fresh: Signer, client: httpx.AsyncClient) -> Certificate:
+    """Ask the parent, signing with the current key, to certify ``fresh``; trust the answer.
+
+    The caller swaps the key files once this returns: until then the old key stays in use,
+    and it stays valid for what it signed.
+    """
+    parent = node.settings.parent_url
+    if not parent:
+        raise GuantongError(ErrorCode.NO_PARENT, f"{node.id} has no parent to certify a new key")
+    body = {"key": fresh.public_b64u, "proof": sign_proof(fresh, node.id, "rotate")}
+    try:
+        response = await client.post(f"{parent.rstrip('/')}/v1/rotate", content=orjson.dumps(body))
+    except httpx.HTTPError as exc:
+        raise GuantongError(
+            ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {exc}"
+        ) from exc
+    answer = orjson.loads(response.content) if response.content else {}
+    if response.status_code != 200:
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        raise GuantongError(code_of(error.get("code")), f"rotation refused: {error.get('message')}")
+    cert = Certificate.parse_obj(answer["cert"])
+    if cert.key_id != fresh.key_id or cert.node != node.id:
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the parent certified another key")
+    node.keyring.add_certificate(cert)
+    return cert

@@ -339,9 +339,12 @@ class Ingestor:
                 records[entry.id] = record_row(entry)
         conn.execute(ENTRIES.insert(), rows)
         apply_records(conn, list(records.values()))
-        for record in records.values():
-            if record["contract"] == "node_cert" and not record["deleted"]:
-                learnt = (origin, record["data"], record["updated_at"])
+        for entry, status in zip(item.entries[first_new:], item.statuses[first_new:], strict=True):
+            # every announcement in order: a certificate and its later revocation may share
+            # one record id, so the latest record state alone would lose the certificate
+            if entry.contract == "node_cert" and entry.op == "put" and status == "valid":
+                assert entry.data is not None
+                learnt = (origin, entry.data, entry.time)
                 if not self.keyring.learn(*learnt, conn):
                     unlearnt.append(learnt)
         raw_head = segment.head.canonical()

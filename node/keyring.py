@@ -177,12 +177,15 @@ class Keyring:
         """
         cert = Certificate.parse_obj({k: data.get(k) for k in _CERT_FIELDS})
         if data.get("status") == "revoked":
-            if cert.node != origin and is_in_subtree(cert.node, origin):
-                self.revoke_key(
-                    cert.key_id, revoked_from=data.get("revoked_from") or time, conn=conn
-                )
-                return True
-            return False
+            if cert.node == origin or not is_in_subtree(cert.node, origin):
+                return False
+            if self.lookup(cert.key_id, conn) is None:
+                try:  # a revocation carries the certificate: trust it, then revoke it
+                    self.add_certificate(cert, conn)
+                except GuantongError:
+                    return False
+            self.revoke_key(cert.key_id, revoked_from=data.get("revoked_from") or time, conn=conn)
+            return True
         if cert.issuer != origin or cert.self_signed:
             return False
         try:

@@ -5,6 +5,7 @@ The CLI and the ASGI app are thin layers over this; tests build several side by 
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from schemas.canonical import canonical_bytes
 from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier, is_uuid, uuid7
+from schemas.signing import Signer
 from schemas.times import Clock, format_time, system_clock
 
 __all__ = ["Node", "RecordView", "load_registry"]
@@ -204,6 +206,15 @@ class Node:
             not_after=format_time(now + timedelta(days=ROOT_VALIDITY_DAYS)),
         )
         self.keyring.add_certificate(root)
+
+    def adopt_key(self, fresh: Signer, pending: Path) -> None:
+        """Make ``fresh`` (written at ``pending``) this node's key; retire the old one."""
+        retired = self.settings.key_path.parent / "retired"
+        retired.mkdir(mode=0o700, exist_ok=True)
+        os.replace(self.settings.key_path, retired / f"{self.signer.key_id}.key")
+        os.replace(pending, self.settings.key_path)
+        self.signer = fresh
+        self.log.signer = fresh
 
     @property
     def certificate(self) -> Certificate | None:

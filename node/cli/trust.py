@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,12 +13,12 @@ from sqlalchemy import Connection
 
 from hub.enrollment import answer_enrollment, cert_record, create_token
 from node.cli.common import HomeOpt, JsonOpt, app, client, command, console, open_node, print_json
-from node.enrollment import enroll_online, enrollment_request, install_enrollment
+from node.enrollment import enroll_online, enrollment_request, install_enrollment, rotate_online
 from node.keys import create_key
 from node.runtime import Node
 from schemas.canonical import parse_json
-from schemas.enrollment import sign_proof
-from schemas.errors import ErrorCode, GuantongError, code_of
+from schemas.certs import Certificate
+from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 from schemas.signing import Signer
 from schemas.times import format_time, parse_time
@@ -121,34 +120,15 @@ def rotate(home: HomeOpt = None) -> None:
         pending.unlink(missing_ok=True)
         fresh = create_key(pending)
         cert = asyncio.run(_rotate(node, fresh))
-        retired = node.settings.key_path.parent / "retired"
-        retired.mkdir(mode=0o700, exist_ok=True)
-        os.replace(node.settings.key_path, retired / f"{node.signer.key_id}.key")
-        os.replace(pending, node.settings.key_path)
+        node.adopt_key(fresh, pending)
     console.print(
         f"rotated: new key {cert.key_id} certified by {cert.issuer} until {cert.not_after}"
     )
 
 
-async def _rotate(node: Node, fresh: Signer) -> Any:
-    from schemas.certs import Certificate
-
-    body = {"key": fresh.public_b64u, "proof": sign_proof(fresh, node.id, "rotate")}
-    url = f"{(node.settings.parent_url or '').rstrip('/')}/v1/rotate"
+async def _rotate(node: Node, fresh: Signer) -> Certificate:
     async with client(node) as http:
-        try:
-            response = await http.post(url, content=orjson.dumps(body))
-        except Exception as exc:  # noqa: BLE001 - any transport failure is "unreachable"
-            raise GuantongError(ErrorCode.PARENT_UNREACHABLE, f"parent unreachable: {exc}") from exc
-    answer = orjson.loads(response.content) if response.content else {}
-    if response.status_code != 200:
-        error = answer.get("error", {})
-        raise GuantongError(code_of(error.get("code")), f"rotation refused: {error.get('message')}")
-    cert = Certificate.parse_obj(answer["cert"])
-    if cert.key_id != fresh.key_id or cert.node != node.id:
-        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the parent certified another key")
-    node.keyring.add_certificate(cert)
-    return cert
+        return await rotate_online(node, fresh, http)
 
 
 @app.command()

@@ -1,0 +1,85 @@
+"""Certificates flow up, keys rotate, enrollment works by files from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from node.cli import app
+from node.enrollment import rotate_online
+from node.keys import create_key
+from node.verify import verify_log
+from tests.federation.harness import Federation
+
+pytestmark = pytest.mark.anyio
+runner = CliRunner()
+
+
+async def test_province_learns_every_key_through_the_logs(fed: Federation) -> None:
+    fed.add("js.wx.jy.s1")
+    province = fed.nodes["js"]
+    assert province.keyring.lookup(fed.nodes["js.wx.jy.s1"].signer.key_id) is None
+    fed.write("js.wx.jy.s1", 2)
+    for node_id in ("js.wx.jy.s1", "js.wx.jy", "js.wx"):
+        assert (await fed.sync(node_id)).rejected == {}
+    known = province.keyring.lookup(fed.nodes["js.wx.jy.s1"].signer.key_id)
+    assert known is not None and known.cert is not None and known.cert.issuer == "js.wx.jy"
+    assert list(verify_log(province.log)) == []
+
+
+async def test_rotation_keeps_history_verifiable(fed: Federation, tmp_path: Path) -> None:
+    station = fed.add("js.wx.jy.s1")
+    old_key = station.signer.key_id
+    fed.write(station.id, 3)
+    await fed.sync(station.id)
+    pending = tmp_path / "new.key"
+    fresh = create_key(pending)
+    async with fed.client("js.wx.jy", caller=station.id) as client:
+        cert = await rotate_online(station, fresh, client)
+    station.adopt_key(fresh, pending)
+    assert (cert.key_id, cert.issuer) == (fresh.key_id, "js.wx.jy")
+    fed.clock.advance(seconds=1)
+    fed.write(station.id, 2, seed=1)
+    assert (await fed.sync(station.id)).rejected == {}
+    for node_id in ("js.wx.jy", "js.wx"):
+        assert (await fed.sync(node_id)).rejected == {}
+    province = fed.nodes["js"]
+    assert province.log.head(station.id).seq == 5  # type: ignore[union-attr]
+    heads = {h.seq: h.signed for h in [province.log.head(station.id)] if h}
+    assert heads[5] is not None and heads[5].key_id == fresh.key_id
+    assert province.keyring.lookup(old_key) is not None
+    assert list(verify_log(province.log)) == []  # entries signed by the old key still verify
+
+
+def _gt(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_offline_enrollment_by_files_then_revocation(tmp_path: Path) -> None:
+    county, station = tmp_path / "county", tmp_path / "station"
+    province = tmp_path / "province"
+    _gt("init", "--id", "js", "--tier", "province", "--home", str(province))
+    for home, node_id, tier, parent in ((tmp_path / "city", "js.wx", "city", province),
+                                        (county, "js.wx.jy", "county", tmp_path / "city"),
+                                        (station, "js.wx.jy.s1", "station", county)):
+        _gt("init", "--id", node_id, "--tier", tier, "--parent", "http://127.0.0.1:9", "--home", str(home))
+        token = _gt("token", "create", node_id, "--tier", tier, "--home", str(parent)).strip()
+        request, answer = tmp_path / f"{node_id}.req", tmp_path / f"{node_id}.ans"
+        _gt("enroll", "--token", token, "--request-file", str(request), "--home", str(home))
+        _gt("token", "answer", str(request), "--out", str(answer), "--home", str(parent))
+        enrolled = json.loads(_gt("enroll", "--token", token, "--response-file", str(answer),
+                                  "--home", str(home), "--json"))
+        assert enrolled["node"] == node_id
+        reused = runner.invoke(app, ["token", "answer", str(request), "--out", str(answer),
+                                     "--home", str(parent)])
+        assert reused.exit_code == 1 and reused.stderr.startswith("error: token_used:")
+    assert "province_secret" in (station / "node.toml").read_text()
+    out = _gt("revoke", "js.wx.jy.s1", "--home", str(county))
+    assert "revoked 1 key(s) of js.wx.jy.s1" in out
+    listed = json.loads(_gt("list", "node_cert", "--json", "--home", str(county)).splitlines()[0])
+    assert listed["data"]["status"] == "revoked"

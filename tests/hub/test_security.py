@@ -1,0 +1,231 @@
+"""Security: each attack gets its exact error code, and nothing of it is stored."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.enrollment import create_token
+from node.auth import NodeAuth
+from node.enrollment import enrollment_request
+from node.runtime import Node
+from schemas.ids import Tier
+from schemas.log import build_entry, sign_head
+from schemas.segments import Segment, encode_segment
+from schemas.signing import Signer
+from tests.conftest import FakeClock
+from tests.federation.harness import Federation
+
+pytestmark = pytest.mark.anyio
+
+
+def _body(*segments: Segment) -> bytes:
+    return b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
+
+
+def _segment(node: Node, after: int = 0) -> Segment:
+    segment = node.log.read_segment(node.id, after)
+    assert segment is not None
+    return segment
+
+
+async def _push(fed: Federation, hub: str, caller: str, body: bytes) -> httpx.Response:
+    async with fed.client(hub, caller=caller) as client:
+        return await client.post("/v1/push", content=body)
+
+
+def _result(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()["results"][0]
+    return result
+
+
+def _code(response: httpx.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+@pytest.fixture
+def net(fed: Federation) -> Federation:
+    fed.add("js.wx.jy.s1")
+    fed.add("js.wx.jy.s2")
+    fed.write("js.wx.jy.s1", 3)
+    fed.write("js.wx.jy.s2", 2, seed=1)
+    return fed
+
+
+def _stored(fed: Federation, origin: str) -> int:
+    head = fed.nodes["js.wx.jy"].log.head(origin)
+    return head.seq if head else 0
+
+
+async def test_unsigned_and_wrongly_signed_requests(net: Federation) -> None:
+    body = _body(_segment(net.nodes["js.wx.jy.s1"]))
+    async with net.client("js.wx.jy") as anonymous:
+        response = await anonymous.post("/v1/push", content=body)
+    assert (response.status_code, _code(response)) == (401, "unauthenticated")
+    impostor = Signer.generate()
+    transport = httpx.ASGITransport(app=net.app("js.wx.jy"))
+    auth = NodeAuth("js.wx.jy.s1", impostor, net.clock)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub", auth=auth) as client:
+        response = await client.post("/v1/push", content=body)
+    assert (response.status_code, _code(response)) == (401, "unauthenticated")
+    assert _stored(net, "js.wx.jy.s1") == 0
+
+
+async def test_replayed_request(net: Federation) -> None:
+    body = _body(_segment(net.nodes["js.wx.jy.s1"]))
+    async with net.client("js.wx.jy", caller="js.wx.jy.s1") as client:
+        request = client.build_request("POST", "/v1/push", content=body)
+        first = await client.send(request)
+        replay = httpx.AsyncClient(transport=httpx.ASGITransport(app=net.app("js.wx.jy")), base_url="http://js.wx.jy")
+        async with replay:
+            again = await replay.send(request)
+    assert first.status_code == 200
+    assert (again.status_code, _code(again)) == (401, "replay")
+
+
+async def test_clock_skew_is_answered_and_corrected(net: Federation) -> None:
+    skewed = FakeClock(net.clock() - timedelta(hours=3))
+    transport = httpx.ASGITransport(app=net.app("js.wx.jy"))
+    auth = NodeAuth("js.wx.jy.s1", net.nodes["js.wx.jy.s1"].signer, skewed)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub", auth=auth) as client:
+        response = await client.post("/v1/push", content=_body(_segment(net.nodes["js.wx.jy.s1"])))
+    assert _result(response)["held"] == 3
+    assert abs(auth.offset - timedelta(hours=3)) < timedelta(seconds=1)
+
+
+async def test_forged_origin_and_foreign_subtree(net: Federation) -> None:
+    s1, s2 = net.nodes["js.wx.jy.s1"], net.nodes["js.wx.jy.s2"]
+    # s1 signs a head claiming to be s2
+    genuine = _segment(s2)
+    forged_head = sign_head(s1.signer, origin=s2.id, seq=genuine.end, head=genuine.head.head, time=net.now())
+    response = await _push(net, "js.wx.jy", s1.id, _body(Segment(forged_head, 1, genuine.entries)))
+    assert _result(response)["error"]["code"] == "not_in_subtree"
+    # s2's genuine segment, pushed by s1
+    response = await _push(net, "js.wx.jy", s1.id, _body(genuine))
+    assert _result(response)["error"]["code"] == "not_in_subtree"
+    # an entry of s2 smuggled into s1's own segment
+    own = _segment(s1)
+    mixed = Segment(own.head, 1, (own.entries[0], genuine.entries[1], own.entries[2]))
+    assert _result(await _push(net, "js.wx.jy", s1.id, _body(mixed)))["error"]["code"] == "bad_chain"
+    # a county-level node id pushing to the county as if it were a child
+    assert _stored(net, s1.id) == 0 and _stored(net, s2.id) == 0
+
+
+@pytest.mark.parametrize(("tamper", "code"), [("entry", "bad_chain"), ("head", "bad_signature"), ("reorder", "bad_chain")])
+async def test_tampering_over_http(net: Federation, tamper: str, code: str) -> None:
+    s1 = net.nodes["js.wx.jy.s1"]
+    segment = _segment(s1)
+    entries, head = list(segment.entries), segment.head
+    if tamper == "entry":
+        entries[0] = entries[0].replace(b'"status":"', b'"status":"x', 1)
+    elif tamper == "head":
+        head = head.model_copy(update={"time": "2026-11-21T08:00:01.000Z"})
+    else:
+        entries.reverse()
+    response = await _push(net, "js.wx.jy", s1.id, _body(Segment(head, 1, tuple(entries))))
+    assert _result(response)["error"]["code"] == code
+    assert _stored(net, s1.id) == 0
+
+
+async def test_forked_log(net: Federation) -> None:
+    s1 = net.nodes["js.wx.jy.s1"]
+    await net.sync(s1.id)
+    entries = []
+    prev = "0" * 64
+    for seq in (1, 2):
+        _, raw, prev = build_entry(origin=s1.id, seq=seq, prev=prev, time=net.now(), contract="opinion",
+                                   version="1.1", record_id=f"00000000-0000-7000-8000-00000000000{seq}",
+                                   op="del", data=None)
+        entries.append(raw)
+    head = sign_head(s1.signer, origin=s1.id, seq=2, head=prev, time=net.now())
+    before = list(net.nodes["js.wx.jy"].log.iter_entries(s1.id))
+    response = await _push(net, "js.wx.jy", s1.id, _body(Segment(head, 1, tuple(entries))))
+    assert _result(response)["error"]["code"] == "fork"
+    assert list(net.nodes["js.wx.jy"].log.iter_entries(s1.id)) == before
+
+
+async def test_revoked_key(net: Federation) -> None:
+    county, s1 = net.nodes["js.wx.jy"], net.nodes["js.wx.jy.s1"]
+    await net.sync(s1.id)  # history before the revocation
+    net.clock.advance(seconds=1)
+    revoked_from = net.now()
+    from hub.enrollment import cert_record
+
+    cert = s1.certificate
+    assert cert is not None
+
+    def mark(conn: Any) -> None:
+        county.keyring.revoke(s1.id, revoked_from=revoked_from, conn=conn)
+
+    county.put("node_cert", [(None, cert_record(cert, issuer=county.id, status="revoked", revoked_from=revoked_from))], also=mark)
+    net.clock.advance(seconds=5)
+    net.write(s1.id, 2, seed=4)
+    response = await _push(net, county.id, s1.id, _body(_segment(s1, after=3)))
+    assert (response.status_code, _code(response)) == (401, "revoked_key")
+    # the city learns the revocation from the county's log and refuses relayed segments too
+    report = await net.sync(county.id)
+    assert report.rejected == {}, report.rejected
+    city = net.nodes["js.wx"]
+    assert city.log.head(s1.id).seq == 3  # type: ignore[union-attr]  # history still verifies
+    county_head = county.log.head()
+    assert county_head is not None
+    late = s1.log.read_segment(s1.id, 3)
+    assert late is not None
+    async with net.client(city.id, caller=county.id) as client:
+        response = await client.post("/v1/push", content=_body(late))
+    assert _result(response)["error"]["code"] == "revoked_key"
+    assert city.log.head(s1.id).seq == 3  # type: ignore[union-attr]
+
+
+async def test_expired_certificate(net: Federation) -> None:
+    net.clock.advance(days=800)
+    response = await _push(net, "js.wx.jy", "js.wx.jy.s1", _body(_segment(net.nodes["js.wx.jy.s1"])))
+    assert (response.status_code, _code(response)) == (401, "cert_expired")
+    assert _stored(net, "js.wx.jy.s1") == 0
+
+
+async def test_tokens_are_one_time_and_bound_to_one_id(net: Federation) -> None:
+    county = net.nodes["js.wx.jy"]
+    s3 = net.add("js.wx.jy.s3", enroll=False)
+    s4 = net.add("js.wx.jy.s4", enroll=False)
+    token = create_token(county, s3.id, Tier.STATION)
+    async with net.client(county.id) as client:
+        first = await client.post("/v1/enroll", json=enrollment_request(s3, token))
+        assert first.status_code == 200
+        reused = await client.post("/v1/enroll", json=enrollment_request(s3, token))
+        assert (reused.status_code, _code(reused)) == (400, "token_used")
+        other = create_token(county, s3.id, Tier.STATION)
+        request = {**enrollment_request(s3, other), "node": s4.id, "key": s4.signer.public_b64u}
+        stolen = await client.post("/v1/enroll", json=request)
+        assert _code(stolen) in {"token_mismatch", "bad_signature"}
+        request = enrollment_request(s3, other)
+        request["node"] = s4.id
+        mismatch = await client.post("/v1/enroll", json=request)
+        assert _code(mismatch) == "token_mismatch"
+
+
+async def test_oversized_body_and_gzip_bomb(net: Federation) -> None:
+    async with net.client("js.wx.jy", caller="js.wx.jy.s1") as client:
+        bomb = gzip.compress(b"\n" * (80 << 20))
+        response = await client.post("/v1/push", content=bomb, headers={"Content-Encoding": "gzip"})
+        assert (response.status_code, _code(response)) == (413, "too_large")
+        huge = await client.post("/v1/push", content=b"x" * ((32 << 20) + 1))
+        assert (huge.status_code, _code(huge)) == (413, "too_large")
+
+
+async def test_reading_outside_ones_subtree_is_forbidden(net: Federation) -> None:
+    await net.sync("js.wx.jy.s2")
+    async with net.client("js.wx.jy", caller="js.wx.jy.s1") as client:
+        response = await client.get("/v1/entries", params={"origin": "js.wx.jy.s2"})
+        assert (response.status_code, _code(response)) == (403, "forbidden")
+        own = await client.get("/v1/heads", params={"prefix": "js.wx.jy.s1"})
+        assert own.status_code == 200
+    async with net.client("js.wx.jy", caller="js.wx") as ancestor:  # the city's checker
+        response = await ancestor.get("/v1/heads", params={"prefix": "js.wx.jy"})
+        assert [h["origin"] for h in response.json()["heads"]] == ["js.wx.jy", "js.wx.jy.s2"]
