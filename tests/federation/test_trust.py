@@ -64,19 +64,42 @@ def test_offline_enrollment_by_files_then_revocation(tmp_path: Path) -> None:
     county, station = tmp_path / "county", tmp_path / "station"
     province = tmp_path / "province"
     _gt("init", "--id", "js", "--tier", "province", "--home", str(province))
-    for home, node_id, tier, parent in ((tmp_path / "city", "js.wx", "city", province),
-                                        (county, "js.wx.jy", "county", tmp_path / "city"),
-                                        (station, "js.wx.jy.s1", "station", county)):
-        _gt("init", "--id", node_id, "--tier", tier, "--parent", "http://127.0.0.1:9", "--home", str(home))
+    for home, node_id, tier, parent in (
+        (tmp_path / "city", "js.wx", "city", province),
+        (county, "js.wx.jy", "county", tmp_path / "city"),
+        (station, "js.wx.jy.s1", "station", county),
+    ):
+        _gt(
+            "init",
+            "--id",
+            node_id,
+            "--tier",
+            tier,
+            "--parent",
+            "http://127.0.0.1:9",
+            "--home",
+            str(home),
+        )
         token = _gt("token", "create", node_id, "--tier", tier, "--home", str(parent)).strip()
         request, answer = tmp_path / f"{node_id}.req", tmp_path / f"{node_id}.ans"
         _gt("enroll", "--token", token, "--request-file", str(request), "--home", str(home))
         _gt("token", "answer", str(request), "--out", str(answer), "--home", str(parent))
-        enrolled = json.loads(_gt("enroll", "--token", token, "--response-file", str(answer),
-                                  "--home", str(home), "--json"))
+        enrolled = json.loads(
+            _gt(
+                "enroll",
+                "--token",
+                token,
+                "--response-file",
+                str(answer),
+                "--home",
+                str(home),
+                "--json",
+            )
+        )
         assert enrolled["node"] == node_id
-        reused = runner.invoke(app, ["token", "answer", str(request), "--out", str(answer),
-                                     "--home", str(parent)])
+        reused = runner.invoke(
+            app, ["token", "answer", str(request), "--out", str(answer), "--home", str(parent)]
+        )
         assert reused.exit_code == 1 and reused.stderr.startswith("error: token_used:")
     assert "province_secret" in (station / "node.toml").read_text()
     out = _gt("revoke", "js.wx.jy.s1", "--home", str(county))

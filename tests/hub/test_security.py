@@ -82,7 +82,9 @@ async def test_replayed_request(net: Federation) -> None:
     async with net.client("js.wx.jy", caller="js.wx.jy.s1") as client:
         request = client.build_request("POST", "/v1/push", content=body)
         first = await client.send(request)
-        replay = httpx.AsyncClient(transport=httpx.ASGITransport(app=net.app("js.wx.jy")), base_url="http://js.wx.jy")
+        replay = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=net.app("js.wx.jy")), base_url="http://js.wx.jy"
+        )
         async with replay:
             again = await replay.send(request)
     assert first.status_code == 200
@@ -103,7 +105,9 @@ async def test_forged_origin_and_foreign_subtree(net: Federation) -> None:
     s1, s2 = net.nodes["js.wx.jy.s1"], net.nodes["js.wx.jy.s2"]
     # s1 signs a head claiming to be s2
     genuine = _segment(s2)
-    forged_head = sign_head(s1.signer, origin=s2.id, seq=genuine.end, head=genuine.head.head, time=net.now())
+    forged_head = sign_head(
+        s1.signer, origin=s2.id, seq=genuine.end, head=genuine.head.head, time=net.now()
+    )
     response = await _push(net, "js.wx.jy", s1.id, _body(Segment(forged_head, 1, genuine.entries)))
     assert _result(response)["error"]["code"] == "not_in_subtree"
     # s2's genuine segment, pushed by s1
@@ -112,12 +116,17 @@ async def test_forged_origin_and_foreign_subtree(net: Federation) -> None:
     # an entry of s2 smuggled into s1's own segment
     own = _segment(s1)
     mixed = Segment(own.head, 1, (own.entries[0], genuine.entries[1], own.entries[2]))
-    assert _result(await _push(net, "js.wx.jy", s1.id, _body(mixed)))["error"]["code"] == "bad_chain"
+    assert (
+        _result(await _push(net, "js.wx.jy", s1.id, _body(mixed)))["error"]["code"] == "bad_chain"
+    )
     # a county-level node id pushing to the county as if it were a child
     assert _stored(net, s1.id) == 0 and _stored(net, s2.id) == 0
 
 
-@pytest.mark.parametrize(("tamper", "code"), [("entry", "bad_chain"), ("head", "bad_signature"), ("reorder", "bad_chain")])
+@pytest.mark.parametrize(
+    ("tamper", "code"),
+    [("entry", "bad_chain"), ("head", "bad_signature"), ("reorder", "bad_chain")],
+)
 async def test_tampering_over_http(net: Federation, tamper: str, code: str) -> None:
     s1 = net.nodes["js.wx.jy.s1"]
     segment = _segment(s1)
@@ -139,9 +148,17 @@ async def test_forked_log(net: Federation) -> None:
     entries = []
     prev = "0" * 64
     for seq in (1, 2):
-        _, raw, prev = build_entry(origin=s1.id, seq=seq, prev=prev, time=net.now(), contract="opinion",
-                                   version="1.1", record_id=f"00000000-0000-7000-8000-00000000000{seq}",
-                                   op="del", data=None)
+        _, raw, prev = build_entry(
+            origin=s1.id,
+            seq=seq,
+            prev=prev,
+            time=net.now(),
+            contract="opinion",
+            version="1.1",
+            record_id=f"00000000-0000-7000-8000-00000000000{seq}",
+            op="del",
+            data=None,
+        )
         entries.append(raw)
     head = sign_head(s1.signer, origin=s1.id, seq=2, head=prev, time=net.now())
     before = list(net.nodes["js.wx.jy"].log.iter_entries(s1.id))
@@ -163,7 +180,11 @@ async def test_revoked_key(net: Federation) -> None:
     def mark(conn: Any) -> None:
         county.keyring.revoke(s1.id, revoked_from=revoked_from, conn=conn)
 
-    county.put("node_cert", [(None, cert_record(cert, issuer=county.id, status="revoked", revoked_from=revoked_from))], also=mark)
+    county.put(
+        "node_cert",
+        [(None, cert_record(cert, issuer=county.id, status="revoked", revoked_from=revoked_from))],
+        also=mark,
+    )
     net.clock.advance(seconds=5)
     net.write(s1.id, 2, seed=4)
     response = await _push(net, county.id, s1.id, _body(_segment(s1, after=3)))
@@ -185,7 +206,9 @@ async def test_revoked_key(net: Federation) -> None:
 
 async def test_expired_certificate(net: Federation) -> None:
     net.clock.advance(days=800)
-    response = await _push(net, "js.wx.jy", "js.wx.jy.s1", _body(_segment(net.nodes["js.wx.jy.s1"])))
+    response = await _push(
+        net, "js.wx.jy", "js.wx.jy.s1", _body(_segment(net.nodes["js.wx.jy.s1"]))
+    )
     assert (response.status_code, _code(response)) == (401, "cert_expired")
     assert _stored(net, "js.wx.jy.s1") == 0
 
