@@ -68,21 +68,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+def pg_schemas() -> Iterator[Callable[[], str]]:
+    """Make PostgreSQL URLs, each with a fresh schema on its search_path (dropped after)."""
     if not PG_URL:
         pytest.skip(PG_SKIP_REASON)
-    schema = "t_" + uuid.uuid4().hex[:12]
     admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    made: list[str] = []
     sep = "&" if "?" in PG_URL else "?"
+
+    def make() -> str:
+        schema = "t_" + uuid.uuid4().hex[:12]
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        made.append(schema)
+        return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
     try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+        yield make
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            for schema in made:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_schemas: Callable[[], str]) -> str:
+    return pg_schemas()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
@@ -133,12 +145,14 @@ def make_node(tmp_path: Path, clock: FakeClock) -> Iterator[NodeFactory]:
         node.close()
 
 
-@pytest.fixture
-def fed(make_node: NodeFactory, clock: FakeClock) -> Federation:
-    """An in-process federation (see ``tests/federation/harness.py``)."""
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def fed(request: pytest.FixtureRequest, make_node: NodeFactory, clock: FakeClock) -> Federation:
+    """An in-process federation (``tests/federation/harness.py``); with PostgreSQL, every
+    hub stores into its own schema, as big hubs do in production."""
     from tests.federation.harness import Federation
 
-    return Federation(make_node, clock)
+    hub_db = request.getfixturevalue("pg_schemas") if request.param == "postgresql" else None
+    return Federation(make_node, clock, hub_db=hub_db)
 
 
 @pytest.fixture

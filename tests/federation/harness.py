@@ -7,6 +7,7 @@ same trust checks as a deployment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,10 +31,17 @@ TIERS = {1: "province", 2: "city", 3: "county", 4: "station"}
 class Federation:
     """Nodes by id; each one's parent is found from its id; apps are built on demand."""
 
-    def __init__(self, make_node: NodeFactory, clock: FakeClock, db_url: str | None = None) -> None:
+    def __init__(
+        self,
+        make_node: NodeFactory,
+        clock: FakeClock,
+        *,
+        hub_db: Callable[[], str] | None = None,
+    ) -> None:
         self.make_node = make_node
         self.clock = clock
-        self.db_url = db_url
+        self.hub_db = hub_db
+        """Makes a database URL for each hub (PostgreSQL runs); stations stay on SQLite."""
         self.nodes: dict[str, Node] = {}
         self.apps: dict[str, FastAPI] = {}
         self.down: set[str] = set()
@@ -43,19 +51,20 @@ class Federation:
         node_id: str,
         tier: str | None = None,
         *,
-        db_url: str | None = None,
         enroll: bool = True,
     ) -> Node:
         """Initialise a node and enroll it with its parent (created first if missing: trust
         always runs from the province root)."""
         parent = parent_of(node_id)
         if parent is not None and parent not in self.nodes:
-            self.add(parent, db_url=db_url)
+            self.add(parent)
+        tier = tier or TIERS[node_id.count(".") + 1]
+        hub = tier in ("province", "city", "county", "township")
         node = self.make_node(
             node_id,
-            tier or TIERS[node_id.count(".") + 1],
+            tier,
             parent=f"http://{parent}" if parent else None,
-            db_url=db_url or self.db_url,
+            db_url=self.hub_db() if hub and self.hub_db else None,
             bundle=None,
             secret=SECRET if parent is None else None,
         )
