@@ -39,6 +39,7 @@ HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
 HUB_JOB_INTERVAL_S = 60.0
 KICK_DELAY_S = 1.0
+WRITE_WATCH_S = 2.0
 
 _STATUS = {
     ErrorCode.NOT_FOUND: 404,
@@ -178,6 +179,27 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
             max_instances=1,
             coalesce=True,
             next_run_time=_soon(0),
+        )
+
+    if uplink is not None:
+        seen = {"seq": -1}
+
+        def watch_writes() -> None:
+            """Push on write: local writes may come from another process (``guantong put``),
+            so the own head is polled (one indexed read) and a change kicks the uplink."""
+            head = node.log.head()
+            seq = head.seq if head else 0
+            if seen["seq"] not in (-1, seq):
+                kick()
+            seen["seq"] = seq
+
+        jobs.add_job(
+            watch_writes,
+            "interval",
+            seconds=WRITE_WATCH_S,
+            id="writes",
+            max_instances=1,
+            coalesce=True,
         )
 
     def kick() -> None:

@@ -67,7 +67,7 @@ class SegmentResult:
     held: int
     status: str = "ok"
     invalid: list[dict[str, Any]] = field(default_factory=list)
-    pending: int = 0
+    pending: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,7 +325,7 @@ class Ingestor:
             )
         rows: list[dict[str, Any]] = []
         records: dict[str, dict[str, Any]] = {}
-        pending = 0
+        pending: list[dict[str, Any]] = []
         for entry, digest, raw, status in zip(
             item.entries[first_new:],
             item.hashes[first_new:],
@@ -334,7 +334,8 @@ class Ingestor:
             strict=True,
         ):
             rows.append(entry_row(entry, raw, digest, status, now))
-            pending += status == "pending"
+            if status == "pending":
+                pending.append(_pending(entry, self.registry))
             if status == "valid":
                 records[entry.id] = record_row(entry)
         conn.execute(ENTRIES.insert(), rows)
@@ -379,6 +380,16 @@ def _note_peer(conn: Connection, caller: str, results: list[SegmentResult], now:
         set_={"last_seen": now, "last_error": last_error, "pushes": PEERS.c.pushes + 1},
     )
     conn.execute(stmt)
+
+
+def _pending(entry: Entry, registry: Registry) -> dict[str, Any]:
+    """PROTOCOL §4 names one code for an unknown contract or contract version."""
+    return {
+        "seq": entry.seq,
+        "code": ErrorCode.UNKNOWN_CONTRACT.value,
+        "message": f"{entry.contract} {entry.version} is not in bundle "
+        f"{registry.bundle_version} here: kept pending, applied when the contracts arrive",
+    }
 
 
 def _invalid(entry: Entry, problems: list[Violation]) -> dict[str, Any]:
