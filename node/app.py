@@ -87,6 +87,11 @@ def create_app(
             app.state.uplink = Uplink(
                 opened.log, parent_url=settings.parent_url, client=client, clock=clock
             )
+        if client is not None and opened.settings.parent_url:
+            try:  # before this node writes anything (quality items, certificates)
+                await ensure_recovered(opened, client)
+            except GuantongError as exc:
+                log.warning("recovery.pending", code=exc.code.value, error=exc.message)
         if scheduler:
             jobs = _schedule(app, opened, client)
             jobs.start()

@@ -258,6 +258,12 @@ class Node:
         of the data into the entry envelope. ``version`` defaults to the contract's current
         version. Private fields are projected out of the entry and kept locally.
         """
+        if self.recovery_reason is not None:
+            raise GuantongError(
+                ErrorCode.RECOVERY_REQUIRED,
+                f"{self.recovery_reason}; this node recovers its own log from its parent "
+                "before writing again",
+            )
         cv = self.registry.for_writing(contract, version)
         writes = [self._prepare(cv, line, record) for line, record in records]
         return self.log.append(writes, also=also)

@@ -23,6 +23,9 @@ async def test_wiped_store_pulls_its_log_back_before_writing(fed: Federation) ->
     (station.settings.home / "node.db").unlink()
     station = reopen(fed, station.id)
     assert station.recovery_reason is not None and "empty" in station.recovery_reason
+    with pytest.raises(GuantongError) as refused:
+        fed.write(station.id, 1)
+    assert refused.value.code is ErrorCode.RECOVERY_REQUIRED
     async with fed.client(county.id, caller=station.id) as client:
         report = await ensure_recovered(station, client)
     assert report is not None and report.restored == 10
