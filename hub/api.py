@@ -10,6 +10,7 @@ from __future__ import annotations
 import zlib
 from typing import Annotated, Any
 
+import anyio
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.auth import authenticate
 from hub.enrollment import answer_enrollment, issue_for, response_for
+from hub.taskfeed import task_stream, tasks_for
 from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import HEADS
@@ -137,6 +139,25 @@ def entries(
     if segment is None:
         return Response(b"", media_type=NDJSON)
     return Response(encode_segment(segment.head, segment.start, segment.entries), media_type=NDJSON)
+
+
+@router.get("/v1/tasks")
+async def tasks(
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+) -> Response:
+    """Task revisions for the caller's subtree, in delivery order (long poll with ``wait``)."""
+    node: Node = request.app.state.node
+    caller = authenticate(request, node, b"")
+    deadline = anyio.current_time() + wait
+    while True:
+        rows = await run_in_threadpool(tasks_for, node, caller, after, limit)
+        if rows or anyio.current_time() >= deadline:
+            break
+        await anyio.sleep(min(0.5, max(0.0, deadline - anyio.current_time())))
+    return Response(task_stream(node, rows, after), media_type=NDJSON)
 
 
 @router.get("/v1/heads")

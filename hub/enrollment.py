@@ -14,13 +14,13 @@ request, and the new certificate supersedes the old one, whose validity ends now
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from node.db import insert_ignore
+from node.keyring import cert_record
 from node.runtime import Node
 from node.tables import TOKENS
 from schemas.certs import Certificate, issue_certificate
@@ -41,7 +41,6 @@ __all__ = [
 
 CERT_VALIDITY = timedelta(days=2 * 365)
 TOKEN_VALIDITY = timedelta(days=14)
-_NAMESPACE = uuid.UUID("0b4f7a52-53c9-4c55-9b8e-1d3f5a7c9e21")
 
 
 def create_token(
@@ -79,20 +78,6 @@ def create_token(
             ["token_hash"],
         )
     return token
-
-
-def cert_record(
-    cert: Certificate, *, issuer: str, status: str = "active", revoked_from: str | None = None
-) -> dict[str, Any]:
-    """The ``node_cert`` record announcing ``cert`` (record id stable per issuer and key)."""
-    record: dict[str, Any] = {
-        "id": str(uuid.uuid5(_NAMESPACE, f"{issuer}:{cert.key_id}")),
-        **cert.to_dict(),
-        "status": status,
-    }
-    if revoked_from is not None:
-        record["revoked_from"] = revoked_from
-    return record
 
 
 def issue_for(node: Node, child: str, tier: Tier, key: str, *, also: Any = None) -> Certificate:

@@ -23,6 +23,7 @@ from hub.api import router as hub_router
 from hub.pending import apply_pending
 from hub.quality import raise_quality_items
 from node.auth import NodeAuth
+from node.downlink import pull_tasks
 from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
 from node.recovery import ensure_recovered
@@ -231,6 +232,15 @@ async def _sync_job(node: Node, uplink: Uplink, client: httpx.AsyncClient) -> No
     try:
         await ensure_recovered(node, client)
         report = await uplink.sync()
+        pulled = await pull_tasks(node, client)
+        if pulled.stored or pulled.rejected:
+            log.info(
+                "downlink.pulled",
+                tasks=pulled.tasks,
+                stored=pulled.stored,
+                rejected=pulled.rejected,
+                bundle=pulled.installed_bundle,
+            )
     except GuantongError as exc:
         log.warning("uplink.failed", code=exc.code.value, error=exc.message)
         return

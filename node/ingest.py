@@ -50,6 +50,7 @@ from contracts.registry import Registry, Violation
 from node.db import Store, dialect_insert, insert_ignore, lock_head
 from node.keyring import Keyring
 from node.log import apply_records, entry_row, record_row
+from node.reports import note_reports
 from node.tables import ENTRIES, HEADS, PEERS, SIGNED_HEADS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
@@ -340,6 +341,14 @@ class Ingestor:
                 records[entry.id] = record_row(entry)
         conn.execute(ENTRIES.insert(), rows)
         apply_records(conn, list(records.values()))
+        note_reports(
+            conn,
+            (
+                e
+                for e, st in zip(item.entries[first_new:], item.statuses[first_new:], strict=True)
+                if st == "valid"
+            ),
+        )
         for entry, status in zip(item.entries[first_new:], item.statuses[first_new:], strict=True):
             # every announcement in order: a certificate and its later revocation may share
             # one record id, so the latest record state alone would lose the certificate

@@ -13,6 +13,7 @@ may add keys directly with :meth:`Keyring.add`.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +27,27 @@ from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import is_in_subtree
 from schemas.signing import b64u_decode, b64u_encode, key_id
 
-__all__ = ["KnownKey", "Keyring"]
+__all__ = ["KnownKey", "Keyring", "cert_record"]
 
 _COLUMNS = ["node", "public_key", "not_before", "not_after", "tier", "issuer", "cert"]
 _CERT_FIELDS = ("node", "tier", "key", "key_id", "issuer", "not_before", "not_after", "sig")
+
+
+_NAMESPACE = uuid.UUID("0b4f7a52-53c9-4c55-9b8e-1d3f5a7c9e21")
+
+
+def cert_record(
+    cert: Certificate, *, issuer: str, status: str = "active", revoked_from: str | None = None
+) -> dict[str, Any]:
+    """The ``node_cert`` record announcing ``cert`` (record id stable per issuer and key)."""
+    record: dict[str, Any] = {
+        "id": str(uuid.uuid5(_NAMESPACE, f"{issuer}:{cert.key_id}")),
+        **cert.to_dict(),
+        "status": status,
+    }
+    if revoked_from is not None:
+        record["revoked_from"] = revoked_from
+    return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from node.db import Store, dialect_insert, insert_ignore, lock_head, upsert
+from node.reports import note_reports
 from node.tables import ENTRIES, HEADS, LOCAL_PRIVATE, RECORDS, SIGNED_HEADS
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
@@ -110,6 +111,7 @@ class Log:
             self._check_ownership(conn, writes)
             first = seq + 1
             entry_rows: list[dict[str, Any]] = []
+            entries: list[Entry] = []
             latest: dict[str, dict[str, Any]] = {}
             private: dict[str, dict[str, Any]] = {}
             for write in writes:
@@ -133,11 +135,13 @@ class Log:
                         exc.code, f"line {write.line}: {exc.message}", line=write.line
                     ) from exc
                 entry_rows.append(entry_row(entry, raw, digest, "valid", now))
+                entries.append(entry)
                 latest[entry.id] = record_row(entry)
                 if write.private is not None:
                     private[entry.id] = write.private
                 prev = digest
             conn.execute(_ENTRIES.insert(), entry_rows)
+            note_reports(conn, entries)
             self._store_private(conn, private)
             apply_records(conn, list(latest.values()))
             head = sign_head(self.signer, origin=self.origin, seq=seq, head=prev, time=now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -24,7 +24,11 @@ __all__ = [
     "MetaRow",
     "RecordRow",
     "SignedHeadRow",
+    "DOWNLINK",
     "PEERS",
+    "TASKS",
+    "TASK_ALERTS",
+    "TASK_EVENTS",
     "REPLAY_CACHE",
     "TOKENS",
     "QUALITY_RAISED",
@@ -218,7 +222,68 @@ class ReplayRow(SQLModel, table=True):
     expires_at: str = Field(sa_column=Column(String(24), nullable=False))
 
 
+class TaskRow(SQLModel, table=True):
+    """Every task revision held (own, or relayed for the subtree), in delivery order."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ux_tasks_rev", "task_id", "rev", unique=True),
+        Index("ix_tasks_target", "target"),
+    )
+
+    delivery: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    task_id: str = Field(sa_column=Column(String(36), nullable=False))
+    rev: int = Field(sa_column=Column(Integer, nullable=False))
+    issuer: str = Field(sa_column=Column(String(128), nullable=False))
+    target: str = Field(sa_column=Column(String(128), nullable=False))
+    scope: str = Field(sa_column=Column(String(8), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    issued: str = Field(sa_column=Column(String(24), nullable=False))
+    due: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class TaskEventRow(SQLModel, table=True):
+    """Reports on tasks (``task_report`` entries) seen here, own or relayed, by entry."""
+
+    __tablename__ = "task_events"
+    __table_args__ = (Index("ix_task_events_task", "task_id"),)
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    task_id: str = Field(sa_column=Column(String(36), nullable=False))
+    task_rev: int = Field(sa_column=Column(Integer, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    at: str = Field(sa_column=Column(String(24), nullable=False))
+    note: str | None = Field(default=None, sa_column=Column(String(2000), nullable=True))
+
+
+class TaskAlertRow(SQLModel, table=True):
+    """Deadline actions already taken for a task (reminder, overdue, escalations)."""
+
+    __tablename__ = "task_alerts"
+
+    task_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    alert: str = Field(sa_column=Column(String(32), primary_key=True))
+    at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class DownlinkRow(SQLModel, table=True):
+    """Where this node is in its parent's task delivery order."""
+
+    __tablename__ = "downlink"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    after: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
 UPLINK_CURSOR = metadata.tables["uplink_cursor"]
+TASKS = metadata.tables["tasks"]
+TASK_EVENTS = metadata.tables["task_events"]
+DOWNLINK = metadata.tables["downlink"]
+TASK_ALERTS = metadata.tables["task_alerts"]
 TOKENS = metadata.tables["tokens"]
 REPLAY_CACHE = metadata.tables["replay_cache"]
 UPLINK_STATE = metadata.tables["uplink_state"]

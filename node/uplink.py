@@ -79,6 +79,7 @@ class SyncReport:
     entries: int = 0
     rejected: dict[str, str] = field(default_factory=dict)
     invalid: int = 0
+    tasks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class SyncReport:
             "entries": self.entries,
             "invalid": self.invalid,
             "rejected": self.rejected,
+            "tasks": self.tasks,
         }
 
 

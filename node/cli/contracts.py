@@ -11,6 +11,7 @@ from rich.table import Table
 from contracts.compat import check_bundle
 from contracts.registry import DEFAULT_BUNDLE, Registry
 from node.cli.common import HomeOpt, JsonOpt, app, command, console, open_node, print_json
+from node.tasks import publish_contracts
 from schemas.errors import ErrorCode, GuantongError
 
 __all__: list[str] = []
@@ -90,3 +91,22 @@ def list_contracts(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
             "✓" if row["current"] else "",
         )
     console.print(table)
+
+
+@contracts_app.command("publish")
+@command
+def publish(
+    directory: Annotated[Path, typer.Argument(help="The new bundle folder.")],
+    home: HomeOpt = None,
+) -> None:
+    """At the province: check a newer bundle, install it and send it to every node below."""
+    violations = check_bundle(directory)
+    if violations:
+        for violation in violations:
+            console.print(str(violation), markup=False, highlight=False)
+        raise GuantongError(
+            ErrorCode.INCOMPATIBLE_CHANGE, f"{len(violations)} violation(s) in {directory}"
+        )
+    with open_node(home) as node:
+        task = publish_contracts(node, Registry.from_dir(directory))
+    console.print(f"published bundle {task.payload['bundle_version']} (contracts task {task.id})")

@@ -23,6 +23,7 @@ from node.cli.common import (
     open_node,
     print_json,
 )
+from node.downlink import pull_tasks
 from node.recovery import ensure_recovered
 from node.runtime import Node
 from node.settings import load_settings
@@ -79,6 +80,8 @@ async def _sync(node: Node, *, once: bool, interval: float, progress: Progress) 
             skip: set[str] = set()
             while await uplink.push_once(total, skip):
                 progress.update(task, completed=total.entries)
+            pulled = await pull_tasks(node, http)
+            total.tasks += pulled.stored
             if once:
                 return total
             await asyncio.sleep(interval)
@@ -108,7 +111,7 @@ def sync(
         console.print(
             f"pushed {report.entries} entries in {report.segments} segments "
             f"({report.requests} requests); {report.invalid} marked invalid upstream; "
-            f"backlog {left}"
+            f"backlog {left}; {report.tasks} new task(s) from the parent"
         )
     if report.rejected:
         first = next(iter(report.rejected.values()))

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from sqlalchemy import Connection
 
-from hub.enrollment import answer_enrollment, cert_record, create_token
+from hub.enrollment import answer_enrollment, create_token
 from node.cli.common import HomeOpt, JsonOpt, app, client, command, console, open_node, print_json
 from node.enrollment import enroll_online, enrollment_request, install_enrollment, rotate_online
 from node.keys import create_key
 from node.runtime import Node
+from node.tasks import revoke_node
 from schemas.canonical import parse_json
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
@@ -140,23 +140,14 @@ def revoke(
     ] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Stop trusting NODE's keys from a time; tell the tiers above (node_cert update)."""
+    """Stop trusting NODE's keys from a time: up as node_cert updates, down as a revoke task."""
     with open_node(home) as node:
         when = format_time(parse_time(since)) if since else format_time(node.clock())
-        known = [k for k in node.keyring.keys_of(target) if k.cert is not None]
-        if not known or target == node.id:
-            raise GuantongError(ErrorCode.NOT_FOUND, f"no certified key of {target} is known here")
-        records = [
-            (None, cert_record(k.cert, issuer=node.id, status="revoked", revoked_from=when))
-            for k in known
-            if k.cert is not None
-        ]
-
-        def revoke_here(conn: Connection) -> None:
-            node.keyring.revoke(target, revoked_from=when, conn=conn)
-
-        node.put("node_cert", records, also=revoke_here)
-    console.print(f"revoked {len(records)} key(s) of {target} from {when}")
+        task = revoke_node(node, target, revoked_from=when)
+    console.print(
+        f"revoked {len(task.payload['key_ids'])} key(s) of {target} from {when} "
+        f"(revoke task {task.id} for the subtree)"
+    )
 
 
 def _read_json(path: Path) -> Any:

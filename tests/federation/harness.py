@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from contracts.samples import sample_records
 from hub.enrollment import answer_enrollment, create_token
 from node.app import create_app
+from node.downlink import PullReport, pull_tasks
 from node.auth import NodeAuth
 from node.enrollment import enrollment_request, install_enrollment
 from node.runtime import Node
@@ -122,6 +123,25 @@ class Federation:
             return await uplink.sync()
         finally:
             await uplink.client.aclose()
+
+    async def pull(self, node_id: str) -> PullReport:
+        """Take the tasks the parent holds for ``node_id``'s subtree."""
+        parent = parent_of(node_id)
+        assert parent is not None
+        async with self.client(parent, caller=node_id) as client:
+            return await pull_tasks(self.nodes[node_id], client)
+
+    async def cascade_down(self, *node_ids: str) -> None:
+        """Pull tasks tier by tier, top first, as each node's scheduler would."""
+        for node_id in node_ids:
+            report = await self.pull(node_id)
+            assert report.rejected == [], report.rejected
+
+    async def cascade_up(self, *node_ids: str) -> None:
+        """Push tier by tier, bottom first."""
+        for node_id in node_ids:
+            report = await self.sync(node_id)
+            assert report.rejected == {}, report.rejected
 
     def write(
         self, node_id: str, count: int, *, seed: int = 0, contract: str = "opinion"

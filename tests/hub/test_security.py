@@ -172,7 +172,7 @@ async def test_revoked_key(net: Federation) -> None:
     await net.sync(s1.id)  # history before the revocation
     net.clock.advance(seconds=1)
     revoked_from = net.now()
-    from hub.enrollment import cert_record
+    from node.keyring import cert_record
 
     cert = s1.certificate
     assert cert is not None

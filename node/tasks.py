@@ -1,0 +1,453 @@
+"""Tasks at a node: issuing, receiving, reporting, and the issuer's view (PROTOCOL §5).
+
+Every node keeps the task revisions that concern it — issued by itself, or relayed from
+above for its subtree — in ``tasks``, in *delivery order* (an autoincrement number), which
+is the cursor its children page through. Bytes are stored as signed and served verbatim.
+
+A task is accepted from above only if it parses, its issuer is an ancestor of its target,
+its signature verifies with a key the keyring knows for the issuer (chained to the root;
+the issuer's certificates travel with the tasks), and it concerns this node. When it
+*reaches* this node (the target, or any node below it for ``subtree``), the node reports
+``received`` in its own log — so the issuer sees delivery the same way it sees all data —
+and acts on the kinds that need no person: ``contracts`` installs the bundle (only from the
+province, never rolling back) and ``revoke`` stops trusting keys.
+
+The target answers with ``task_report`` records; every node notes the reports it holds in
+``task_events``, from which the issuer derives each task's state:
+issued → delivered → accepted → in progress → done / rejected, overdue past ``due``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from contracts.registry import Registry
+from node.db import insert_ignore
+from node.keyring import cert_record
+from node.runtime import Node
+from node.tables import RECORDS, TASK_EVENTS, TASKS
+from schemas.canonical import canonical_bytes, parse_json
+from schemas.certs import Certificate
+from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import Tier, check_node_id, is_in_subtree, uuid7
+from schemas.tasks import KINDS, Task, sign_task
+from schemas.times import format_time, parse_time
+
+__all__ = [
+    "FINAL",
+    "ReceiveReport",
+    "TaskView",
+    "amend_task",
+    "issue_task",
+    "latest_task",
+    "publish_contracts",
+    "receive_tasks",
+    "report_task",
+    "revoke_node",
+    "task_views",
+]
+
+FINAL = frozenset({"done", "rejected", "cancelled"})
+_PROGRESS = ["issued", "delivered", "accepted", "in_progress", "done"]
+_STATUS_STATE = {
+    "received": "delivered",
+    "accepted": "accepted",
+    "in_progress": "in_progress",
+    "done": "done",
+    "rejected": "rejected",
+}
+
+
+# -- issuing -------------------------------------------------------------------------------
+
+
+def issue_task(
+    node: Node,
+    *,
+    target: str,
+    kind: str,
+    payload: dict[str, Any],
+    subtree: bool = False,
+    due: str | None = None,
+) -> Task:
+    check_node_id(target)
+    if kind not in KINDS:
+        raise GuantongError(ErrorCode.MALFORMED, f"unknown task kind {kind!r} ({', '.join(KINDS)})")
+    if not is_in_subtree(target, node.id):
+        raise GuantongError(ErrorCode.NOT_IN_SUBTREE, f"{node.id} may only task its own subtree")
+    if due is not None:
+        due = format_time(parse_time(due))
+    fields = {
+        "id": uuid7(),
+        "issuer": node.id,
+        "target": target,
+        "scope": "subtree" if subtree else "node",
+        "kind": kind,
+        "payload": payload,
+        "issued": format_time(node.clock()),
+        "due": due,
+        "rev": 1,
+    }
+    task = sign_task(node.signer, fields)
+    _store(node, [task])
+    return task
+
+
+def amend_task(
+    node: Node,
+    task_id: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    due: str | None = None,
+    cancel: bool = False,
+) -> Task:
+    current = latest_task(node, task_id)
+    if current is None or current.issuer != node.id:
+        raise GuantongError(ErrorCode.NOT_FOUND, f"{node.id} issued no task {task_id}")
+    new_payload = dict(payload if payload is not None else current.payload)
+    if cancel:
+        new_payload["cancelled"] = True
+    fields = {
+        **current.to_dict(),
+        "payload": new_payload,
+        "rev": current.rev + 1,
+        "issued": format_time(node.clock()),
+    }
+    if due is not None:
+        fields["due"] = format_time(parse_time(due))
+    task = sign_task(node.signer, fields)
+    _store(node, [task])
+    return task
+
+
+def _store(node: Node, tasks: Iterable[Task], conn: Connection | None = None) -> int:
+    now = format_time(node.clock())
+    rows = [
+        {
+            "task_id": t.id,
+            "rev": t.rev,
+            "issuer": t.issuer,
+            "target": t.target,
+            "scope": t.scope,
+            "kind": t.kind,
+            "issued": t.issued,
+            "due": t.due,
+            "raw": t.canonical(),
+            "received_at": now,
+        }
+        for t in tasks
+    ]
+    if conn is not None:
+        before = _count(conn)
+        insert_ignore(conn, TASKS, rows, ["task_id", "rev"])
+        return _count(conn) - before
+    with node.store.write() as own:
+        before = _count(own)
+        insert_ignore(own, TASKS, rows, ["task_id", "rev"])
+        return _count(own) - before
+
+
+def _count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(TASKS)).scalar_one())
+
+
+def latest_task(node: Node, task_id: str) -> Task | None:
+    with node.store.read() as conn:
+        raw = conn.execute(
+            select(TASKS.c.raw)
+            .where(TASKS.c.task_id == task_id)
+            .order_by(TASKS.c.rev.desc())
+            .limit(1)
+        ).scalar()
+    return None if raw is None else Task.parse(bytes(raw))
+
+
+def publish_contracts(node: Node, registry: Registry) -> Task:
+    """The province installs a newer bundle and sends it to every node (``contracts``)."""
+    if node.settings.tier is not Tier.PROVINCE:
+        raise GuantongError(ErrorCode.FORBIDDEN, "only the province publishes contract bundles")
+    if registry.bundle_version <= node.registry.bundle_version:
+        raise GuantongError(
+            ErrorCode.BUNDLE_INVALID,
+            f"bundle {registry.bundle_version} is not newer than the installed "
+            f"{node.registry.bundle_version}; nodes never roll back",
+        )
+    node.install_contracts(registry)
+    payload = {
+        "bundle_version": registry.bundle_version,
+        "bundle": parse_json(registry.bundle_bytes()),
+    }
+    return issue_task(node, target=node.id, kind="contracts", payload=payload, subtree=True)
+
+
+def revoke_node(node: Node, target: str, *, revoked_from: str) -> Task:
+    """Stop trusting ``target``'s keys from a time: here at once, up as ``node_cert``
+    updates, down as a ``revoke`` task to every node of this subtree."""
+    known = [k for k in node.keyring.keys_of(target) if k.cert is not None]
+    if not known or target == node.id or not is_in_subtree(target, node.id):
+        raise GuantongError(ErrorCode.NOT_FOUND, f"no certified key of {target} below {node.id}")
+    records = [
+        (None, cert_record(k.cert, issuer=node.id, status="revoked", revoked_from=revoked_from))
+        for k in known
+        if k.cert is not None
+    ]
+
+    def revoke_here(conn: Connection) -> None:
+        node.keyring.revoke(target, revoked_from=revoked_from, conn=conn)
+
+    node.put("node_cert", records, also=revoke_here)
+    payload = {"node": target, "from": revoked_from, "key_ids": [k.key_id for k in known]}
+    return issue_task(node, target=node.id, kind="revoke", payload=payload, subtree=True)
+
+
+# -- receiving -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReceiveReport:
+    stored: int = 0
+    rejected: list[str] = field(default_factory=list)
+    installed_bundle: int | None = None
+    revoked: int = 0
+
+
+def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) -> ReceiveReport:
+    """Verify and store tasks from above; act on those that reach this node."""
+    report = ReceiveReport()
+    with node.store.write() as conn:
+        for cert in certs:  # the issuers' chains: trusted only if they verify to the root
+            try:
+                node.keyring.add_certificate(Certificate.parse_obj(cert), conn)
+            except GuantongError:
+                continue
+        accepted: list[Task] = []
+        for raw in raws:
+            try:
+                task = Task.parse(raw)
+                _check(node, task, conn)
+            except GuantongError as exc:
+                report.rejected.append(f"{exc.code.value}: {exc.message}")
+                continue
+            accepted.append(task)
+        fresh = _new_revisions(conn, accepted)
+        report.stored = _store(node, accepted, conn)
+    for task in fresh:
+        if not task.reaches(node.id):
+            continue
+        try:
+            _act(node, task, report)
+        except GuantongError as exc:
+            report.rejected.append(f"{exc.code.value}: task {task.id}: {exc.message}")
+    return report
+
+
+def _check(node: Node, task: Task, conn: Connection) -> None:
+    if not task.concerns(node.id):
+        raise GuantongError(
+            ErrorCode.NOT_IN_SUBTREE, f"task {task.id} is not for {node.id}'s subtree"
+        )
+    if task.issuer == node.id or not is_in_subtree(node.id, task.issuer):
+        raise GuantongError(ErrorCode.FORBIDDEN, f"{task.issuer} is not above {node.id}")
+    key = node.keyring.lookup(task.key_id, conn)
+    if key is None or key.node != task.issuer:
+        raise GuantongError(
+            ErrorCode.UNKNOWN_ORIGIN, f"no certificate of {task.issuer} for key {task.key_id}"
+        )
+    if key.revoked_at(task.issued) or not key.valid_at(task.issued):
+        raise GuantongError(
+            ErrorCode.REVOKED_KEY,
+            f"key {task.key_id} of {task.issuer} was not valid at {task.issued}",
+        )
+    if not task.verify(key.public_raw):
+        raise GuantongError(
+            ErrorCode.BAD_SIGNATURE, f"task {task.id} rev {task.rev} does not verify"
+        )
+
+
+def _new_revisions(conn: Connection, tasks: list[Task]) -> list[Task]:
+    fresh = []
+    for task in tasks:
+        held = conn.execute(
+            select(TASKS.c.rev).where(TASKS.c.task_id == task.id, TASKS.c.rev == task.rev)
+        ).first()
+        if held is None:
+            fresh.append(task)
+    return fresh
+
+
+def _act(node: Node, task: Task, report: ReceiveReport) -> None:
+    if task.kind == "contracts" and not task.cancelled:
+        report.installed_bundle = _install_bundle(node, task)
+    elif task.kind == "revoke" and not task.cancelled:
+        report.revoked += _apply_revocation(node, task)
+    if task.rev == 1 or task.cancelled:
+        status, note = (
+            ("received", "cancelled by the issuer") if task.cancelled else ("received", None)
+        )
+        report_task(node, task.id, status, note=note, auto=True)
+
+
+def _install_bundle(node: Node, task: Task) -> int | None:
+    anchor = node.keyring.anchor
+    key = node.keyring.lookup(task.key_id)
+    if (
+        anchor is None
+        or key is None
+        or key.cert is None
+        or not key.cert.self_signed
+        or key.key_id != anchor
+    ):
+        raise GuantongError(
+            ErrorCode.FORBIDDEN, "contract bundles are published by the province only"
+        )
+    bundle = task.payload.get("bundle")
+    if not isinstance(bundle, dict):
+        raise GuantongError(
+            ErrorCode.MALFORMED, 'a contracts task carries {"bundle": {index, schemas}}'
+        )
+    registry = Registry.from_bundle_bytes(canonical_bytes(bundle))
+    if registry.bundle_version <= node.registry.bundle_version:
+        return None  # already installed, or older: never roll back
+    node.install_contracts(registry)
+    return registry.bundle_version
+
+
+def _apply_revocation(node: Node, task: Task) -> int:
+    target = task.payload.get("node")
+    since = task.payload.get("from") or task.issued
+    if (
+        not isinstance(target, str)
+        or not is_in_subtree(target, task.issuer)
+        or target == task.issuer
+    ):
+        raise GuantongError(ErrorCode.MALFORMED, "a revoke task names a node below its issuer")
+    return node.keyring.revoke(target, revoked_from=format_time(parse_time(since)))
+
+
+# -- reporting -----------------------------------------------------------------------------
+
+
+def report_task(
+    node: Node,
+    task_id: str,
+    status: str,
+    *,
+    note: str | None = None,
+    evidence: Sequence[dict[str, Any]] = (),
+    resolution: str | None = None,
+    record_ref: dict[str, str] | None = None,
+    auto: bool = False,
+) -> str:
+    """Write a ``task_report`` record into this node's log; returns its record id."""
+    task = latest_task(node, task_id)
+    if task is None or not task.reaches(node.id):
+        raise GuantongError(ErrorCode.NOT_FOUND, f"no task {task_id} for {node.id}")
+    if task.cancelled and not auto:
+        raise GuantongError(ErrorCode.FORBIDDEN, f"task {task_id} was cancelled by {task.issuer}")
+    data: dict[str, Any] = {
+        "task_id": task.id,
+        "task_rev": task.rev,
+        "status": status,
+        "reported_at": format_time(node.clock()),
+    }
+    if note:
+        data["note"] = note
+    if evidence:
+        data["evidence"] = list(evidence)
+    if resolution:
+        data["resolution"] = resolution
+    if record_ref:
+        data["record_ref"] = record_ref
+    result = node.put("task_report", [(None, data)])
+    return result.record_ids[0]
+
+
+# -- the issuer's view ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    task: Task
+    state: str
+    overdue: bool
+    history: list[dict[str, Any]]
+    responses: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.task.to_dict(),
+            "state": self.state,
+            "overdue": self.overdue,
+            "history": self.history,
+            **({"responses": self.responses} if self.task.kind == "collect" else {}),
+        }
+
+
+def task_views(
+    node: Node, *, issued_here: bool | None = None, task_id: str | None = None
+) -> list[TaskView]:
+    """Tasks with their derived state; ``issued_here`` filters by issuer (None: all held)."""
+    query = select(TASKS.c.task_id, func.max(TASKS.c.rev).label("rev")).group_by(TASKS.c.task_id)
+    if issued_here is True:
+        query = query.where(TASKS.c.issuer == node.id)
+    if task_id is not None:
+        query = query.where(TASKS.c.task_id == task_id)
+    now = format_time(node.clock())
+    views = []
+    with node.store.read() as conn:
+        for row in conn.execute(query).all():
+            raw = conn.execute(
+                select(TASKS.c.raw).where(TASKS.c.task_id == row.task_id, TASKS.c.rev == row.rev)
+            ).scalar_one()
+            task = Task.parse(bytes(raw))
+            if issued_here is False and not task.reaches(node.id):
+                continue
+            events = conn.execute(
+                select(TASK_EVENTS)
+                .where(TASK_EVENTS.c.task_id == task.id)
+                .order_by(TASK_EVENTS.c.at, TASK_EVENTS.c.seq)
+            ).all()
+            history = [
+                {
+                    "origin": e.origin,
+                    "status": e.status,
+                    "at": e.at,
+                    "rev": e.task_rev,
+                    **({"note": e.note} if e.note else {}),
+                }
+                for e in events
+            ]
+            state = _state(task, [e.status for e in events])
+            overdue = task.due is not None and state not in FINAL and now > task.due
+            responses = _responses(conn, task) if task.kind == "collect" else {}
+            views.append(TaskView(task, state, overdue, history, responses))
+    views.sort(key=lambda v: (v.task.issued, v.task.id))
+    return views
+
+
+def _state(task: Task, statuses: list[str]) -> str:
+    if task.cancelled:
+        return "cancelled"
+    if "rejected" in statuses and "done" not in statuses:
+        return "rejected"
+    best = 0
+    for status in statuses:
+        mapped = _STATUS_STATE.get(status)
+        if mapped in _PROGRESS:
+            best = max(best, _PROGRESS.index(mapped))
+    return _PROGRESS[best]
+
+
+def _responses(conn: Connection, task: Task) -> dict[str, int]:
+    """Opinions tagged with a campaign (``collect``) per station."""
+    campaign = RECORDS.c.data["campaign_id"].as_string()
+    rows = conn.execute(
+        select(RECORDS.c.origin, func.count())
+        .where(RECORDS.c.contract == "opinion", campaign == task.id, RECORDS.c.deleted.is_(False))
+        .group_by(RECORDS.c.origin)
+    ).all()
+    return {origin: int(count) for origin, count in rows}

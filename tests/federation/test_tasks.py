@@ -1,0 +1,189 @@
+"""Work moves down: signed tasks relayed verbatim, verified at the target, reported on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from contracts.registry import DEFAULT_BUNDLE, Registry
+from node.tasks import amend_task, issue_task, receive_tasks, report_task, task_views
+from schemas.errors import GuantongError
+from schemas.tasks import Task, sign_task
+from schemas.times import format_time
+from tests.federation.harness import Federation
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_assign_to_a_unit_and_the_closed_loop_of_reports(fed: Federation) -> None:
+    county = fed.add("js.wx.jy")
+    unit = fed.add("js.wx.jy.u-zjj", "unit")
+    task = issue_task(
+        county,
+        target=unit.id,
+        kind="assign",
+        payload={"instructions": "修复路灯"},
+        due=format_time(fed.clock()).replace("08:00", "20:00"),
+    )
+    await fed.cascade_down(unit.id)
+    (inbox,) = task_views(unit, issued_here=False)
+    assert (inbox.task, inbox.state) == (task, "delivered")  # the unit reported `received`
+    report_task(unit, task.id, "accepted")
+    report_task(unit, task.id, "done", resolution="已更换灯具并通电", note="现场核实")
+    await fed.cascade_up(unit.id)
+    (view,) = task_views(county, issued_here=True)
+    assert view.state == "done" and not view.overdue
+    assert [h["status"] for h in view.history] == ["received", "accepted", "done"]
+
+
+async def test_province_task_relays_through_every_tier_verbatim(fed: Federation) -> None:
+    station = fed.add("js.wx.jy.s1")
+    province = fed.nodes["js"]
+    task = issue_task(
+        province, target=station.id, kind="notice", payload={"text": "全省代表培训通知"}
+    )
+    await fed.cascade_down("js.wx", "js.wx.jy", station.id)
+    held = [n.store for n in (fed.nodes["js.wx"], fed.nodes["js.wx.jy"], station)]
+    for store in held:
+        with store.read() as conn:
+            (raw,) = conn.execute(__import__("sqlalchemy").text("SELECT raw FROM tasks")).scalars()
+            assert bytes(raw) == task.canonical()
+    await fed.cascade_up(station.id, "js.wx.jy", "js.wx")
+    (view,) = task_views(province, issued_here=True)
+    assert view.state == "delivered" and view.history[0]["origin"] == station.id
+
+
+async def test_subtree_scope_reaches_every_node_below(fed: Federation) -> None:
+    for node_id in ("js.wx.jy.s1", "js.wx.jy.s2", "js.wx.yx.s1"):
+        fed.add(node_id)
+    fed.add("js.sz.cs.s1")
+    province = fed.nodes["js"]
+    issue_task(province, target="js.wx", kind="notice", payload={"text": "无锡全市"}, subtree=True)
+    await fed.cascade_down(
+        "js.wx",
+        "js.sz",
+        "js.wx.jy",
+        "js.wx.yx",
+        "js.sz.cs",
+        "js.wx.jy.s1",
+        "js.wx.jy.s2",
+        "js.wx.yx.s1",
+        "js.sz.cs.s1",
+    )
+    reached = {n for n in fed.nodes if task_views(fed.nodes[n], issued_here=False)}
+    assert reached == {"js.wx", "js.wx.jy", "js.wx.yx", "js.wx.jy.s1", "js.wx.jy.s2", "js.wx.yx.s1"}
+
+
+async def test_amend_and_cancel_travel_as_revisions(fed: Federation) -> None:
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    task = issue_task(county, target=station.id, kind="assign", payload={"opinion": "x"})
+    await fed.pull(station.id)
+    amend_task(county, task.id, payload={"opinion": "x", "note": "加急"})
+    amend_task(county, task.id, cancel=True)
+    await fed.pull(station.id)
+    (view,) = task_views(station, issued_here=False)
+    assert (view.task.rev, view.state) == (3, "cancelled")
+    with pytest.raises(GuantongError, match="cancelled"):
+        report_task(station, task.id, "done")
+
+
+async def test_forged_and_misdirected_tasks_are_refused(fed: Federation) -> None:
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    sibling = fed.add("js.wx.jy.s2")
+    good = issue_task(county, target=station.id, kind="notice", payload={"text": "a"})
+    tampered = good.canonical().replace(b'"text":"a"', b'"text":"b"')
+    forged = sign_task(
+        sibling.signer, {**good.to_dict(), "issuer": sibling.id, "target": sibling.id + ".x"}
+    )
+    wrong_target = issue_task(county, target=sibling.id, kind="notice", payload={"text": "c"})
+    report = receive_tasks(station, [tampered, forged.canonical(), wrong_target.canonical()])
+    assert report.stored == 0
+    assert [r.split(":")[0] for r in report.rejected] == [
+        "bad_signature",
+        "not_in_subtree",
+        "not_in_subtree",
+    ]
+    assert receive_tasks(station, [good.canonical()]).stored == 1
+    assert receive_tasks(station, [good.canonical()]).stored == 0  # idempotent
+
+
+async def test_contract_upgrade_reaches_every_node_and_never_rolls_back(
+    fed: Federation, tmp_path: Path
+) -> None:
+    station = fed.add("js.wx.jy.s1")
+    province = fed.nodes["js"]
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    index = json.loads((bundle / "index.json").read_text("utf-8"))
+    index["bundle_version"] = 2
+    shutil.copy(bundle / "opinion" / "1.1.json", bundle / "opinion" / "1.2.json")
+    index["contracts"]["opinion"]["versions"]["1.2"] = dict(
+        index["contracts"]["opinion"]["versions"]["1.1"]
+    )
+    index["contracts"]["opinion"]["current"] = "1.2"
+    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
+    from node.tasks import publish_contracts
+
+    publish_contracts(province, Registry.from_dir(bundle))
+    assert province.registry.bundle_version == 2
+    await fed.cascade_down("js.wx", "js.wx.jy", station.id)
+    for node in fed.nodes.values():
+        assert node.registry.bundle_version == 2, node.id
+    ids = fed.write(station.id, 1)
+    assert station.get("opinion", ids[0]).version == "1.2"  # nodes then write the new version
+    old = Registry.from_dir(DEFAULT_BUNDLE)
+    with pytest.raises(GuantongError, match="never roll back"):
+        publish_contracts(province, old)
+    stale = issue_task(
+        province,
+        target="js",
+        kind="contracts",
+        subtree=True,
+        payload={"bundle_version": 1, "bundle": json.loads(old.bundle_bytes())},
+    )
+    assert receive_tasks(station, [stale.canonical()]).installed_bundle is None
+    assert station.registry.bundle_version == 2
+
+
+async def test_revoke_task_makes_hubs_below_refuse_the_key(fed: Federation) -> None:
+    city = fed.add("js.wx")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 2)
+    await fed.cascade_up(station.id, "js.wx.jy")  # the city learns the station's key
+    fed.clock.advance(seconds=1)
+    from node.tasks import revoke_node
+
+    revoke_node(city, station.id, revoked_from=format_time(fed.clock()))
+    await fed.cascade_down("js.wx.jy")
+    county = fed.nodes["js.wx.jy"]
+    key = county.keyring.lookup(station.signer.key_id)
+    assert key is not None and key.revoked_from == format_time(fed.clock())
+    fed.clock.advance(seconds=1)
+    fed.write(station.id, 1, seed=3)
+    with pytest.raises(GuantongError, match="revoked"):
+        await fed.sync(station.id)
+
+
+def test_task_model_rejects_issuer_below_target() -> None:
+    from schemas.signing import Signer
+
+    with pytest.raises(Exception, match="own subtree"):
+        sign_task(
+            Signer.from_seed(bytes(32)),
+            {
+                "id": "00000000-0000-7000-8000-000000000001",
+                "issuer": "js.wx",
+                "target": "js",
+                "scope": "node",
+                "kind": "notice",
+                "payload": {},
+                "issued": "2026-11-21T08:00:00.000Z",
+                "rev": 1,
+            },
+        )
+    assert Task  # the model is the public surface
