@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from contracts.samples import sample_records
 from hub.enrollment import answer_enrollment, create_token
 from node.app import create_app
-from node.downlink import PullReport, pull_tasks
 from node.auth import NodeAuth
+from node.downlink import PullReport, pull_tasks
 from node.enrollment import enrollment_request, install_enrollment
 from node.runtime import Node
 from node.uplink import SyncReport, Uplink
