@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.auth import authenticate
 from hub.enrollment import answer_enrollment, issue_for, response_for
-from hub.taskfeed import task_stream, tasks_for
 from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import HEADS
+from node.taskfeed import task_stream, tasks_for
 from schemas.canonical import parse_json
 from schemas.enrollment import verify_proof
 from schemas.errors import ErrorCode, GuantongError

@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from hub.api import router as hub_router
+from hub.auth import purge_replay_cache
+from hub.deadlines import check_deadlines
 from hub.pending import apply_pending
 from hub.quality import raise_quality_items
 from node.auth import NodeAuth
@@ -251,5 +253,12 @@ async def _sync_job(node: Node, uplink: Uplink, client: httpx.AsyncClient) -> No
 async def _hub_job(node: Node) -> None:
     pending = await anyio.to_thread.run_sync(apply_pending, node.store, node.registry)
     raised = await anyio.to_thread.run_sync(raise_quality_items, node)
+    await anyio.to_thread.run_sync(node.keyring.relearn)
+    await anyio.to_thread.run_sync(purge_replay_cache, node)
+    deadlines = await anyio.to_thread.run_sync(check_deadlines, node)
+    if deadlines.warnings or deadlines.reminders:
+        get_logger("guantong.hub").info(
+            "deadlines", reminders=len(deadlines.reminders), warnings=deadlines.warnings
+        )
     if raised or pending["valid"] or pending["invalid"]:
         get_logger("guantong.hub").info("hub.maintenance", quality_items=raised, **pending)

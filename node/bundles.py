@@ -1,5 +1,9 @@
 """Offline bundles (``.gtb``, PROTOCOL §10): a USB stick is a link like any other.
 
+A downward bundle (``export --for CHILD``) carries the signed tasks a hub holds for a
+child's subtree, with the issuers' certificates, checked at import exactly as tasks pulled
+online.
+
 An upward bundle is gzip NDJSON: one header line, then exactly the segment framing of a
 push body — everything the parent has not acknowledged, own and relayed, as the uplink
 would send it. Importing one at the parent runs the very ingest of a push, with the
@@ -23,14 +27,24 @@ from typing import Any
 
 from node.ingest import Ingestor, SegmentResult
 from node.runtime import Node
+from node.taskfeed import task_stream, tasks_for
+from node.tasks import ReceiveReport, receive_tasks
 from node.uplink import collect_segments
 from schemas.canonical import canonical_bytes, parse_json
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import is_node_id, parent_of
-from schemas.segments import encode_segment
+from schemas.segments import encode_segment, split_lines
 from schemas.times import format_time
 
-__all__ = ["BUNDLE_FORMAT", "ExportReport", "export_bundle", "import_bundle", "read_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ExportReport",
+    "export_bundle",
+    "export_tasks",
+    "import_bundle",
+    "import_tasks",
+    "read_bundle",
+]
 
 BUNDLE_FORMAT = 1
 MAX_BUNDLE_INFLATED = 2 << 30
@@ -60,14 +74,8 @@ def export_bundle(node: Node, out: Path, *, progress: Progress | None = None) ->
     }
     if header["to"] is None:
         del header["to"]
-    tmp = out.with_name(out.name + ".partial")
-    with gzip.open(tmp, "wb", compresslevel=6) as stream:
-        stream.write(canonical_bytes(header) + b"\n")
-        for segment in segments:
-            stream.write(encode_segment(segment.head, segment.start, segment.entries))
-    with open(tmp, "rb") as done:
-        os.fsync(done.fileno())
-    os.replace(tmp, out)
+    body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
+    _write_atomically(out, canonical_bytes(header) + b"\n" + body)
     return ExportReport(
         path=out,
         segments=len(segments),
@@ -75,6 +83,38 @@ def export_bundle(node: Node, out: Path, *, progress: Progress | None = None) ->
         origins=len({s.origin for s in segments}),
         bytes=out.stat().st_size,
     )
+
+
+def export_tasks(node: Node, child: str, out: Path) -> ExportReport:
+    """A downward bundle: every task revision this hub holds for ``child``'s subtree, with
+    the issuers' certificate chains, for a station without a link."""
+    if parent_of(child) != node.id:
+        raise GuantongError(ErrorCode.NOT_IN_SUBTREE, f"{child} is not a direct child of {node.id}")
+    rows = tasks_for(node, child, 0, 1 << 30)
+    stream = task_stream(node, rows, 0)
+    first, _, tasks = stream.partition(b"\n")
+    header = {
+        "bundle": BUNDLE_FORMAT,
+        "kind": "down",
+        "from": node.id,
+        "to": child,
+        "created": format_time(node.clock()),
+        "tasks": len(rows),
+        "certs": parse_json(first)["certs"],
+    }
+    _write_atomically(out, canonical_bytes(header) + b"\n" + tasks)
+    return ExportReport(
+        path=out, segments=0, entries=len(rows), origins=0, bytes=out.stat().st_size
+    )
+
+
+def _write_atomically(out: Path, data: bytes) -> None:
+    tmp = out.with_name(out.name + ".partial")
+    with gzip.open(tmp, "wb", compresslevel=6) as stream:
+        stream.write(data)
+    with open(tmp, "rb") as done:
+        os.fsync(done.fileno())
+    os.replace(tmp, out)
 
 
 def read_bundle(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -110,19 +150,31 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], bytes]:
             ErrorCode.MALFORMED, f"{path}: not a Guantong bundle (format {BUNDLE_FORMAT})"
         )
     if (
-        header.get("kind") != "up"
+        header.get("kind") not in ("up", "down")
         or not isinstance(header.get("from"), str)
         or not is_node_id(header["from"])
     ):
         raise GuantongError(
-            ErrorCode.MALFORMED, f"{path}: bundle header needs kind 'up' and a sender id"
+            ErrorCode.MALFORMED, f"{path}: bundle header needs a kind (up or down) and a sender id"
         )
     return header, body
+
+
+def import_tasks(node: Node, path: Path) -> tuple[dict[str, Any], ReceiveReport]:
+    """Take a downward bundle: the same checks as tasks pulled online."""
+    header, body = read_bundle(path)
+    if header["kind"] != "down" or header.get("to") != node.id:
+        raise GuantongError(ErrorCode.MALFORMED, f"{path} is not a task bundle for {node.id}")
+    return header, receive_tasks(node, split_lines(body), header.get("certs") or [])
 
 
 def import_bundle(node: Node, path: Path) -> tuple[dict[str, Any], list[SegmentResult]]:
     """Ingest a bundle exactly as a push from its sender."""
     header, body = read_bundle(path)
+    if header["kind"] != "up":
+        raise GuantongError(
+            ErrorCode.MALFORMED, f"{path} carries tasks: import it at {header.get('to')}"
+        )
     ingestor = Ingestor(
         store=node.store,
         hub_id=node.id,

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from node.bundles import export_bundle, import_bundle
+from node.bundles import export_bundle, export_tasks, import_bundle, import_tasks, read_bundle
 from node.cli.common import (
     HomeOpt,
     JsonOpt,
@@ -126,13 +126,22 @@ def sync(
 @command
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle file to write (.gtb).")],
+    for_child: Annotated[
+        str | None, typer.Option("--for", help="A child: write the tasks for its subtree instead.")
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write everything the parent has not acknowledged into a bundle (for a USB stick)."""
-    with open_node(home) as node, _progress() as progress:
-        task = progress.add_task("exporting", total=sum(b.entries for b in backlog(node.store)))
-        report = export_bundle(node, out, progress=lambda n: progress.advance(task, n))
+    """Write a bundle for a USB stick: data the parent lacks (up), or a child's tasks (down)."""
+    with open_node(home) as node:
+        if for_child is not None:
+            report = export_tasks(node, for_child, out)
+        else:
+            with _progress() as progress:
+                task = progress.add_task(
+                    "exporting", total=sum(b.entries for b in backlog(node.store))
+                )
+                report = export_bundle(node, out, progress=lambda n: progress.advance(task, n))
     if as_json:
         print_json(
             {
@@ -141,7 +150,13 @@ def export(
                 "entries": report.entries,
                 "origins": report.origins,
                 "bytes": report.bytes,
+                "kind": "down" if for_child else "up",
             }
+        )
+    elif for_child is not None:
+        console.print(
+            f"wrote {report.entries} task revision(s) for {for_child} to {out} "
+            f"({report.bytes} bytes)"
         )
     else:
         console.print(
@@ -157,9 +172,29 @@ def import_(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a bundle with exactly the checks of a push; importing twice is harmless."""
+    """Import a bundle: data with the checks of a push, tasks with those of a pull; twice is
+    harmless."""
     started = time.monotonic()
     with open_node(home) as node:
+        header, _ = read_bundle(file)
+        if header["kind"] == "down":
+            _, received = import_tasks(node, file)
+            if as_json:
+                print_json(
+                    {
+                        "from": header["from"],
+                        "stored": received.stored,
+                        "rejected": received.rejected,
+                    }
+                )
+            else:
+                console.print(f"took {received.stored} new task revision(s) from {header['from']}")
+            if received.rejected:
+                raise GuantongError(
+                    ErrorCode.MALFORMED,
+                    f"{len(received.rejected)} task(s) refused: {received.rejected[0]}",
+                )
+            return
         header, results = import_bundle(node, file)
     if as_json:
         print_json({"from": header["from"], "results": [r.to_dict() for r in results]})

@@ -187,3 +187,49 @@ def test_task_model_rejects_issuer_below_target() -> None:
             },
         )
     assert Task  # the model is the public surface
+
+
+async def test_tasks_reach_an_offline_station_by_bundle(fed: Federation, tmp_path: Path) -> None:
+    from node.bundles import export_tasks, import_tasks
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    issue_task(fed.nodes["js"], target=station.id, kind="notice", payload={"text": "省里的通知"})
+    await fed.cascade_down("js.wx", county.id)
+    mine = issue_task(county, target=station.id, kind="assign", payload={"opinion": "y"})
+    export_tasks(county, station.id, tmp_path / "down.gtb")
+    _, received = import_tasks(station, tmp_path / "down.gtb")
+    assert (received.stored, received.rejected) == (2, [])
+    assert {v.task.issuer for v in task_views(station, issued_here=False)} == {"js", county.id}
+    _, again = import_tasks(station, tmp_path / "down.gtb")
+    assert again.stored == 0
+    report_task(station, mine.id, "accepted")
+    await fed.cascade_up(station.id)  # its reports go up when it is back online (or by USB)
+    (view,) = task_views(county, issued_here=True)
+    assert view.state == "accepted"
+
+
+async def test_campaign_counts_tagged_opinions_per_station(fed: Federation) -> None:
+    county = fed.add("js.wx.jy")
+    s1, s2 = fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")
+    campaign = issue_task(
+        county,
+        target=county.id,
+        kind="collect",
+        subtree=True,
+        payload={"topic": "我请代表捎句话", "description": "征集对老旧小区改造的意见"},
+        due=format_time(fed.clock()).replace("2026-11-21", "2026-12-21"),
+    )
+    await fed.cascade_down(s1.id, s2.id)
+    from contracts.samples import sample_records
+
+    for station, count in ((s1, 3), (s2, 1)):
+        records = [
+            {**r, "campaign_id": campaign.id}
+            for r in sample_records("opinion", count, origin=station.id)
+        ]
+        station.put("opinion", [(None, r) for r in records])
+        fed.write(station.id, 2, seed=9)  # untagged ones do not count
+    await fed.cascade_up(s1.id, s2.id)
+    (view,) = [v for v in task_views(county, issued_here=True) if v.task.id == campaign.id]
+    assert view.responses == {s1.id: 3, s2.id: 1}
