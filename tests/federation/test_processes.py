@@ -129,6 +129,92 @@ def test_four_tiers_as_real_processes(tmp_path: Path, servers: Servers) -> None:
     assert verified["ok"] and verified["origins"] == 4  # province, city, county, station
     assert _heads(homes["county"])["js.wx.jy.s012"] == station_head
 
+    # the closed loop: the county assigns a citizen's opinion to a handling unit with a
+    # deadline; the unit reports it done; the station records the citizen's rating
+    unit = tmp_path / "unit"
+    _enroll(homes["county"], unit, "js.wx.jy.u-zjj", "unit", url["county"])
+    opinions = [
+        json.loads(line)
+        for line in gt("list", "opinion", "--json", home=homes["county"]).stdout.splitlines()
+    ]
+    opinion = next(o for o in opinions if o["data"]["status"] not in ("resolved", "closed", "rejected"))
+    payload = json.dumps(
+        {
+            "record": {"contract": "opinion", "id": opinion["id"], "origin": opinion["origin"]},
+            "instructions": "请核实并限期解决",
+        },
+        ensure_ascii=False,
+    )
+    task_id = (
+        gt(
+            "task",
+            "issue",
+            "--to",
+            "js.wx.jy.u-zjj",
+            "--kind",
+            "assign",
+            "--payload",
+            payload,
+            "--due",
+            "+7d",
+            home=homes["county"],
+        )
+        .stdout.decode()
+        .strip()
+    )
+    gt("sync", "--once", home=unit)
+    inbox = json.loads(gt("task", "list", "--inbox", "--json", home=unit).stdout)
+    assert [t["id"] for t in inbox] == [task_id]
+    gt("task", "report", task_id, "--status", "accepted", home=unit)
+    gt("task", "report", task_id, "--status", "done", "--resolution", "已维修并回访群众", home=unit)
+    gt("sync", "--once", home=unit)
+    (issued,) = [
+        t
+        for t in json.loads(gt("task", "list", "--json", home=homes["county"]).stdout)
+        if t["id"] == task_id
+    ]
+    assert (issued["state"], issued["overdue"]) == ("done", False)
+    assert [h["status"] for h in issued["history"]] == ["received", "accepted", "done"]
+    notice = json.dumps(
+        {"record": opinion["id"], "resolution": "已维修并回访群众"}, ensure_ascii=False
+    )
+    gt(
+        "task",
+        "issue",
+        "--to",
+        "js.wx.jy.s012",
+        "--kind",
+        "notice",
+        "--payload",
+        notice,
+        home=homes["county"],
+    )
+    gt("sync", "--once", home=homes["station"])
+    record = json.loads(gt("get", "opinion", opinion["id"], home=homes["station"]).stdout)["data"]
+    closed = {
+        **record,
+        "id": opinion["id"],
+        "status": "closed",
+        "resolution": "已维修并回访群众",
+        "accepted_at": record.get("accepted_at", record["received_at"]),
+        "assigned_at": record.get("assigned_at", record["received_at"]),
+        "resolved_at": "2026-11-20T08:00:00.000Z",
+        "closed_at": "2026-11-20T09:00:00.000Z",
+        "rated_at": "2026-11-20T09:00:00.000Z",
+        "rating": 5,
+        "handling_unit": "js.wx.jy.u-zjj",
+    }
+    gt(
+        "put",
+        "opinion",
+        home=homes["station"],
+        input=json.dumps(closed, ensure_ascii=False).encode(),
+    )
+    gt("sync", "--once", home=homes["station"])
+    at_county = json.loads(gt("get", "opinion", opinion["id"], home=homes["county"]).stdout)
+    assert (at_county["data"]["status"], at_county["data"]["rating"]) == ("closed", 5)
+    assert "reporter_name" not in at_county["data"]
+
     # the parent going away: a clear error line and a non-zero exit
     servers.stop()
     gt(
