@@ -137,7 +137,8 @@ def test_four_tiers_as_real_processes(tmp_path: Path, servers: Servers) -> None:
         json.loads(line)
         for line in gt("list", "opinion", "--json", home=homes["county"]).stdout.splitlines()
     ]
-    opinion = next(o for o in opinions if o["data"]["status"] not in ("resolved", "closed", "rejected"))
+    done = ("resolved", "closed", "rejected")
+    opinion = next(o for o in opinions if o["data"]["status"] not in done)
     payload = json.dumps(
         {
             "record": {"contract": "opinion", "id": opinion["id"], "origin": opinion["origin"]},
