@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from hub.auth import authenticate
 from hub.enrollment import answer_enrollment, issue_for, response_for
 from node.ingest import Ingestor
+from node.reconcile import subtree_roots
 from node.runtime import Node
 from node.tables import HEADS
 from node.taskfeed import task_stream, tasks_for
@@ -158,6 +159,30 @@ async def tasks(
             break
         await anyio.sleep(min(0.5, max(0.0, deadline - anyio.current_time())))
     return Response(task_stream(node, rows, after), media_type=NDJSON)
+
+
+@router.get("/v1/root")
+def root(
+    request: Request,
+    prefix: str | None = None,
+    children: Annotated[int, Query(ge=0, le=1)] = 0,
+) -> dict[str, Any]:
+    """The RFC 6962 root over the heads held under ``prefix`` (PROTOCOL §8); with
+    ``children=1`` also each child prefix's root, for bisection."""
+    node: Node = request.app.state.node
+    scope = prefix or node.id
+    _check_scope(request, node, scope)
+    whole, kids = subtree_roots(node.store, scope, children=bool(children))
+    body = whole.to_dict()
+    if whole.head is not None:
+        body["head"] = {"seq": whole.head[0], "head": whole.head[1]}
+    if children:
+        body["children"] = {
+            name: {k: v for k, v in info.to_dict().items() if k != "prefix"}
+            | ({"head": {"seq": info.head[0], "head": info.head[1]}} if info.head else {})
+            for name, info in kids.items()
+        }
+    return body
 
 
 @router.get("/v1/heads")

@@ -9,7 +9,7 @@ time; we then keep the offset and sign the request again, once. Stations with ba
 from __future__ import annotations
 
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import orjson
@@ -35,6 +35,7 @@ class NodeAuth(httpx.Auth):
         self.signer = signer
         self.clock = clock
         self.offset = timedelta(0)
+        self._last: datetime | None = None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         self._sign(request)
@@ -46,7 +47,14 @@ class NodeAuth(httpx.Auth):
             yield request
 
     def _sign(self, request: httpx.Request) -> None:
-        time = format_time(self.clock() + self.offset)
+        # Ed25519 is deterministic: two identical requests in one millisecond would carry
+        # the same signature and the second would be refused as a replay. Keep our request
+        # times strictly increasing instead.
+        moment = self.clock() + self.offset
+        if self._last is not None and moment <= self._last:
+            moment = self._last + timedelta(milliseconds=1)
+        self._last = moment
+        time = format_time(moment)
         data = request_signing_bytes(
             request.method, request_target(request.url), request.content, time
         )

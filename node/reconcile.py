@@ -1,0 +1,166 @@
+"""Reconciliation (数字对账, PROTOCOL §8): prove two tiers hold the same logs with one hash.
+
+The root of a subtree is the RFC 6962 tree head over ``canonical({"origin","seq","head"})``
+for every origin held under the prefix, sorted by origin. Equal roots mean identical logs;
+when they differ, :func:`bisect` compares the roots of each child prefix (``/v1/root`` with
+``children=1`` answers them in one request) and descends only into the children that
+differ, down to the origins themselves — so finding one missing entry among 10,000
+stations costs a handful of requests, not a full listing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy import select
+
+from node.db import Store
+from node.tables import HEADS
+from schemas.errors import ErrorCode, GuantongError
+from schemas.merkle import head_leaf, merkle_root
+
+__all__ = ["Difference", "LocalRoots", "RemoteRoots", "RootInfo", "bisect", "subtree_roots"]
+
+
+@dataclass(frozen=True, slots=True)
+class RootInfo:
+    prefix: str
+    origins: int
+    entries: int
+    root: str
+    head: tuple[int, str] | None = None
+    """The prefix's own origin head, when the prefix node itself has a log here."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "origins": self.origins,
+            "entries": self.entries,
+            "root": self.root,
+        }
+
+
+def subtree_roots(
+    store: Store, prefix: str, *, children: bool = False
+) -> tuple[RootInfo, dict[str, RootInfo]]:
+    """The root of ``prefix`` and, optionally, of each child prefix below it."""
+    query = (
+        select(HEADS.c.origin, HEADS.c.seq, HEADS.c.hash)
+        .where(HEADS.c.seq > 0)
+        .where((HEADS.c.origin == prefix) | HEADS.c.origin.startswith(prefix + "."))
+        .order_by(HEADS.c.origin)
+    )
+    with store.read() as conn:
+        rows = [(r.origin, int(r.seq), str(r.hash)) for r in conn.execute(query)]
+    whole = _info(prefix, rows)
+    if not children:
+        return whole, {}
+    grouped: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    depth = prefix.count(".") + 1
+    for row in rows:
+        if row[0] != prefix:
+            child = ".".join(row[0].split(".")[: depth + 1])
+            grouped[child].append(row)
+    return whole, {child: _info(child, group) for child, group in sorted(grouped.items())}
+
+
+def _info(prefix: str, rows: list[tuple[str, int, str]]) -> RootInfo:
+    root = merkle_root([head_leaf(o, s, h) for o, s, h in rows]).hex()
+    own = next(((s, h) for o, s, h in rows if o == prefix), None)
+    return RootInfo(prefix, len(rows), sum(s for _, s, _ in rows), root, own)
+
+
+class RootSource(Protocol):
+    async def roots(self, prefix: str) -> tuple[RootInfo, dict[str, RootInfo]]: ...
+
+
+class LocalRoots:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def roots(self, prefix: str) -> tuple[RootInfo, dict[str, RootInfo]]:
+        return subtree_roots(self.store, prefix, children=True)
+
+
+class RemoteRoots:
+    """Another hub's roots, through its signed ``/v1/root`` endpoint."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
+        self.client = client
+        self.url = url.rstrip("/")
+        self.requests = 0
+
+    async def roots(self, prefix: str) -> tuple[RootInfo, dict[str, RootInfo]]:
+        self.requests += 1
+        try:
+            response = await self.client.get(
+                f"{self.url}/v1/root", params={"prefix": prefix, "children": 1}
+            )
+        except httpx.HTTPError as exc:
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE, f"{self.url} unreachable: {exc}"
+            ) from exc
+        if response.status_code != 200:
+            raise GuantongError(
+                ErrorCode.FORBIDDEN, f"{self.url} refused /v1/root: {response.text[:200]}"
+            )
+        body = response.json()
+        whole = _parse(body)
+        kids = {
+            name: _parse({"prefix": name, **info})
+            for name, info in (body.get("children") or {}).items()
+        }
+        return whole, kids
+
+
+def _parse(body: dict[str, Any]) -> RootInfo:
+    own = body.get("head")
+    return RootInfo(
+        body["prefix"],
+        int(body["origins"]),
+        int(body["entries"]),
+        str(body["root"]),
+        (int(own["seq"]), str(own["head"])) if own else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    origin: str
+    here: tuple[int, str] | None
+    there: tuple[int, str] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(value: tuple[int, str] | None) -> dict[str, Any] | None:
+            return None if value is None else {"seq": value[0], "head": value[1]}
+
+        return {"origin": self.origin, "here": side(self.here), "there": side(self.there)}
+
+
+async def bisect(here: RootSource, there: RootSource, prefix: str) -> list[Difference]:
+    """Exactly the origins under ``prefix`` whose heads differ between the two sources."""
+    mine, my_children = await here.roots(prefix)
+    theirs, their_children = await there.roots(prefix)
+    if mine.root == theirs.root:
+        return []
+    found: list[Difference] = []
+    if mine.head != theirs.head:
+        found.append(Difference(prefix, mine.head, theirs.head))
+    for child in sorted(set(my_children) | set(their_children)):
+        a, b = my_children.get(child), their_children.get(child)
+        if a is not None and b is not None and a.root == b.root:
+            continue
+        if (
+            a is not None
+            and b is not None
+            and (a.origins, b.origins) == (1, 1)
+            and a.head
+            and b.head
+        ):
+            found.append(Difference(child, a.head, b.head))
+            continue
+        found.extend(await bisect(here, there, child))
+    return found
