@@ -219,6 +219,12 @@ class Registry:
         problems = cv.violations(data)
         return ("invalid", problems) if problems else ("valid", [])
 
+    def rules(self, name: str) -> dict[str, Any]:
+        """A rule set shipped in the bundle (``index.json`` → ``rules``), e.g. the points of
+        the deputy performance index; empty when the bundle has none."""
+        found = (self.index.get("rules") or {}).get(name)
+        return found if isinstance(found, dict) else {}
+
     def newest_major(self, name: str) -> int:
         return max(cv.major for cv in self.versions(name))
 

@@ -21,6 +21,7 @@ from hub.auth import authenticate
 from hub.enrollment import answer_enrollment, issue_for, response_for
 from node.ingest import Ingestor
 from node.reconcile import subtree_roots
+from node.rollups import stats
 from node.runtime import Node
 from node.tables import HEADS
 from node.taskfeed import task_stream, tasks_for
@@ -183,6 +184,22 @@ def root(
             for name, info in kids.items()
         }
     return body
+
+
+@router.get("/v1/stats")
+def get_stats(
+    request: Request,
+    prefix: str | None = None,
+    start: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+    end: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+) -> dict[str, Any]:
+    """Rollups of a subtree between two days: rates, counts, station activity, the deputy
+    performance index and its ranking, per child node and per month."""
+    node: Node = request.app.state.node
+    scope = prefix or node.id
+    _check_scope(request, node, scope)
+    rules = node.registry.rules("performance_index")
+    return stats(node.store, scope, start=start, end=end, dimensions=rules.get("dimensions") or {})
 
 
 @router.get("/v1/heads")

@@ -54,5 +54,5 @@ def apply_pending(store: Store, registry: Registry) -> dict[str, int]:
                 )
                 if status == "valid":
                     records[entry.id] = record_row(entry)
-            apply_records(conn, list(records.values()))
+            apply_records(conn, list(records.values()), registry.rules("performance_index"))
             after = (rows[-1].origin, int(rows[-1].seq))

@@ -51,6 +51,7 @@ from node.db import Store, dialect_insert, insert_ignore, lock_head
 from node.keyring import Keyring
 from node.log import apply_records, entry_row, record_row
 from node.reports import note_reports
+from node.rollups import apply_deltas, entry_counts
 from node.tables import ENTRIES, HEADS, PEERS, SIGNED_HEADS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
@@ -340,7 +341,8 @@ class Ingestor:
             if status == "valid":
                 records[entry.id] = record_row(entry)
         conn.execute(ENTRIES.insert(), rows)
-        apply_records(conn, list(records.values()))
+        apply_records(conn, list(records.values()), self.registry.rules("performance_index"))
+        apply_deltas(conn, entry_counts((origin, row["time"]) for row in rows))
         note_reports(
             conn,
             (

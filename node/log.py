@@ -25,6 +25,7 @@ from sqlalchemy import Connection, func, select
 
 from node.db import Store, dialect_insert, insert_ignore, lock_head, upsert
 from node.reports import note_reports
+from node.rollups import apply_deltas, entry_counts, record_deltas
 from node.tables import ENTRIES, HEADS, LOCAL_PRIVATE, RECORDS, SIGNED_HEADS
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
@@ -94,6 +95,8 @@ class Log:
         self.signer = signer
         self.clock = clock
         self.watermark = watermark
+        self.rules: dict[str, Any] = {}
+        """The performance-index rules the rollups count by (from the contract bundle)."""
         """A file outside the database holding the last own head written: if the store is
         ever restored from an older backup, the node sees it is behind and recovers first."""
 
@@ -143,7 +146,8 @@ class Log:
             conn.execute(_ENTRIES.insert(), entry_rows)
             note_reports(conn, entries)
             self._store_private(conn, private)
-            apply_records(conn, list(latest.values()))
+            apply_records(conn, list(latest.values()), self.rules)
+            apply_deltas(conn, entry_counts((self.origin, now) for _ in entry_rows))
             head = sign_head(self.signer, origin=self.origin, seq=seq, head=prev, time=now)
             self._store_head(conn, head, now)
             if also is not None:
@@ -378,14 +382,16 @@ def record_row(entry: Entry) -> dict[str, Any]:
     }
 
 
-def apply_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def apply_records(conn: Connection, rows: list[dict[str, Any]], rules: dict[str, Any]) -> None:
     """Materialise the latest state per record: a newer seq of the same origin wins.
 
     The guard makes re-delivery and late-applied (pending) entries harmless, and keeps
-    single-writer: an entry of another origin never overwrites a record.
+    single-writer: an entry of another origin never overwrites a record. The rollups move
+    by exactly what the guard lets through (``node/rollups.py``).
     """
     if not rows:
         return
+    apply_deltas(conn, record_deltas(conn, rows, rules))
     stmt = dialect_insert(conn, _RECORDS)
     stmt = stmt.on_conflict_do_update(
         index_elements=["record_id"],

@@ -24,6 +24,7 @@ from node.db import Store, insert_ignore, lock_head
 from node.keyring import Keyring
 from node.keys import create_key, load_key
 from node.log import AppendResult, Log, Write
+from node.rollups import rebuild
 from node.settings import CONFIG_FILE, NodeSettings, write_config
 from node.tables import KEYS, LOCAL_PRIVATE, META, RECORDS
 from schemas.canonical import canonical_bytes
@@ -93,6 +94,7 @@ class Node:
             clock=clock,
             watermark=settings.home / WATERMARK,
         )
+        self.log.rules = self.registry.rules("performance_index")
         self.recovery_reason: str | None = None
         """Why this node must pull its own log back from its parent before writing."""
 
@@ -375,6 +377,9 @@ class Node:
             shutil.rmtree(target)
         staging.rename(target)
         self.registry = registry
+        if self.log.rules != registry.rules("performance_index"):
+            self.log.rules = registry.rules("performance_index")
+            rebuild(self.store, self.log.rules)  # new rules: every index point recounted
 
     def status(self) -> dict[str, Any]:
         own = self.log.head()

@@ -30,6 +30,7 @@ __all__ = [
     "TASK_ALERTS",
     "TASK_EVENTS",
     "REPLAY_CACHE",
+    "ROLLUPS",
     "TOKENS",
     "QUALITY_RAISED",
     "UPLINK_CURSOR",
@@ -279,7 +280,21 @@ class DownlinkRow(SQLModel, table=True):
     updated_at: str = Field(sa_column=Column(String(24), nullable=False))
 
 
+class RollupRow(SQLModel, table=True):
+    """Aggregates per origin, day and metric, kept incrementally (see ``node/rollups.py``)."""
+
+    __tablename__ = "rollups"
+    __table_args__ = (Index("ix_rollups_day", "day"),)
+
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
+    day: str = Field(sa_column=Column(String(10), primary_key=True))
+    metric: str = Field(sa_column=Column(String(32), primary_key=True))
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 UPLINK_CURSOR = metadata.tables["uplink_cursor"]
+ROLLUPS = metadata.tables["rollups"]
 TASKS = metadata.tables["tasks"]
 TASK_EVENTS = metadata.tables["task_events"]
 DOWNLINK = metadata.tables["downlink"]

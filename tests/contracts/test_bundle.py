@@ -178,7 +178,7 @@ def properties_with_parent(schema: Schema) -> Iterator[tuple[str, Schema, str, S
 
 def test_index_shape() -> None:
     data = index()
-    assert set(data) == {"format", "bundle_version", "published", "publisher", "contracts"}
+    assert set(data) == {"format", "bundle_version", "published", "publisher", "contracts", "rules"}
     assert data["format"] == 1
     assert isinstance(data["bundle_version"], int)
     assert data["bundle_version"] >= 1
