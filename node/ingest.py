@@ -52,7 +52,7 @@ from node.keyring import Keyring
 from node.log import apply_records, entry_row, record_row
 from node.reports import note_reports
 from node.rollups import apply_deltas, entry_counts
-from node.tables import ENTRIES, HEADS, PEERS, SIGNED_HEADS
+from node.tables import ENTRIES, HEADS, PEERS, REJECTIONS, SIGNED_HEADS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
 from schemas.ids import is_in_subtree
@@ -144,6 +144,20 @@ class Ingestor:
             self._retry_unknown(conn, segments, results, held, now, unlearnt, caller, recovering)
             if caller is not None:
                 _note_peer(conn, caller, [r for r in results if r is not None], now)
+            refused = [
+                {
+                    "origin": r.origin,
+                    "caller": caller,
+                    "code": r.error["code"],
+                    "message": str(r.error.get("message", ""))[:500],
+                    "at": now,
+                    "reviewed": False,
+                }
+                for r in results
+                if r is not None and r.error is not None and r.error["code"] != "gap"
+            ]
+            if refused:
+                conn.execute(REJECTIONS.insert(), refused)
         final = [r for r in results if r is not None]
         self._fill_held(final)
         return final

@@ -29,6 +29,8 @@ __all__ = [
     "TASKS",
     "TASK_ALERTS",
     "TASK_EVENTS",
+    "REGISTER",
+    "REJECTIONS",
     "REPLAY_CACHE",
     "ROLLUPS",
     "TOKENS",
@@ -293,7 +295,35 @@ class RollupRow(SQLModel, table=True):
     value: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class RegisterRow(SQLModel, table=True):
+    """The province's organisation register: the nodes that should exist (应接尽接)."""
+
+    __tablename__ = "register"
+
+    node: str = Field(sa_column=Column(String(128), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    tier: str = Field(sa_column=Column(String(16), nullable=False))
+    region: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class RejectionRow(SQLModel, table=True):
+    """Segments this hub refused, for the security review (PROTOCOL §4 codes)."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (Index("ix_rejections_origin", "origin"),)
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    origin: str = Field(sa_column=Column(String(128), nullable=False))
+    caller: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    code: str = Field(sa_column=Column(String(32), nullable=False))
+    message: str = Field(sa_column=Column(String(500), nullable=False))
+    at: str = Field(sa_column=Column(String(24), nullable=False))
+    reviewed: bool = Field(default=False, nullable=False)
+
+
 UPLINK_CURSOR = metadata.tables["uplink_cursor"]
+REGISTER = metadata.tables["register"]
+REJECTIONS = metadata.tables["rejections"]
 ROLLUPS = metadata.tables["rollups"]
 TASKS = metadata.tables["tasks"]
 TASK_EVENTS = metadata.tables["task_events"]

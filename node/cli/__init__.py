@@ -6,7 +6,15 @@ errors exit 2 (Typer's convention). Every command that prints data takes ``--jso
 
 from __future__ import annotations
 
-from node.cli import contracts, demo, records, sync, tasks, trust  # noqa: F401  (they register)
+from node.cli import (  # noqa: F401  (they register their commands)
+    acceptance,
+    contracts,
+    demo,
+    records,
+    sync,
+    tasks,
+    trust,
+)
 from node.cli.common import app
 
 __all__ = ["app", "main"]
