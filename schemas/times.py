@@ -48,4 +48,6 @@ def parse_time(value: str) -> datetime:
 
 
 def _strptime_utc(value: str) -> datetime:
-    return datetime.strptime(value[:-1] + "+0000", "%Y-%m-%dT%H:%M:%S.%f%z")
+    # fromisoformat (3.11+ reads the trailing Z) is ~20× faster than strptime; the regex
+    # in is_time has already pinned the exact shape.
+    return datetime.fromisoformat(value)
