@@ -4,8 +4,10 @@
 runs as its own ``guantong serve`` process; stations are driven from this process through
 the same library calls the CLI makes. The scenario: enroll everything online, record
 realistic data at every station, sync, watch it relay up to the province, take one station
-offline and carry its data by USB bundle, bring it back online, then check that the
-province holds exactly what each station signed and that each city reconciles with it.
+offline and carry its data by USB bundle, bring it back online, check that the province
+holds exactly what each station signed; then the closed loop (a county assigns an opinion
+to a handling unit, the unit reports it done, the station closes it with the citizen's
+rating) and the province's acceptance check of one city.
 
 Each step is printed as it happens; ``--exit`` makes the run a test (exit 0 only if every
 step worked); otherwise the federation keeps running until Ctrl-C.
@@ -25,22 +27,31 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import httpx
+import orjson
 from rich.console import Console
 from rich.table import Table
 
 from contracts.samples import sample_records
+from hub.acceptance import accept
 from hub.enrollment import create_token
+from hub.report_html import render_report
 from node.auth import NodeAuth
 from node.bundles import export_bundle, import_bundle
+from node.downlink import pull_tasks
 from node.enrollment import enroll_online
+from node.reconcile import RemoteRoots, subtree_roots
 from node.runtime import Node
 from node.settings import NodeSettings
+from node.tasks import issue_task, report_task, task_views
 from node.uplink import Uplink
 from node.verify import verify_log
 from schemas.ids import Tier, parent_of
+from schemas.times import format_time
 
 __all__ = ["Demo", "run_demo"]
 
@@ -49,6 +60,7 @@ COUNTIES = {"jy": "江阴市", "yx": "宜兴市", "cs": "常熟市", "kd": "昆�
 STATIONS_PER_COUNTY = 3
 UNIT = "js.wx.jy.u-zjj"
 OFFLINE = "js.sz.kd.s03"
+_DONE = ("resolved", "closed", "rejected")
 DATA = {"deputy": 12, "opinion": 40, "duty_activity": 30, "reception": 8}
 
 
@@ -186,6 +198,95 @@ class Demo:
                 raise DemoFailed(f"js.{city} and the province differ on {differs}")
             self.console.print(f"  js.{city}: {len(city_heads)} origins, identical at the province")
 
+    def closed_loop(self) -> None:
+        county, station = "js.wx.jy", "js.wx.jy.s01"
+        self.step(
+            f"{county} assigns a citizen's opinion to the handling unit {UNIT}, due in 7 days"
+        )
+        with self.node(county) as hub:
+            opinion = next(
+                o
+                for o in hub.list("opinion", limit=0)
+                if o.origin == station and o.data and o.data["status"] not in _DONE
+            )
+            task = issue_task(
+                hub,
+                target=UNIT,
+                kind="assign",
+                due=format_time(hub.clock() + timedelta(days=7)),
+                payload={
+                    "record": {"contract": "opinion", "id": opinion.id, "origin": station},
+                    "instructions": "请核实情况并限期解决，办结后回复。",
+                },
+            )
+        self.console.print(f"  task {task.id}: {opinion.data and opinion.data.get('title', '')}")
+        with self.node(UNIT) as unit:
+            asyncio.run(_pull(unit))
+            report_task(unit, task.id, "accepted")
+            report_task(
+                unit, task.id, "done", resolution="已现场处理并电话回访反映人，群众表示满意。"
+            )
+        self.sync([UNIT])
+        with self.node(county) as hub:
+            (view,) = task_views(hub, task_id=task.id)
+            issue_task(
+                hub,
+                target=station,
+                kind="notice",
+                payload={"record": opinion.id, "resolution": "已现场处理并电话回访反映人。"},
+            )
+        self.console.print(
+            f"  the unit reported: {' → '.join(h['status'] for h in view.history)} "
+            f"({'on time' if not view.overdue else 'late'})"
+        )
+        with self.node(station) as node:
+            asyncio.run(_pull(node))
+            record = node.get("opinion", opinion.id)
+            assert record.data is not None
+            now = format_time(node.clock())
+            closed = {
+                **record.data,
+                "id": opinion.id,
+                "status": "closed",
+                "handling_unit": UNIT,
+                "resolution": "已现场处理并电话回访反映人。",
+                "rating": 5,
+                "resolved_at": now,
+                "closed_at": now,
+                "rated_at": now,
+            }
+            closed.setdefault("accepted_at", now)
+            closed.setdefault("assigned_at", now)
+            node.put("opinion", [(None, closed)])
+        self.sync([station])
+        self.console.print(f"  {station} closed it with the citizen's rating ★★★★★")
+        self.wait_for_province()
+
+    def acceptance(self, city: str = "js.wx") -> None:
+        self.step(f"the province runs the acceptance check of {city}")
+        deadline = time.monotonic() + 60
+        while True:
+            with self.node("js") as province, self.node(city) as hub:
+                if (
+                    subtree_roots(province.store, city)[0].root
+                    == subtree_roots(hub.store, city)[0].root
+                ):
+                    break
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"{city} and the province never reconciled")
+            time.sleep(1.0)
+        with self.node("js") as province:
+            report = asyncio.run(_accept(province, city, self.url(city)))
+        (self.root / f"acceptance-{city}.json").write_bytes(
+            orjson.dumps(report, option=orjson.OPT_INDENT_2)
+        )
+        (self.root / f"acceptance-{city}.html").write_text(render_report(report), "utf-8")
+        for criterion in report["criteria"]:
+            mark = "[green]通过[/]" if criterion["passed"] else "[red]未通过[/]"
+            self.console.print(f"  {mark} {criterion['title']}: {criterion['summary']}")
+        if not report["passed"]:
+            raise DemoFailed(f"acceptance of {city} failed")
+
     def summary(self, heads: dict[str, int]) -> None:
         table = Table("node", "tier", "entries held at the province", "status")
         for node_id, tier in [*self.hubs(), *self.leaves()]:
@@ -193,8 +294,8 @@ class Demo:
             table.add_row(node_id, tier.value, str(heads.get(node_id, 0)), status)
         self.console.print(table)
         self.console.print(
-            "Not shown yet: assigning and closing an opinion (tasks), the acceptance check of a "
-            "city and the dashboard — they arrive with their issues."
+            "The acceptance report is acceptance-js.wx.html (and .json, signed) in the demo folder. "
+            "Not shown yet: the web dashboard — it arrives with its issue."
         )
 
     # -- plumbing ------------------------------------------------------------------------
@@ -255,8 +356,6 @@ class Demo:
 
 
 async def _enroll(node: Node, url: str, token: str) -> None:
-    import httpx
-
     async with httpx.AsyncClient(
         timeout=30.0, auth=NodeAuth(node.id, node.signer, node.clock)
     ) as http:
@@ -264,8 +363,6 @@ async def _enroll(node: Node, url: str, token: str) -> None:
 
 
 async def _push(node: Node) -> int:
-    import httpx
-
     parent = node.settings.parent_url
     assert parent is not None
     async with httpx.AsyncClient(
@@ -275,6 +372,22 @@ async def _push(node: Node) -> int:
     if report.rejected:
         raise DemoFailed(f"{node.id}: {report.rejected}")
     return report.entries
+
+
+async def _pull(node: Node) -> None:
+    async with httpx.AsyncClient(
+        timeout=30.0, auth=NodeAuth(node.id, node.signer, node.clock)
+    ) as http:
+        report = await pull_tasks(node, http)
+    if report.rejected:
+        raise DemoFailed(f"{node.id} refused tasks: {report.rejected}")
+
+
+async def _accept(province: Node, city: str, url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(
+        timeout=30.0, auth=NodeAuth(province.id, province.signer, province.clock)
+    ) as http:
+        return await accept(province, city, lower=RemoteRoots(http, url))
 
 
 def _free_port() -> int:
@@ -320,10 +433,12 @@ def run_demo(
         demo.offline_station()
         heads = demo.wait_for_province()
         demo.check()
+        demo.closed_loop()
+        demo.acceptance()
         demo.summary(heads)
+        kept = "" if folder is None and exit_after else f"; homes, logs and reports in {root}"
         console.print(
-            f"[bold green]every step worked[/] in {time.monotonic() - started:.0f} s; "
-            f"homes and server logs in {root}"
+            f"[bold green]every step worked[/] in {time.monotonic() - started:.0f} s{kept}"
         )
         if not exit_after:
             console.print("the federation keeps running; Ctrl-C stops it")
