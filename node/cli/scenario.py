@@ -294,8 +294,8 @@ class Demo:
             table.add_row(node_id, tier.value, str(heads.get(node_id, 0)), status)
         self.console.print(table)
         self.console.print(
-            "The acceptance report is acceptance-js.wx.html (and .json, signed) in the demo folder. "
-            "Not shown yet: the web dashboard — it arrives with its issue."
+            "The acceptance report is acceptance-js.wx.html (and .json, signed) in the demo "
+            "folder. Not shown yet: the web dashboard — it arrives with its issue."
         )
 
     # -- plumbing ------------------------------------------------------------------------
