@@ -7,10 +7,11 @@ runs its uplink on a timer and after each local write, under APScheduler in the 
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import httpx
@@ -30,13 +31,13 @@ from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
 from node.recovery import ensure_recovered
 from node.runtime import Node
-from node.settings import NodeSettings
+from node.settings import NodeSettings, load_settings
 from node.uplink import Uplink
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 from schemas.times import Clock, system_clock
 
-__all__ = ["HUB_TIERS", "create_app", "node_client"]
+__all__ = ["HUB_TIERS", "app_from_env", "create_app", "node_client"]
 
 HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
@@ -95,7 +96,8 @@ def create_app(
                 await ensure_recovered(opened, client)
             except GuantongError as exc:
                 log.warning("recovery.pending", code=exc.code.value, error=exc.message)
-        if scheduler:
+        lock = _scheduler_lock(settings) if scheduler else None
+        if lock is not None:  # one worker runs the jobs; the others only serve requests
             jobs = _schedule(app, opened, client)
             jobs.start()
         log.info("node.started", key_id=opened.signer.key_id, hub=settings.tier in HUB_TIERS)
@@ -104,6 +106,8 @@ def create_app(
         finally:
             if jobs is not None:
                 jobs.shutdown(wait=False)
+            if lock is not None:
+                lock.close()
             if client is not None:
                 await client.aclose()
             if node is None:
@@ -145,6 +149,11 @@ def create_app(
     if settings.tier in HUB_TIERS:
         app.include_router(hub_router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of the node at ``GUANTONG_HOME`` (uvicorn's factory when it runs workers)."""
+    return create_app(load_settings())
 
 
 def _attach(app: FastAPI, node: Node, clock: Clock) -> None:
@@ -221,6 +230,17 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
 
     app.state.kick = kick
     return jobs
+
+
+def _scheduler_lock(settings: NodeSettings) -> IO[bytes] | None:
+    """An exclusive lock on ``<home>/scheduler.lock``; None if another worker holds it."""
+    handle = (settings.home / "scheduler.lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def _soon(seconds: float) -> datetime:

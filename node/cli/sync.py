@@ -50,18 +50,35 @@ def _progress() -> Progress:
 def serve(
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = 1,
     home: HomeOpt = None,
 ) -> None:
-    """Run the node: its HTTP API (hub endpoints on hubs) and, with a parent, the uplink."""
+    """Run the node: its HTTP API (hub endpoints on hubs) and, with a parent, the uplink.
+
+    With several workers (PostgreSQL hubs), pushes of one origin serialise on its head row
+    and only one worker runs the scheduled jobs.
+    """
+    import os
+
     import uvicorn
 
     from node.app import create_app
 
     settings = load_settings(home)
+    bind_host = host or settings.host
+    bind_port = port if port is not None else settings.port
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=bind_host, port=bind_port, log_config=None, access_log=False
+        )
+        return
+    os.environ["GUANTONG_HOME"] = str(settings.home)
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
+        "node.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=bind_host,
+        port=bind_port,
         log_config=None,
         access_log=False,
     )

@@ -47,11 +47,22 @@ class Servers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
 
-    def start(self, home: Path, port: int, log: Path) -> None:
+    def start(self, home: Path, port: int, log: Path, *, workers: int = 1) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
         self.logs.append(log.open("wb"))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node", "serve", "--port", str(port), "--home", str(home)],
+            [
+                sys.executable,
+                "-m",
+                "node",
+                "serve",
+                "--port",
+                str(port),
+                "--home",
+                str(home),
+                "--workers",
+                str(workers),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=self.logs[-1],
             env=env,
