@@ -11,20 +11,24 @@ import fcntl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import anyio
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from hub.api import router as hub_router
 from hub.auth import purge_replay_cache
+from hub.dashboard import router as dashboard_router
 from hub.deadlines import check_deadlines
 from hub.pending import apply_pending
 from hub.quality import raise_quality_items
+from node import web
 from node.auth import NodeAuth
 from node.downlink import pull_tasks
 from node.ingest import Ingestor
@@ -33,6 +37,8 @@ from node.recovery import ensure_recovered
 from node.runtime import Node
 from node.settings import NodeSettings, load_settings
 from node.uplink import Uplink
+from node.web.desk import router as desk_router
+from node.web.intake import router as intake_router
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 from schemas.times import Clock, system_clock
@@ -148,6 +154,19 @@ def create_app(
 
     if settings.tier in HUB_TIERS:
         app.include_router(hub_router)
+        app.include_router(dashboard_router)
+    else:
+
+        @app.get("/", include_in_schema=False)
+        def home() -> RedirectResponse:
+            return RedirectResponse("/desk", 303)
+
+    app.state.is_hub = settings.tier in HUB_TIERS
+    app.include_router(desk_router)
+    app.include_router(intake_router)
+    app.mount(
+        "/static", StaticFiles(directory=str(Path(web.__file__).parent / "static")), name="static"
+    )
     return app
 
 
@@ -229,6 +248,12 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
                 job.modify(next_run_time=_soon(KICK_DELAY_S))
 
     app.state.kick = kick
+
+    async def sync_now() -> None:
+        if uplink is not None and client is not None:
+            await _sync_job(node, uplink, client)
+
+    app.state.sync_now = sync_now
     return jobs
 
 

@@ -24,19 +24,23 @@ __all__ = [
     "MetaRow",
     "RecordRow",
     "SignedHeadRow",
+    "ACCEPTANCE_REPORTS",
     "DOWNLINK",
     "PEERS",
     "TASKS",
     "TASK_ALERTS",
     "TASK_EVENTS",
+    "RECEIPTS",
     "REGISTER",
     "REJECTIONS",
     "REPLAY_CACHE",
     "ROLLUPS",
+    "SESSIONS",
     "TOKENS",
     "QUALITY_RAISED",
     "UPLINK_CURSOR",
     "UPLINK_STATE",
+    "USERS",
     "PeerRow",
     "QualityRaisedRow",
     "UplinkCursorRow",
@@ -321,7 +325,56 @@ class RejectionRow(SQLModel, table=True):
     reviewed: bool = Field(default=False, nullable=False)
 
 
+class UserRow(SQLModel, table=True):
+    """People who use this node's web pages (distinct from node keys)."""
+
+    __tablename__ = "users"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    password_hash: str = Field(sa_column=Column(String(256), nullable=False))
+    created_at: str = Field(sa_column=Column(String(24), nullable=False))
+    disabled: bool = Field(default=False, nullable=False)
+
+
+class SessionRow(SQLModel, table=True):
+    """Web sessions, by SHA-256 of the cookie value; each carries its CSRF token."""
+
+    __tablename__ = "sessions"
+
+    token_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    user: str = Field(sa_column=Column(String(64), nullable=False))
+    csrf: str = Field(sa_column=Column(String(64), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class ReceiptRow(SQLModel, table=True):
+    """A citizen's receipt code for an opinion submitted through the public form."""
+
+    __tablename__ = "receipts"
+
+    code: str = Field(sa_column=Column(String(16), primary_key=True))
+    record_id: str = Field(sa_column=Column(String(36), nullable=False))
+    created_at: str = Field(sa_column=Column(String(24), nullable=False))
+
+
+class AcceptanceReportRow(SQLModel, table=True):
+    """Acceptance reports run from the dashboard, kept to browse later."""
+
+    __tablename__ = "acceptance_reports"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    prefix: str = Field(sa_column=Column(String(128), nullable=False))
+    checked_at: str = Field(sa_column=Column(String(24), nullable=False))
+    passed: bool = Field(nullable=False)
+    report: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 UPLINK_CURSOR = metadata.tables["uplink_cursor"]
+USERS = metadata.tables["users"]
+SESSIONS = metadata.tables["sessions"]
+RECEIPTS = metadata.tables["receipts"]
+ACCEPTANCE_REPORTS = metadata.tables["acceptance_reports"]
 REGISTER = metadata.tables["register"]
 REJECTIONS = metadata.tables["rejections"]
 ROLLUPS = metadata.tables["rollups"]

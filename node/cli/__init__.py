@@ -14,6 +14,7 @@ from node.cli import (  # noqa: F401  (they register their commands)
     sync,
     tasks,
     trust,
+    users,
 )
 from node.cli.common import app
 

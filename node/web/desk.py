@@ -1,0 +1,202 @@
+"""Login, and the desk every node has: records from the contracts, tasks, sync status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from node.runtime import Node
+from node.tables import ENTRIES
+from node.tasks import report_task, task_views
+from node.uplink import backlog
+from node.web.accounts import check_password as verify_password
+from node.web.accounts import end_session, start_session
+from node.web.forms import fields_for, parse_form
+from node.web.pages import COOKIE, CSRF, Reader, Writer, render
+from schemas.errors import GuantongError
+
+__all__ = ["DESK_CONTRACTS", "router"]
+
+router = APIRouter(include_in_schema=False)
+DESK_CONTRACTS = (
+    "opinion",
+    "reception",
+    "duty_activity",
+    "suggestion",
+    "deputy",
+    "livelihood_project",
+    "supervision_item",
+)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/") -> Response:
+    return render(request, "login.html", next=next if next.startswith("/") else "/")
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    name: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    node: Node = request.app.state.node
+    if verify_password(node, name, password) is None:
+        return render(request, "login.html", status_code=401, next=next, failed=True)
+    token, _ = start_session(node, name)
+    response = RedirectResponse(
+        next if next.startswith("/") and not next.startswith("//") else "/", 303
+    )
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, account: CSRF) -> Response:
+    end_session(request.app.state.node, request.cookies.get(COOKIE))
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/desk", response_class=HTMLResponse)
+def desk(request: Request, account: Reader) -> Response:
+    node: Node = request.app.state.node
+    uplink = getattr(request.app.state, "uplink", None)
+    lists = {c: node.list(c, limit=20) for c in DESK_CONTRACTS if c in node.registry.names()}
+    inbox = [v for v in task_views(node, issued_here=False) if v.task.issuer != node.id]
+    return render(
+        request,
+        "desk.html",
+        lists=lists,
+        inbox=inbox,
+        sync=uplink.state() if uplink else None,
+        backlog=sum(b.entries for b in backlog(node.store)),
+        contracts=DESK_CONTRACTS,
+    )
+
+
+@router.get("/desk/new/{contract}", response_class=HTMLResponse)
+def new_record(request: Request, contract: str, account: Reader) -> Response:
+    node: Node = request.app.state.node
+    cv = node.registry.current(contract)
+    return render(
+        request, "form.html", cv=cv, fields=fields_for(cv), values={}, errors={}, record_id=None
+    )
+
+
+@router.post("/desk/new/{contract}", response_class=HTMLResponse)
+async def save_record(request: Request, contract: str, account: Writer) -> Response:
+    return await _save(request, contract, None)
+
+
+@router.get("/desk/record/{contract}/{record_id}", response_class=HTMLResponse)
+def record(request: Request, contract: str, record_id: str, account: Reader) -> Response:
+    node: Node = request.app.state.node
+    view = node.get(contract, record_id)
+    cv = node.registry.get(contract, view.version)
+    with node.store.read() as conn:
+        history = conn.execute(
+            select(ENTRIES.c.origin, ENTRIES.c.seq, ENTRIES.c.time, ENTRIES.c.status)
+            .where(ENTRIES.c.record_id == record_id)
+            .order_by(ENTRIES.c.time)
+        ).all()
+    editable = view.origin == node.id
+    return render(
+        request,
+        "form.html",
+        cv=cv,
+        fields=fields_for(cv),
+        values=_as_form(view.data or {}),
+        errors={},
+        record_id=record_id,
+        history=history,
+        editable=editable,
+        view=view,
+    )
+
+
+@router.post("/desk/record/{contract}/{record_id}", response_class=HTMLResponse)
+async def update_record(
+    request: Request, contract: str, record_id: str, account: Writer
+) -> Response:
+    return await _save(request, contract, record_id)
+
+
+async def _save(request: Request, contract: str, record_id: str | None) -> Response:
+    node: Node = request.app.state.node
+    cv = node.registry.current(contract)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    fields = fields_for(cv)
+    record, errors = parse_form(form, fields)
+    if not errors:
+        problems = cv.violations(record)
+        errors = {
+            p.pointer.strip("/").split("/")[0] or "_": f"{p.rule}: {p.message}" for p in problems
+        }
+    if not errors:
+        try:
+            node.put(contract, [(None, {**record, **({"id": record_id} if record_id else {})})])
+        except GuantongError as exc:
+            errors = {"_": f"{exc.code.value}: {exc.message}"}
+    if errors:
+        return render(
+            request,
+            "form.html",
+            status_code=422,
+            cv=cv,
+            fields=fields,
+            values=form,
+            errors=errors,
+            record_id=record_id,
+        )
+    kick = getattr(request.app.state, "kick", None)
+    if kick is not None:
+        kick()
+    return RedirectResponse("/desk?saved=1", 303)
+
+
+@router.post("/desk/task/{task_id}")
+def report(
+    request: Request,
+    task_id: str,
+    account: Writer,
+    status: Annotated[str, Form()],
+    note: Annotated[str, Form()] = "",
+    resolution: Annotated[str, Form()] = "",
+) -> Response:
+    node: Node = request.app.state.node
+    if status not in ("accepted", "in_progress", "done", "rejected"):
+        return Response("bad status", status_code=400)
+    report_task(node, task_id, status, note=note or None, resolution=resolution or None)
+    kick = getattr(request.app.state, "kick", None)
+    if kick is not None:
+        kick()
+    return RedirectResponse("/desk", 303)
+
+
+@router.post("/desk/sync")
+async def sync_now(request: Request, account: Writer) -> Response:
+    """Push now and take tasks now (an operator who cannot wait for the timer)."""
+    sync = getattr(request.app.state, "sync_now", None)
+    if sync is not None:
+        await sync()
+    return RedirectResponse(request.headers.get("referer") or "/desk", 303)
+
+
+def _as_form(data: dict[str, Any]) -> dict[str, str]:
+    import orjson
+
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict | list):
+            out[key] = orjson.dumps(value).decode()
+        elif isinstance(value, bool):
+            out[key] = "on" if value else ""
+        else:
+            out[key] = str(value)
+    return out

@@ -1,0 +1,120 @@
+"""Entry forms generated from the contracts: one field per property of the schema.
+
+The schema is the form's source of truth: titles and descriptions label the fields, enums
+become choices (labelled from the ``value=标签`` pairs the descriptions carry), formats pick
+the input type, and validation messages come from the contract itself on submit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from contracts.registry import ContractVersion
+
+__all__ = ["FormField", "fields_for", "parse_form"]
+
+CHINA = timezone(timedelta(hours=8))
+_PAIR = re.compile(r"([a-z0-9_]+)\s*[=＝]\s*([^；;，,。\s]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class FormField:
+    name: str
+    title: str
+    help: str
+    kind: str  # text, textarea, select, integer, date, datetime, checkbox, json
+    required: bool
+    options: list[tuple[str, str]] = field(default_factory=list)
+    max_length: int | None = None
+    private: str | None = None
+
+
+def fields_for(cv: ContractVersion) -> list[FormField]:
+    schema = cv.schema
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        out.append(_field(name, prop, name in required))
+    return out
+
+
+def _field(name: str, prop: dict[str, Any], required: bool) -> FormField:
+    title = str(prop.get("title", name))
+    help_text = str(prop.get("description", ""))
+    kind = prop.get("type")
+    options: list[tuple[str, str]] = []
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if "enum" in prop:
+        labels = dict(_PAIR.findall(help_text))
+        options = [(str(v), f"{labels.get(str(v), v)}") for v in prop["enum"] if v is not None]
+        form_kind = "select"
+    elif kind == "integer":
+        form_kind = "integer"
+    elif kind == "boolean":
+        form_kind = "checkbox"
+    elif kind in ("array", "object"):
+        form_kind = "json"
+    elif prop.get("format") == "date-time":
+        form_kind = "datetime"
+    elif prop.get("format") == "date":
+        form_kind = "date"
+    elif int(prop.get("maxLength", 0)) > 200:
+        form_kind = "textarea"
+    else:
+        form_kind = "text"
+    return FormField(
+        name,
+        title,
+        help_text,
+        form_kind,
+        required,
+        options,
+        prop.get("maxLength"),
+        prop.get("x-privacy"),
+    )
+
+
+def parse_form(
+    form: dict[str, str], fields: list[FormField]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(record, errors)``: typed values for filled fields; empty fields are left out."""
+    record: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for f in fields:
+        raw = (form.get(f.name) or "").strip()
+        if f.kind == "checkbox":
+            if f.name in form:
+                record[f.name] = form.get(f.name) in ("on", "true", "1")
+            continue
+        if not raw:
+            continue
+        try:
+            record[f.name] = _convert(f.kind, raw)
+        except ValueError as exc:
+            errors[f.name] = str(exc)
+    return record, errors
+
+
+def _convert(kind: str, raw: str) -> Any:
+    if kind == "integer":
+        if not re.fullmatch(r"-?\d{1,15}", raw):
+            raise ValueError("请输入整数 / an integer")
+        return int(raw)
+    if kind == "datetime":
+        moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=CHINA)  # the desk is used in China Standard Time
+        utc = moment.astimezone(UTC)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if kind == "json":
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"JSON: {exc}") from exc
+    return raw

@@ -1,0 +1,212 @@
+"""Citizen intake: a QR code per station and per deputy, a public opinion form, a receipt.
+
+The form is public, so it is guarded: a per-address token bucket (``RATE`` submissions per
+``WINDOW``), a hidden honeypot field bots fill in, and a signed render time — a form
+submitted faster than a person can type, or hours later, is refused. The record is written
+like any other (validated against the opinion contract, channel ``qr``): the reporter's
+name stays at the station, the phone travels masked, the repeat-reporter key as an HMAC.
+The citizen gets a receipt code to look up progress; nothing else of the record is shown.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from hashlib import sha256
+from typing import Annotated
+
+import segno
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from node.runtime import Node
+from node.tables import RECEIPTS
+from node.web.pages import render
+from schemas.errors import GuantongError
+from schemas.times import format_time
+
+__all__ = ["RATE", "WINDOW", "router"]
+
+router = APIRouter(include_in_schema=False)
+RATE = 5
+WINDOW = 600.0
+MIN_FILL_S = 3.0
+MAX_FILL_S = 3 * 3600.0
+_hits: dict[str, deque[float]] = {}
+_SECRET = secrets.token_bytes(32)
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _allowed(address: str) -> bool:
+    now = time.monotonic()
+    hits = _hits.setdefault(address, deque())
+    while hits and now - hits[0] > WINDOW:
+        hits.popleft()
+    if len(hits) >= RATE:
+        return False
+    hits.append(now)
+    return True
+
+
+def _stamp() -> str:
+    issued = f"{time.time():.0f}"
+    return issued + "." + hmac.new(_SECRET, issued.encode(), sha256).hexdigest()[:16]
+
+
+def _fill_time_ok(stamp: str) -> bool:
+    issued, _, mac = stamp.partition(".")
+    if not issued.isdigit() or not hmac.compare_digest(
+        mac, hmac.new(_SECRET, issued.encode(), sha256).hexdigest()[:16]
+    ):
+        return False
+    age = time.time() - int(issued)
+    return MIN_FILL_S <= age <= MAX_FILL_S
+
+
+@router.get("/c/{station}", response_class=HTMLResponse)
+def form(request: Request, station: str, deputy: str | None = None) -> Response:
+    node: Node = request.app.state.node
+    if station != node.id:
+        return render(request, "message.html", status_code=404, message="未找到")
+    categories = _categories(node)
+    return render(
+        request,
+        "intake.html",
+        deputy=deputy,
+        stamp=_stamp(),
+        categories=categories,
+        errors={},
+        values={},
+    )
+
+
+@router.get("/c/{station}/qr.svg")
+def qr(request: Request, station: str, deputy: str | None = None) -> Response:
+    base = str(request.base_url).rstrip("/")
+    url = f"{base}/c/{station}" + (f"?deputy={deputy}" if deputy else "")
+    return Response(segno.make(url, error="m").svg_inline(scale=6), media_type="image/svg+xml")
+
+
+@router.post("/c/{station}", response_class=HTMLResponse)
+def submit(
+    request: Request,
+    station: str,
+    content: Annotated[str, Form()],
+    stamp: Annotated[str, Form()],
+    category: Annotated[str, Form()] = "other",
+    title: Annotated[str, Form()] = "",
+    location: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form()] = "",
+    deputy: Annotated[str, Form()] = "",
+    website: Annotated[str, Form()] = "",  # the honeypot: people never see it
+) -> Response:
+    node: Node = request.app.state.node
+    address = request.client.host if request.client else "?"
+    values = {
+        "content": content,
+        "category": category,
+        "title": title,
+        "location": location,
+        "name": name,
+        "phone": phone,
+    }
+    if station != node.id:
+        return render(request, "message.html", status_code=404, message="未找到")
+    if website or not _fill_time_ok(stamp) or not _allowed(address):
+        return render(request, "message.html", status_code=429, message="请求过于频繁，请稍后再试")
+    now = format_time(node.clock())
+    record = {
+        "channel": "qr",
+        "category": category,
+        "content": content.strip(),
+        "status": "received",
+        "received_at": now,
+    }
+    for key, value in (("title", title), ("location", location), ("reporter_name", name)):
+        if value.strip():
+            record[key] = value.strip()
+    if phone.strip():
+        record["reporter_phone"] = record["reporter_key"] = phone.strip()
+    if deputy.strip():
+        record["deputy_id"] = deputy.strip()
+    cv = node.registry.current("opinion")
+    problems = cv.violations(record)
+    if problems:
+        errors = {p.pointer.strip("/") or "_": p.message for p in problems}
+        return render(
+            request,
+            "intake.html",
+            status_code=422,
+            deputy=deputy,
+            stamp=_stamp(),
+            categories=_categories(node),
+            errors=errors,
+            values=values,
+        )
+    try:
+        result = node.put("opinion", [(None, record)])
+    except GuantongError as exc:
+        return render(
+            request,
+            "intake.html",
+            status_code=422,
+            deputy=deputy,
+            stamp=_stamp(),
+            categories=_categories(node),
+            errors={"_": exc.message},
+            values=values,
+        )
+    code = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    with node.store.write() as conn:
+        conn.execute(
+            RECEIPTS.insert().values(code=code, record_id=result.record_ids[0], created_at=now)
+        )
+    kick = getattr(request.app.state, "kick", None)
+    if kick is not None:
+        kick()
+    return render(request, "receipt.html", code=code, status="received", view=None)
+
+
+@router.get("/receipt", response_class=HTMLResponse)
+def receipt(request: Request, code: str = "") -> Response:
+    node: Node = request.app.state.node
+    with node.store.read() as conn:
+        row = conn.execute(
+            select(RECEIPTS.c.record_id).where(RECEIPTS.c.code == code.strip().upper())
+        ).first()
+    if row is None:
+        return render(
+            request,
+            "receipt.html",
+            status_code=404 if code else 200,
+            code=code,
+            view=None,
+            status=None,
+        )
+    view = node.get("opinion", row.record_id)
+    data = view.data or {}
+    public = {
+        k: data.get(k)
+        for k in (
+            "status",
+            "received_at",
+            "accepted_at",
+            "assigned_at",
+            "resolved_at",
+            "closed_at",
+            "resolution",
+            "rating",
+        )
+    }
+    return render(request, "receipt.html", code=code, view=public, status=data.get("status"))
+
+
+def _categories(node: Node) -> list[tuple[str, str]]:
+    from node.web.forms import fields_for
+
+    field = next(f for f in fields_for(node.registry.current("opinion")) if f.name == "category")
+    return field.options

@@ -1,0 +1,77 @@
+"""What every web page shares: templates, language, the signed-in person, CSRF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from node.runtime import Node
+from node.web.accounts import Account, session_of
+from node.web.i18n import LANGUAGES, translate
+
+__all__ = ["COOKIE", "CSRF", "Reader", "Writer", "render", "templates"]
+
+COOKIE = "gt_session"
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def language(request: Request) -> str:
+    lang = request.query_params.get("lang") or request.cookies.get("gt_lang") or "zh"
+    return lang if lang in LANGUAGES else "zh"
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    lang = language(request)
+    node: Node = request.app.state.node
+    account = session_of(node, request.cookies.get(COOKIE))
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "t": lambda text: translate(text, lang),
+            "lang": lang,
+            "node": node,
+            "account": account,
+            "is_hub": getattr(request.app.state, "is_hub", False),
+            **context,
+        },
+        status_code=status_code,
+    )
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie("gt_lang", lang, samesite="lax", httponly=True)
+    return response
+
+
+def _reader(request: Request) -> Account:
+    account = session_of(request.app.state.node, request.cookies.get(COOKIE))
+    if account is None:
+        raise HTTPException(
+            status_code=303, headers={"Location": f"/login?next={request.url.path}"}
+        )
+    return account
+
+
+def _writer(request: Request, csrf: Annotated[str, Form()] = "") -> Account:
+    account = _reader(request)
+    if not account.can_write:
+        raise HTTPException(status_code=403, detail="auditors read; they do not change anything")
+    if not csrf or csrf != account.csrf:
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    return account
+
+
+def _csrf_only(request: Request, csrf: Annotated[str, Form()] = "") -> Account:
+    account = _reader(request)
+    if not csrf or csrf != account.csrf:
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    return account
+
+
+Reader = Annotated[Account, Depends(_reader)]
+Writer = Annotated[Account, Depends(_writer)]
+CSRF = Annotated[Account, Depends(_csrf_only)]

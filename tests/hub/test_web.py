@@ -1,0 +1,156 @@
+"""The web pages in-process: accounts and roles, CSRF, the desk's contract forms, citizen
+intake with its guards and receipt, the dashboard and the task board."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from node.web import intake
+from node.web.accounts import add_user
+from tests.federation.harness import Federation
+
+pytestmark = pytest.mark.anyio
+PASSWORD = "correct horse battery"
+
+
+def _client(fed: Federation, node_id: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=fed.app(node_id)),
+        base_url="http://web",
+        follow_redirects=False,
+    )
+
+
+async def _login(client: httpx.AsyncClient, name: str) -> str:
+    response = await client.post(
+        "/login", data={"name": name, "password": PASSWORD, "next": "/desk"}
+    )
+    assert response.status_code == 303, response.text
+    page = await client.get("/desk")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found
+    return found.group(1)
+
+
+@pytest.fixture
+def station(fed: Federation) -> str:
+    node = fed.add("js.wx.jy.s1")
+    add_user(node, "op", "operator", PASSWORD)
+    add_user(node, "audit", "auditor", PASSWORD)
+    return node.id
+
+
+async def test_login_roles_and_csrf(fed: Federation, station: str) -> None:
+    async with _client(fed, station) as client:
+        assert (await client.get("/desk")).status_code == 303  # not signed in
+        bad = await client.post("/login", data={"name": "op", "password": "wrong password!"})
+        assert bad.status_code == 401 and "用户名或密码错误" in bad.text
+        csrf = await _login(client, "op")
+        assert "工作台" in (await client.get("/desk")).text
+        assert "Desk" in (await client.get("/desk?lang=en")).text
+        no_token = await client.post("/desk/new/reception", data={"date": "2026-11-21"})
+        assert no_token.status_code == 403
+        assert csrf
+    async with _client(fed, station) as client:
+        csrf = await _login(client, "audit")
+        refused = await client.post(
+            "/desk/new/reception", data={"csrf": csrf, "date": "2026-11-21"}
+        )
+        assert refused.status_code == 403  # auditors read only
+        assert (await client.post("/logout", data={"csrf": csrf})).status_code == 303
+        assert (await client.get("/desk")).status_code == 303
+
+
+async def test_contract_form_validates_and_saves(fed: Federation, station: str) -> None:
+    async with _client(fed, station) as client:
+        csrf = await _login(client, "op")
+        form = await client.get("/desk/new/reception")
+        assert 'name="visitor_count"' in form.text and "接待" in form.text
+        bad = await client.post(
+            "/desk/new/reception", data={"csrf": csrf, "date": "2026-11-21", "visitor_count": "-3"}
+        )
+        assert bad.status_code == 422 and "校验失败" in bad.text
+        good = await client.post(
+            "/desk/new/reception",
+            data={
+                "csrf": csrf,
+                "date": "2026-11-21",
+                "visitor_count": "12",
+                "issues_collected": "3",
+                "deputy_ids": '["0190a4c2-7b1e-7c3d-8e9f-0000000000d1"]',
+            },
+        )
+        assert good.status_code == 303, good.text
+    (saved,) = fed.nodes[station].list("reception")
+    assert saved.data is not None and saved.data["visitor_count"] == 12
+
+
+async def test_citizen_intake_guards_and_receipt(
+    fed: Federation, station: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
+    intake._hits.clear()
+    async with _client(fed, station) as client:
+        page = await client.get(f"/c/{station}?deputy=0190a4c2-7b1e-7c3d-8e9f-0000000000d1")
+        stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)
+        assert stamp and "群众意见反映" in page.text
+        assert (await client.get(f"/c/{station}/qr.svg")).text.startswith("<svg")
+        form = {
+            "stamp": stamp.group(1),
+            "content": "小区门口路灯坏了一个月，晚上出行不安全。",
+            "category": "urban_construction",
+            "name": "王小明",
+            "phone": "13812345678",
+        }
+        bot = await client.post(f"/c/{station}", data={**form, "website": "http://spam"})
+        assert bot.status_code == 429
+        done = await client.post(f"/c/{station}", data=form)
+        assert done.status_code == 200
+        code = re.search(r'id="receipt-code"[^>]*>([A-Z0-9]+)<', done.text)
+        assert code
+        progress = await client.get("/receipt", params={"code": code.group(1)})
+        assert "received" in progress.text and "13812345678" not in progress.text
+        for _ in range(intake.RATE):
+            await client.post(f"/c/{station}", data=form)
+        assert (await client.post(f"/c/{station}", data=form)).status_code == 429
+    node = fed.nodes[station]
+    (opinion, *_) = node.list("opinion")
+    assert opinion.data is not None and opinion.data["channel"] == "qr"
+    for _, _, raw in node.log.iter_entries(station):
+        assert b"13812345678" not in raw and "王小明".encode() not in raw
+
+
+async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
+    fed.write(station, 15)
+    await fed.cascade_up(station)
+    county = fed.nodes["js.wx.jy"]
+    add_user(county, "admin", "admin", PASSWORD)
+    async with _client(fed, county.id) as client:
+        csrf = await _login(client, "admin")
+        page = await client.get("/")
+        assert (
+            page.status_code == 200
+            and 'id="opinions-total">15<' in page.text
+            and "<svg" in page.text
+        )
+        assert station in page.text
+        issued = await client.post(
+            "/tasks",
+            data={
+                "csrf": csrf,
+                "kind": "assign",
+                "target": station,
+                "text": "请核实",
+                "due_days": "7",
+            },
+        )
+        assert issued.status_code == 303
+        board = await client.get("/tasks")
+        assert "assign" in board.text and station in board.text
+        run = await client.post("/acceptance", data={"csrf": csrf, "prefix": county.id})
+        assert run.status_code == 303
+        report = await client.get(run.headers["location"])
+        assert "纵向贯通验收报告" in report.text
