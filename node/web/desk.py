@@ -15,7 +15,7 @@ from node.uplink import backlog
 from node.web.accounts import check_password as verify_password
 from node.web.accounts import end_session, start_session
 from node.web.forms import fields_for, parse_form
-from node.web.pages import COOKIE, CSRF, Reader, Writer, render
+from node.web.pages import CSRF, Reader, Writer, cookie_name, render
 from schemas.errors import GuantongError
 
 __all__ = ["DESK_CONTRACTS", "router"]
@@ -51,15 +51,18 @@ def login(
     response = RedirectResponse(
         next if next.startswith("/") and not next.startswith("//") else "/", 303
     )
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600)
+    response.set_cookie(
+        cookie_name(node), token, httponly=True, samesite="strict", max_age=12 * 3600
+    )
     return response
 
 
 @router.post("/logout")
 def logout(request: Request, account: CSRF) -> Response:
-    end_session(request.app.state.node, request.cookies.get(COOKIE))
+    node: Node = request.app.state.node
+    end_session(node, request.cookies.get(cookie_name(node)))
     response = RedirectResponse("/login", 303)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(cookie_name(node))
     return response
 
 

@@ -11,6 +11,7 @@ The citizen gets a receipt code to look up progress; nothing else of the record 
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import time
 from collections import deque
@@ -52,7 +53,7 @@ def _allowed(address: str) -> bool:
 
 
 def _stamp() -> str:
-    issued = f"{time.time():.0f}"
+    issued = str(int(time.time()))
     return issued + "." + hmac.new(_SECRET, issued.encode(), sha256).hexdigest()[:16]
 
 
@@ -63,7 +64,15 @@ def _fill_time_ok(stamp: str) -> bool:
     ):
         return False
     age = time.time() - int(issued)
-    return MIN_FILL_S <= age <= MAX_FILL_S
+    return _min_fill() <= age <= MAX_FILL_S
+
+
+def _min_fill() -> float:
+    """``GUANTONG_INTAKE_MIN_FILL_S`` lowers the human-speed guard (browser tests use 0)."""
+    try:
+        return float(os.environ.get("GUANTONG_INTAKE_MIN_FILL_S", MIN_FILL_S))
+    except ValueError:
+        return MIN_FILL_S
 
 
 @router.get("/c/{station}", response_class=HTMLResponse)

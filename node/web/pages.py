@@ -13,9 +13,15 @@ from node.runtime import Node
 from node.web.accounts import Account, session_of
 from node.web.i18n import LANGUAGES, translate
 
-__all__ = ["COOKIE", "CSRF", "Reader", "Writer", "render", "templates"]
+__all__ = ["CSRF", "Reader", "Writer", "cookie_name", "render", "templates"]
 
-COOKIE = "gt_session"
+
+def cookie_name(node: Node) -> str:
+    """Per node: browsers share cookies across ports of one host, and several nodes may
+    sit on one machine (a county hub beside its own station desk)."""
+    return "gt_session_" + node.id.replace(".", "_").replace("-", "_")
+
+
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
@@ -28,7 +34,7 @@ def language(request: Request) -> str:
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     lang = language(request)
     node: Node = request.app.state.node
-    account = session_of(node, request.cookies.get(COOKIE))
+    account = session_of(node, request.cookies.get(cookie_name(node)))
     response = templates.TemplateResponse(
         request,
         name,
@@ -48,7 +54,8 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 
 def _reader(request: Request) -> Account:
-    account = session_of(request.app.state.node, request.cookies.get(COOKIE))
+    node: Node = request.app.state.node
+    account = session_of(node, request.cookies.get(cookie_name(node)))
     if account is None:
         raise HTTPException(
             status_code=303, headers={"Location": f"/login?next={request.url.path}"}

@@ -47,8 +47,16 @@ class Servers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
 
-    def start(self, home: Path, port: int, log: Path, *, workers: int = 1) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
+    def start(
+        self,
+        home: Path,
+        port: int,
+        log: Path,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")} | (env or {})
         self.logs.append(log.open("wb"))
         proc = subprocess.Popen(
             [
