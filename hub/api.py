@@ -202,6 +202,15 @@ def get_stats(
     return stats(node.store, scope, start=start, end=end, dimensions=rules.get("dimensions") or {})
 
 
+@router.get("/v1/chain")
+def chain(request: Request, key_id: str) -> dict[str, Any]:
+    """The certificate chain of a key this hub trusts, up to the root: how a node that lost
+    its store learns again the certificates its own log and its tasks are checked with."""
+    node: Node = request.app.state.node
+    authenticate(request, node, b"")
+    return {"chain": [c.to_dict() for c in node.keyring.chain(key_id)]}
+
+
 @router.get("/v1/heads")
 def heads(
     request: Request,

@@ -9,7 +9,8 @@ the verified channel), trusts it locally and spends the token. The answer carrie
 up to the root and the province secret for ``hash`` privacy fields.
 
 Rotation uses the same issuing path: a child proves the current key by signing the
-request, and the new certificate supersedes the old one, whose validity ends now.
+request and the new key by a proof; the old certificate stays valid for what it signed (a
+compromised key is revoked instead, from the time of the compromise).
 """
 
 from __future__ import annotations

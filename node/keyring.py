@@ -24,11 +24,12 @@ from node.db import Store, upsert
 from node.tables import KEYS, RECORDS
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import is_in_subtree
+from schemas.ids import Tier, is_in_subtree, parent_of
 from schemas.signing import b64u_decode, b64u_encode, key_id
 
 __all__ = ["KnownKey", "Keyring", "cert_record"]
 
+_HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 _COLUMNS = ["node", "public_key", "not_before", "not_after", "tier", "issuer", "cert"]
 _CERT_FIELDS = ("node", "tier", "key", "key_id", "issuer", "not_before", "not_after", "sig")
 
@@ -151,15 +152,20 @@ class Keyring:
             if not cert.verify_with(cert.public_raw):
                 raise GuantongError(ErrorCode.BAD_SIGNATURE, "root certificate does not verify")
             return
-        if cert.node == cert.issuer or not is_in_subtree(cert.node, cert.issuer):
+        if parent_of(cert.node) != cert.issuer:
             raise GuantongError(
-                ErrorCode.NOT_IN_SUBTREE, f"{cert.issuer} may not certify {cert.node}"
+                ErrorCode.NOT_IN_SUBTREE,
+                f"{cert.issuer} may not certify {cert.node}: only its parent can",
             )
         issuer = self.lookup(cert.signer_key_id, conn)
         if issuer is None or issuer.node != cert.issuer:
             raise GuantongError(
                 ErrorCode.UNKNOWN_ORIGIN,
                 f"certificate of {cert.node} is signed by unknown key {cert.signer_key_id}",
+            )
+        if issuer.cert is None or issuer.cert.tier not in _HUB_TIERS:
+            raise GuantongError(
+                ErrorCode.FORBIDDEN, f"{cert.issuer} is not a hub: it certifies no one"
             )
         if issuer.revoked_at(cert.not_before) or not issuer.valid_at(cert.not_before):
             raise GuantongError(

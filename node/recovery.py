@@ -25,6 +25,7 @@ from node.db import upsert
 from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import UPLINK_CURSOR
+from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.segments import decode_segments, split_lines
 from schemas.times import format_time
@@ -51,6 +52,7 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
     )
     own = node.log.head()
     start = after = own.seq if own else 0
+    await _learn_chain(node, client, parent_url, node.signer.key_id)
     while True:
         try:
             response = await client.get(
@@ -68,6 +70,9 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
         segments = list(decode_segments(split_lines(response.content)))
         if not segments:
             break
+        for segment in segments:  # an older key of ours (a new home, a rotated key)
+            if node.keyring.lookup(segment.head.key_id) is None:
+                await _learn_chain(node, client, parent_url, segment.head.key_id)
         take_back = functools.partial(ingestor.ingest, segments, caller=None, recovering=True)
         results = await anyio.to_thread.run_sync(take_back)
         for result in results:
@@ -106,6 +111,24 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
     return RecoveryReport(restored=after - start, held_by_parent=after)
 
 
+async def _learn_chain(node: Node, client: httpx.AsyncClient, parent_url: str, kid: str) -> None:
+    """Ask the parent for a key's certificate chain and trust what verifies to our anchor."""
+    try:
+        response = await client.get(f"{parent_url.rstrip('/')}/v1/chain", params={"key_id": kid})
+    except httpx.HTTPError as exc:
+        raise GuantongError(
+            ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {exc}"
+        ) from exc
+    if response.status_code != 200:
+        return  # not enrolled yet, or the parent does not know the key: nothing to learn
+    with node.store.write() as conn:
+        for raw in reversed(response.json().get("chain", [])):
+            try:
+                node.keyring.add_certificate(Certificate.parse_obj(raw), conn)
+            except GuantongError:
+                continue
+
+
 async def ensure_recovered(node: Node, client: httpx.AsyncClient) -> RecoveryReport | None:
     """Recover if a parent is reachable; refuse to go on only when loss is evident."""
     parent = node.settings.parent_url
@@ -117,6 +140,10 @@ async def ensure_recovered(node: Node, client: httpx.AsyncClient) -> RecoveryRep
     except GuantongError as exc:
         if exc.code is ErrorCode.PARENT_UNREACHABLE and node.recovery_reason is None:
             return None
+        if exc.code is not ErrorCode.PARENT_UNREACHABLE:
+            # e.g. a fork: our store and the parent's copy disagree. Writing more would
+            # only deepen it, so local writes stop until an operator resolves it.
+            node.recovery_reason = f"recovery failed ({exc.code.value}): {exc.message}"
         if exc.code is ErrorCode.PARENT_UNREACHABLE:
             raise GuantongError(
                 ErrorCode.RECOVERY_REQUIRED,

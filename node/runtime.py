@@ -65,6 +65,16 @@ class RecordView:
         }
 
 
+def _private(home: Path, settings: NodeSettings) -> None:
+    """A node's home and SQLite store are for its own user only (keys, private fields)."""
+    home.chmod(0o700)
+    if not settings.db_url:
+        for suffix in ("", "-wal", "-shm"):
+            path = home / f"node.db{suffix}"
+            if path.exists():
+                path.chmod(0o600)
+
+
 def load_registry(home: Path) -> Registry:
     """The bundle installed in ``home/contracts``, else the one shipped with this release."""
     installed = home / "contracts"
@@ -75,6 +85,7 @@ def load_registry(home: Path) -> Registry:
 
 WATERMARK = "head.json"
 ROOT_VALIDITY_DAYS = 20 * 366
+EPOCH = "1970-01-01T00:00:00.000Z"
 
 
 class Node:
@@ -114,8 +125,9 @@ class Node:
                 owner = conn.execute(select(_META.c.value).where(_META.c.key == "node_id")).scalar()
             if owner is None:
                 # The key and config survived but the store did not (disk replaced, file
-                # deleted): start an empty store and recover the log before any write.
-                node._seed_store(format_time(clock()))
+                # deleted): start an empty store and recover the log before any write. Our
+                # own key signed that log before today, so it is trusted from the start.
+                node._seed_store(format_time(clock()), key_from=EPOCH)
                 owner = settings.node_id
                 node.recovery_reason = "the store was empty (lost or replaced)"
             if owner != settings.node_id:
@@ -184,6 +196,7 @@ class Node:
             write_config(home, config)
             node = cls(settings, store, clock=clock)
             node._seed_store(format_time(clock()))
+            _private(home, settings)
             if settings.tier is Tier.PROVINCE:
                 node._issue_root_certificate()
         except BaseException:
@@ -224,7 +237,7 @@ class Node:
         known = self.keyring.lookup(self.signer.key_id)
         return known.cert if known else None
 
-    def _seed_store(self, now: str) -> None:
+    def _seed_store(self, now: str, *, key_from: str | None = None) -> None:
         """The rows every store starts with: whose it is, its key, its empty head."""
         with self.store.write() as conn:
             insert_ignore(
@@ -237,7 +250,7 @@ class Node:
                 ],
                 ["key"],
             )
-            self.keyring.add(self.id, self.signer.public_raw, not_before=now, conn=conn)
+            self.keyring.add(self.id, self.signer.public_raw, not_before=key_from or now, conn=conn)
             lock_head(conn, self.id, now)
 
     def close(self) -> None:

@@ -62,7 +62,8 @@ class NodeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUANTONG_", extra="forbid", frozen=True)
 
     home: Path
-    node_id: str = Field(alias="id", validation_alias="id")
+    id: str
+    """The node id. (Named ``id`` so that its environment variable is ``GUANTONG_ID``.)"""
     tier: Tier
     parent_url: str | None = None
     db_url: str | None = None
@@ -72,15 +73,19 @@ class NodeSettings(BaseSettings):
     port: int = Field(default=8700, ge=0, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("node_id")
+    @field_validator("id")
     @classmethod
     def _valid_id(cls, value: str) -> str:
         return check_node_id(value)
 
     @model_validator(mode="after")
     def _layout(self) -> NodeSettings:
-        check_tier_layout(self.node_id, self.tier, self.parent_url)
+        check_tier_layout(self.id, self.tier, self.parent_url)
         return self
+
+    @property
+    def node_id(self) -> str:
+        return self.id
 
     @property
     def database_url(self) -> str:

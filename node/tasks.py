@@ -411,6 +411,8 @@ def task_views(
                 .where(TASK_EVENTS.c.task_id == task.id)
                 .order_by(TASK_EVENTS.c.at, TASK_EVENTS.c.seq)
             ).all()
+            # only a recipient reports on a task: anyone else's task_report is not counted
+            events = [e for e in events if task.reaches(e.origin)]
             history = [
                 {
                     "origin": e.origin,

@@ -19,6 +19,7 @@ async def test_wiped_store_pulls_its_log_back_before_writing(fed: Federation) ->
     station = fed.add("js.wx.jy.s1")
     fed.write(station.id, 10)
     await fed.sync(station.id)
+    fed.clock.advance(days=3)  # the disk dies some days later
     station.close()
     (station.settings.home / "node.db").unlink()
     station = reopen(fed, station.id)
@@ -96,3 +97,27 @@ async def test_divergent_history_is_a_fork_not_an_overwrite(fed: Federation) -> 
     report = await fed.sync(station.id)
     assert report.rejected[station.id].startswith("fork")
     assert county.log.head(station.id).seq == 6  # type: ignore[union-attr]
+
+
+async def test_a_new_home_with_a_new_key_takes_the_old_log_back(fed: Federation) -> None:
+    """The whole machine is lost: a new home, re-enrolled under the same id with a new key,
+    verifies its old log with the old key's certificate (fetched from the parent) and
+    continues it."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 6)
+    await fed.sync(station.id)
+    fed.clock.advance(days=10)
+    station.close()
+    shutil.rmtree(station.settings.home)
+    del fed.nodes[station.id]
+    fresh = fed.add("js.wx.jy.s1")  # init + enroll again: a new key
+    assert fresh.signer.key_id != station.signer.key_id
+    async with fed.client(county.id, caller=fresh.id) as client:
+        report = await ensure_recovered(fresh, client)
+    assert report is not None and report.restored == 6
+    assert fresh.certificate is not None
+    fed.write(fresh.id, 2, seed=4)
+    assert (await fed.sync(fresh.id)).rejected == {}
+    assert county.log.head(fresh.id).seq == 8  # type: ignore[union-attr]
+    assert list(verify_log(county.log)) == []
