@@ -51,8 +51,9 @@ def login(
     response = RedirectResponse(
         next if next.startswith("/") and not next.startswith("//") else "/", 303
     )
+    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
     response.set_cookie(
-        cookie_name(node), token, httponly=True, samesite="strict", max_age=12 * 3600
+        cookie_name(node), token, httponly=True, samesite="strict", secure=secure, max_age=12 * 3600
     )
     return response
 
