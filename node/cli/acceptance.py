@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from hub.acceptance import Thresholds, accept
 from hub.report_html import render_report
@@ -17,7 +18,7 @@ from node.cli.common import HomeOpt, app, client, command, console, open_node
 from node.db import upsert
 from node.reconcile import RemoteRoots
 from node.runtime import Node
-from node.tables import REGISTER
+from node.tables import REGISTER, REJECTIONS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier, check_node_id
 
@@ -106,3 +107,32 @@ async def _run(node: Node, prefix: str, hub: str | None, thresholds: Thresholds,
         return await accept(
             node, prefix, lower=RemoteRoots(http, hub), thresholds=thresholds, deep=deep
         )
+
+
+@app.command("review")
+@command
+def review(
+    origin: Annotated[
+        str | None, typer.Option("--origin", help="Only refusals of this subtree.")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """List the segments this hub refused and mark them reviewed (security criterion)."""
+    with open_node(home) as node, node.store.write() as conn:
+        query = select(REJECTIONS).where(REJECTIONS.c.reviewed.is_(False))
+        if origin:
+            query = query.where(
+                (REJECTIONS.c.origin == origin) | REJECTIONS.c.origin.startswith(origin + ".")
+            )
+        rows = conn.execute(query.order_by(REJECTIONS.c.id)).all()
+        table = Table("at", "origin", "code", "from", "message", title="refused segments")
+        for row in rows:
+            table.add_row(row.at, row.origin, row.code, row.caller or "—", row.message)
+        if rows:
+            conn.execute(
+                REJECTIONS.update()
+                .where(REJECTIONS.c.id.in_([r.id for r in rows]))
+                .values(reviewed=True)
+            )
+    console.print(table)
+    console.print(f"{len(rows)} refusal(s) marked reviewed")

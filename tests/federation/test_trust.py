@@ -106,3 +106,54 @@ def test_offline_enrollment_by_files_then_revocation(tmp_path: Path) -> None:
     assert "revoked 1 key(s) of js.wx.jy.s1" in out
     listed = json.loads(_gt("list", "node_cert", "--json", "--home", str(county)).splitlines()[0])
     assert listed["data"]["status"] == "revoked"
+
+
+async def test_only_a_hub_certifies_and_only_its_direct_children(fed: Federation) -> None:
+    from datetime import timedelta
+
+    from schemas.certs import issue_certificate
+    from schemas.errors import ErrorCode, GuantongError
+    from schemas.ids import Tier
+    from schemas.signing import Signer
+    from schemas.times import format_time
+
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    rogue = Signer.generate()
+    now = fed.clock()
+
+    def cert(issuer_node: object, node_id: str) -> object:
+        signer = issuer_node.signer  # type: ignore[attr-defined]
+        return issue_certificate(
+            signer,
+            issuer_id=issuer_node.id,
+            node=node_id,
+            tier=Tier.STATION,  # type: ignore[attr-defined]
+            public_raw=rogue.public_raw,
+            not_before=format_time(now),
+            not_after=format_time(now + timedelta(days=1)),
+        )
+
+    with pytest.raises(GuantongError) as info:
+        county.keyring.add_certificate(cert(station, "js.wx.jy.s1.x"))  # type: ignore[arg-type]
+    assert info.value.code is ErrorCode.FORBIDDEN  # a station is not a hub
+    with pytest.raises(GuantongError) as info:
+        fed.nodes["js.wx"].keyring.add_certificate(cert(fed.nodes["js.wx"], "js.wx.jy.s9"))  # type: ignore[arg-type]
+    assert info.value.code is ErrorCode.NOT_IN_SUBTREE  # a grandchild is its own parent's
+
+
+async def test_reports_count_only_from_the_tasks_recipients(fed: Federation) -> None:
+    from node.log import Write
+    from node.tasks import issue_task, task_views
+
+    county = fed.add("js.wx.jy")
+    fed.add("js.wx.jy.s1")
+    sibling = fed.add("js.wx.jy.s2")
+    task = issue_task(county, target="js.wx.jy.s1", kind="assign", payload={})
+    forged = {"task_id": task.id, "task_rev": 1, "status": "done", "reported_at": fed.now()}
+    sibling.log.append(
+        [Write("task_report", "1.0", "00000000-0000-7000-8000-0000000000ee", data=forged)]
+    )
+    await fed.cascade_up(sibling.id)
+    (view,) = task_views(county, issued_here=True)
+    assert (view.state, view.history) == ("issued", [])

@@ -193,3 +193,37 @@ def test_accept_command_writes_signed_json_and_html(fed: Federation, tmp_path: P
     report = json.loads((tmp_path / "r.json").read_text("utf-8"))
     assert _failed(report) == {"reconciliation"} and report["sig"]
     assert "数字对账" in (tmp_path / "r.html").read_text("utf-8")
+
+
+def test_reviewing_refusals_clears_the_security_criterion(fed: Federation) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from node.cli import app
+    from node.tables import REJECTIONS
+
+    asyncio.run(_city(fed))
+    province = fed.nodes["js"]
+    with province.store.write() as conn:
+        conn.execute(
+            REJECTIONS.insert().values(
+                origin="js.wx.jy.s1",
+                caller="js.wx",
+                code="bad_hash",
+                message="tampered",
+                at=fed.now(),
+                reviewed=False,
+            )
+        )
+    assert "security" in _failed(asyncio.run(_accept_sync(fed)))
+    result = CliRunner().invoke(
+        app, ["review", "--origin", "js.wx", "--home", str(province.settings.home)]
+    )
+    assert result.exit_code == 0 and "1 refusal(s) marked reviewed" in result.stdout
+    fed.clock.advance(seconds=1)  # a later, different signed request
+    assert "security" not in _failed(asyncio.run(_accept_sync(fed)))
+
+
+async def _accept_sync(fed: Federation) -> dict[str, Any]:
+    return await _accept(fed)
