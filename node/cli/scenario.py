@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,9 +48,11 @@ from node.enrollment import enroll_online
 from node.reconcile import RemoteRoots, subtree_roots
 from node.runtime import Node
 from node.settings import NodeSettings
+from node.tables import ACCEPTANCE_REPORTS
 from node.tasks import issue_task, report_task, task_views
 from node.uplink import Uplink
 from node.verify import verify_log
+from node.web.accounts import add_user
 from schemas.ids import Tier, parent_of
 from schemas.times import format_time
 
@@ -59,6 +62,7 @@ CITIES = {"wx": ("无锡市", ["jy", "yx"]), "sz": ("苏州市", ["cs", "kd"])}
 COUNTIES = {"jy": "江阴市", "yx": "宜兴市", "cs": "常熟市", "kd": "昆山市"}
 STATIONS_PER_COUNTY = 3
 UNIT = "js.wx.jy.u-zjj"
+DESK_STATION = "js.wx.jy.s01"
 OFFLINE = "js.sz.kd.s03"
 _DONE = ("resolved", "closed", "rejected")
 DATA = {"deputy": 12, "opinion": 40, "duty_activity": 30, "reception": 8}
@@ -73,6 +77,7 @@ class Demo:
     root: Path
     console: Console
     ports: dict[str, int] = field(default_factory=dict)
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -123,6 +128,12 @@ class Demo:
             assert parent is not None
             self._init(node_id, tier, self.url(parent))
             self._enroll(node_id)
+        for node_id in self.ports:
+            self._add_user(node_id, "admin", "admin")
+        for node_id in (DESK_STATION, UNIT):  # their desks and the citizen form, in a browser
+            self.ports[node_id] = _free_port()
+            self._add_user(node_id, "operator", "operator")
+            self._serve(node_id)
 
     def record(self) -> int:
         self.step("every station records deputies, citizens' opinions, duty activities, receptions")
@@ -277,6 +288,15 @@ class Demo:
             time.sleep(1.0)
         with self.node("js") as province:
             report = asyncio.run(_accept(province, city, self.url(city)))
+            with province.store.write() as conn:  # browsable on the province dashboard
+                conn.execute(
+                    ACCEPTANCE_REPORTS.insert().values(
+                        prefix=city,
+                        checked_at=report["checked_at"],
+                        passed=bool(report["passed"]),
+                        report=orjson.dumps(report),
+                    )
+                )
         (self.root / f"acceptance-{city}.json").write_bytes(
             orjson.dumps(report, option=orjson.OPT_INDENT_2)
         )
@@ -293,9 +313,20 @@ class Demo:
             status = f"{self.url(node_id)}/v1/status" if node_id in self.ports else "—"
             table.add_row(node_id, tier.value, str(heads.get(node_id, 0)), status)
         self.console.print(table)
+        web = Table(
+            "web page", "address", "sign in as", title=f"password for every login: {self.password}"
+        )
+        for node_id in ("js", "js.wx", "js.wx.jy"):
+            web.add_row(f"{node_id} dashboard 总览", f"{self.url(node_id)}/", "admin")
+        web.add_row(f"{DESK_STATION} desk 工作台", f"{self.url(DESK_STATION)}/desk", "operator")
+        web.add_row(
+            "citizen form 扫码反映问题", f"{self.url(DESK_STATION)}/c/{DESK_STATION}", "(public)"
+        )
+        web.add_row(f"{UNIT} desk", f"{self.url(UNIT)}/desk", "operator")
+        self.console.print(web)
         self.console.print(
             "The acceptance report is acceptance-js.wx.html (and .json, signed) in the demo "
-            "folder. Not shown yet: the web dashboard — it arrives with its issue."
+            "folder, and on the province dashboard under 验收."
         )
 
     # -- plumbing ------------------------------------------------------------------------
@@ -307,6 +338,10 @@ class Demo:
             yield node
         finally:
             node.close()
+
+    def _add_user(self, node_id: str, name: str, role: str) -> None:
+        with self.node(node_id) as node:
+            add_user(node, name, role, self.password)
 
     def _init(self, node_id: str, tier: Tier, parent_url: str | None) -> None:
         settings = NodeSettings(
