@@ -51,6 +51,8 @@ def inflate(body: bytes, *, limit: int = MAX_INFLATED) -> bytes:
         raise GuantongError(ErrorCode.TOO_LARGE, f"body inflates beyond {limit} bytes")
     if not inflater.eof:
         raise GuantongError(ErrorCode.MALFORMED, "gzip body is truncated")
+    if inflater.unused_data:
+        raise GuantongError(ErrorCode.MALFORMED, "bytes follow the gzip stream")
     return out
 
 

@@ -14,7 +14,9 @@ from sqlalchemy import tuple_
 
 from contracts.registry import Registry
 from node.db import Store
+from node.keyring import Keyring
 from node.log import apply_records, record_row
+from node.reports import note_reports
 from node.tables import ENTRIES
 from schemas.log import Entry
 
@@ -23,7 +25,9 @@ __all__ = ["apply_pending"]
 BATCH = 1000
 
 
-def apply_pending(store: Store, registry: Registry) -> dict[str, int]:
+def apply_pending(
+    store: Store, registry: Registry, keyring: Keyring | None = None
+) -> dict[str, int]:
     """Re-check pending entries; returns how many became valid, invalid, or stay pending."""
     counts = {"valid": 0, "invalid": 0, "pending": 0}
     after: tuple[str, int] = ("", 0)
@@ -41,6 +45,7 @@ def apply_pending(store: Store, registry: Registry) -> dict[str, int]:
             if not rows:
                 return counts
             records: dict[str, dict[str, Any]] = {}
+            now_valid: list[Entry] = []
             for row in rows:
                 entry = Entry.parse(bytes(row.raw))
                 status, _ = registry.check(entry.contract, entry.version, entry.op, entry.data)
@@ -54,5 +59,10 @@ def apply_pending(store: Store, registry: Registry) -> dict[str, int]:
                 )
                 if status == "valid":
                     records[entry.id] = record_row(entry)
+                    now_valid.append(entry)
             apply_records(conn, list(records.values()), registry.rules("performance_index"))
+            note_reports(conn, now_valid)  # what ingest does for valid entries, done late
+            for entry in now_valid:
+                if keyring is not None and entry.contract == "node_cert" and entry.data is not None:
+                    keyring.learn(entry.origin, entry.data, entry.time, conn)
             after = (rows[-1].origin, int(rows[-1].seq))

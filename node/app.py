@@ -49,6 +49,7 @@ HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
 HUB_JOB_INTERVAL_S = 60.0
 KICK_DELAY_S = 1.0
+RETRY_AFTER_S = 30
 WRITE_WATCH_S = 2.0
 
 _STATUS = {
@@ -127,7 +128,10 @@ def create_app(
 
     @app.exception_handler(GuantongError)
     async def _on_error(_request: Request, exc: GuantongError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=_STATUS.get(exc.code, 400))
+        status = _STATUS.get(exc.code, 400)
+        # back-pressure (PROTOCOL §4): a hub that cannot write now says when to come back
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
+        return JSONResponse(exc.to_body(), status_code=status, headers=headers)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -296,7 +300,7 @@ async def _sync_job(node: Node, uplink: Uplink, client: httpx.AsyncClient) -> No
 
 
 async def _hub_job(node: Node) -> None:
-    pending = await anyio.to_thread.run_sync(apply_pending, node.store, node.registry)
+    pending = await anyio.to_thread.run_sync(apply_pending, node.store, node.registry, node.keyring)
     raised = await anyio.to_thread.run_sync(raise_quality_items, node)
     await anyio.to_thread.run_sync(node.keyring.relearn)
     await anyio.to_thread.run_sync(purge_replay_cache, node)

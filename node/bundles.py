@@ -138,6 +138,10 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], bytes]:
         raise GuantongError(
             ErrorCode.MALFORMED, f"{path} is truncated (the gzip stream ends early)"
         )
+    if inflater.unused_data:
+        raise GuantongError(
+            ErrorCode.MALFORMED, f"{path} has bytes after its gzip stream (damaged or joined)"
+        )
     first, _, body = data.partition(b"\n")
     try:
         header = parse_json(first)

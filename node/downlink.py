@@ -96,6 +96,9 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
                 f"parent refused the task request: {error.get('message', response.status_code)}",
             )
         header, raws = decode_task_stream(response.content)
+        if isinstance(header.get("head"), int) and header["head"] < after:
+            after = 0  # the parent was restored from an older backup: its numbers restarted
+            continue
         received = await anyio.to_thread.run_sync(
             functools.partial(receive_tasks, node, raws, header.get("certs") or [])
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from node.runtime import Node
 from node.tables import TASKS
@@ -52,5 +52,9 @@ def task_stream(node: Node, rows: list[Any], after: int) -> bytes:
         except GuantongError:
             continue
     following = int(rows[-1].delivery) if rows else after
-    header = canonical_bytes({"next": following, "certs": list(certs.values())})
+    with node.store.read() as conn:
+        newest = int(conn.execute(select(func.max(TASKS.c.delivery))).scalar() or 0)
+    # `head`: the newest delivery number here. A child whose cursor is beyond it learns that
+    # this hub was restored from an older backup, and starts again from 0 (idempotent).
+    header = canonical_bytes({"next": following, "head": newest, "certs": list(certs.values())})
     return b"\n".join([header, *(bytes(row.raw) for row in rows)]) + b"\n"

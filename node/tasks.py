@@ -33,7 +33,7 @@ from node.tables import RECORDS, TASK_EVENTS, TASKS
 from schemas.canonical import canonical_bytes, parse_json
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, check_node_id, is_in_subtree, uuid7
+from schemas.ids import Tier, check_node_id, is_in_subtree, parent_of, uuid7
 from schemas.tasks import KINDS, Task, sign_task
 from schemas.times import format_time, parse_time
 
@@ -49,6 +49,7 @@ __all__ = [
     "report_task",
     "revoke_node",
     "task_views",
+    "write_receipts",
 ]
 
 FINAL = frozenset({"done", "rejected", "cancelled"})
@@ -242,7 +243,60 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
             _act(node, task, report)
         except GuantongError as exc:
             report.rejected.append(f"{exc.code.value}: task {task.id}: {exc.message}")
+    try:
+        write_receipts(node)
+    except GuantongError as exc:  # retried on the next pull: receipts are derived, not queued
+        report.rejected.append(f"{exc.code.value}: receipts: {exc.message}")
     return report
+
+
+def write_receipts(node: Node) -> int:
+    """Report ``received`` for every task revision reaching this node that has no receipt
+    of ours yet (first revisions and cancellations). Derived from what the log holds, so a
+    failed write is simply done on the next pull, and a node that recovered its log (with
+    its receipts) does not report twice."""
+    ancestors = [node.id]
+    while (up := parent_of(ancestors[-1])) is not None:
+        ancestors.append(up)
+    with node.store.read() as conn:
+        rows = (
+            conn.execute(
+                select(TASKS.c.raw).where(
+                    (TASKS.c.target == node.id)
+                    | ((TASKS.c.scope == "subtree") & TASKS.c.target.in_(ancestors))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        done = set(
+            conn.execute(
+                select(TASK_EVENTS.c.task_id, TASK_EVENTS.c.task_rev).where(
+                    TASK_EVENTS.c.origin == node.id, TASK_EVENTS.c.status == "received"
+                )
+            ).all()
+        )
+    latest: dict[str, Task] = {}
+    for raw in rows:
+        task = Task.parse(bytes(raw))
+        if task.issuer != node.id and (task.id not in latest or task.rev > latest[task.id].rev):
+            latest[task.id] = task
+    records = []
+    for task in latest.values():
+        if not (task.rev == 1 or task.cancelled) or (task.id, task.rev) in done:
+            continue
+        data: dict[str, Any] = {
+            "task_id": task.id,
+            "task_rev": task.rev,
+            "status": "received",
+            "reported_at": format_time(node.clock()),
+        }
+        if task.cancelled:
+            data["note"] = "cancelled by the issuer"
+        records.append((None, data))
+    if records:
+        node.put("task_report", records)
+    return len(records)
 
 
 def _check(node: Node, task: Task, conn: Connection) -> None:
@@ -284,11 +338,6 @@ def _act(node: Node, task: Task, report: ReceiveReport) -> None:
         report.installed_bundle = _install_bundle(node, task)
     elif task.kind == "revoke" and not task.cancelled:
         report.revoked += _apply_revocation(node, task)
-    if task.rev == 1 or task.cancelled:
-        status, note = (
-            ("received", "cancelled by the issuer") if task.cancelled else ("received", None)
-        )
-        report_task(node, task.id, status, note=note, auto=True)
 
 
 def _install_bundle(node: Node, task: Task) -> int | None:

@@ -136,11 +136,47 @@ class Uplink:
 
     async def sync(self) -> SyncReport:
         """Push until the outbox is empty or only rejected origins remain."""
+        await self.reconcile_cursors()
         report = SyncReport()
         skip: set[str] = set()
         while await self.push_once(report, skip):
             pass
         return report
+
+    async def reconcile_cursors(self) -> None:
+        """Lower our cursors to what the parent says it holds (its signed ``/v1/heads``).
+
+        A parent restored from an older backup holds less than we think; a ``gap`` answer
+        tells us only when we push something new, and an idle child never would. Asking
+        first makes every run resend what the parent lost.
+        """
+        held: dict[str, int] = {}
+        after: str | None = None
+        while True:
+            params: dict[str, str | int] = {"prefix": self.node_id, "limit": 10_000}
+            if after:
+                params["after"] = after
+            try:
+                response = await self.client.get(f"{self.parent_url}/v1/heads", params=params)
+            except httpx.HTTPError:
+                return  # the push will find out, and back off
+            if response.status_code != 200:
+                return
+            body = orjson.loads(response.content)
+            held.update({h["origin"]: int(h["seq"]) for h in body.get("heads", [])})
+            after = body.get("next")
+            if not after:
+                break
+        now = format_time(self.clock())
+        with self.store.write() as conn:
+            for row in conn.execute(select(UPLINK_CURSOR.c.origin, UPLINK_CURSOR.c.acked)).all():
+                parent_has = held.get(row.origin, 0)
+                if row.acked > parent_has:
+                    conn.execute(
+                        UPLINK_CURSOR.update()
+                        .where(UPLINK_CURSOR.c.origin == row.origin)
+                        .values(acked=parent_has, updated_at=now)
+                    )
 
     async def _post(self, body: bytes) -> list[dict[str, Any]]:
         headers = {
@@ -157,7 +193,8 @@ class Uplink:
                 ErrorCode.PARENT_UNREACHABLE, f"parent {self.parent_url} unreachable: {exc}"
             ) from exc
         if response.status_code in (429, 503) or response.status_code >= 500:
-            await anyio.to_thread.run_sync(self._failed, f"HTTP {response.status_code}")
+            wait = _retry_after(response.headers.get("retry-after"))
+            await anyio.to_thread.run_sync(self._failed, f"HTTP {response.status_code}", wait)
             raise GuantongError(
                 ErrorCode.PARENT_UNREACHABLE,
                 f"parent {self.parent_url} answered {response.status_code}",
@@ -250,10 +287,12 @@ class Uplink:
         next_at = self.state()["next_attempt_at"]
         return next_at is None or parse_time(next_at) <= self.clock()
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, retry_after: float | None = None) -> None:
+        """Back off: as the parent asked (``Retry-After``), else exponentially."""
         state = self.state()
         failures = state["failures"] + 1
-        next_at = self.clock() + timedelta(seconds=backoff_delay(failures, self.rng))
+        delay = retry_after if retry_after is not None else backoff_delay(failures, self.rng)
+        next_at = self.clock() + timedelta(seconds=delay)
         self._save(failures, format_time(next_at), reason[:500], state["last_contact"])
 
     def _contact(self) -> None:
@@ -322,6 +361,13 @@ def collect_segments(
         if size >= budget:
             break
     return segments
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay-seconds form), capped at a day."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(min(int(value.strip()), 86_400))
 
 
 def _error_of(response: httpx.Response) -> dict[str, Any]:
