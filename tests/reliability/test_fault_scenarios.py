@@ -1,0 +1,447 @@
+"""Single faults the state machine does not model, each replayed on purpose.
+
+Every test states the promise it checks. The tests under "open bugs", marked
+``xfail(strict=True)``, are bugs in the product found by this suite: they fail today and
+will flag (XPASS) once fixed, so the marker can go. The others guard bugs it found that
+have been fixed since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import random
+import shutil
+import sqlite3
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from contracts.registry import DEFAULT_BUNDLE, Registry
+from contracts.samples import sample_records
+from hub.pending import apply_pending
+from node.bundles import export_bundle, import_bundle
+from node.ingest import Ingestor
+from node.recovery import ensure_recovered
+from node.runtime import Node
+from node.tables import TASK_EVENTS
+from node.tasks import _store, amend_task, issue_task, report_task, task_views
+from node.verify import verify_log
+from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import uuid7
+from schemas.segments import encode_segment
+from schemas.tasks import sign_task
+from schemas.times import parse_time
+from tests.federation.harness import Federation, reopen
+from tests.reliability.faults import FAULTS, FaultPlan, faulty_pull, faulty_uplink
+
+pytestmark = pytest.mark.anyio
+
+COUNTY, S1 = "js.wx.jy", "js.wx.jy.s1"
+
+
+def _sqlite_only(fed: Federation) -> None:
+    if fed.hub_db is not None:
+        pytest.skip("copies SQLite store files")
+
+
+def _postgresql_only(fed: Federation) -> None:
+    if fed.hub_db is None:
+        pytest.skip("a PostgreSQL hub behaviour")
+
+
+def _snapshot(node: Node, to: Path) -> None:
+    """An online backup of a SQLite store (what ``deploy/`` backups do)."""
+    source = sqlite3.connect(node.settings.home / "node.db")
+    target = sqlite3.connect(to)
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+
+
+def _restore(fed: Federation, node_id: str, backup: Path) -> Node:
+    node = fed.nodes[node_id]
+    node.close()
+    home = node.settings.home
+    for suffix in ("-wal", "-shm"):
+        (home / f"node.db{suffix}").unlink(missing_ok=True)
+    (home / "node.db").write_bytes(backup.read_bytes())
+    return reopen(fed, node_id)
+
+
+def _received(node: Node, task_id: str, origin: str) -> int:
+    with node.store.read() as conn:
+        rows = conn.execute(
+            select(TASK_EVENTS.c.status).where(
+                TASK_EVENTS.c.task_id == task_id, TASK_EVENTS.c.origin == origin
+            )
+        ).scalars()
+        return sum(1 for status in rows if status == "received")
+
+
+# -- what works ----------------------------------------------------------------------------
+
+
+async def test_every_fault_alone_loses_nothing(fed: Federation) -> None:
+    """Each fault, injected on every request of a push and a pull, leaves the hub with an
+    exact prefix; the next clean sync delivers everything once."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    counts: Counter[str] = Counter()
+    for i, fault in enumerate(FAULTS):
+        fed.write(station.id, 3, seed=i)
+        task = issue_task(county, target=station.id, kind="notice", payload={"text": fault})
+        plan = FaultPlan(**{fault: 1.0})
+        fed.clock.advance(seconds=1)
+        uplink = faulty_uplink(fed, station.id, rng=random.Random(i), plan=plan, counts=counts)
+        try:
+            await uplink.sync()
+        except GuantongError as exc:
+            assert exc.code in (
+                ErrorCode.PARENT_UNREACHABLE,
+                ErrorCode.REPLAY,
+                ErrorCode.MALFORMED,
+                ErrorCode.UNAUTHENTICATED,
+            ), exc
+        finally:
+            await uplink.client.aclose()
+        with contextlib.suppress(GuantongError):
+            await faulty_pull(fed, station.id, rng=random.Random(i), plan=plan, counts=counts)
+        held = list(county.log.iter_entries(station.id))
+        assert held == list(station.log.iter_entries(station.id))[: len(held)]
+        fed.clock.advance(seconds=1)
+        await fed.pull(station.id)
+        fed.clock.advance(seconds=1)
+        assert (await fed.sync(station.id)).rejected == {}
+        assert list(county.log.iter_entries(station.id)) == list(
+            station.log.iter_entries(station.id)
+        )
+        assert _received(county, task.id, station.id) == 1, fault
+    assert list(verify_log(county.log)) == []
+    assert set(counts) >= set(FAULTS)
+
+
+async def test_lost_answer_then_restart_resends_harmlessly(fed: Federation) -> None:
+    """The hub stored a push whose answer was lost, then the station restarted: its cursor
+    did not move, the resend is compared by hash and nothing is stored twice."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 5)
+    uplink = faulty_uplink(fed, station.id, rng=random.Random(1), plan=FaultPlan(lose_answer=1))
+    with pytest.raises(GuantongError):
+        await uplink.sync()
+    await uplink.client.aclose()
+    assert county.log.head(station.id).seq == 5  # type: ignore[union-attr]
+    assert [(b.acked, b.held) for b in uplink.backlog()] == [(0, 5)]
+    station = reopen(fed, station.id)
+    fed.clock.advance(seconds=5)
+    report = await fed.sync(station.id)
+    assert (report.requests, report.rejected) == (1, {})
+    assert county.log.counts() == (len(list(county.log.iter_entries(county.id))) + 5, 2)
+
+
+# -- bugs this suite found, since fixed: regression tests -----------------------------------
+
+
+async def test_a_failed_receipt_is_written_later(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient store error while the target writes ``received`` must not lose it."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+
+    def locked(*_args: object, **_kwargs: object) -> None:
+        raise GuantongError(ErrorCode.STORE_ERROR, "store error: database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(station, "put", locked)
+        first = await fed.pull(station.id)
+    assert first.stored == 1 and first.rejected  # the store error was reported, not raised
+    for _ in range(2):  # the scheduler's next runs
+        fed.clock.advance(seconds=15)
+        await fed.pull(station.id)
+        await fed.sync(station.id)
+    (view,) = task_views(county, issued_here=True)
+    assert view.state == "delivered" and _received(county, task.id, station.id) == 1
+
+
+async def test_a_recovered_station_does_not_report_received_twice(fed: Federation) -> None:
+    """After a lost disk and recovery, tasks already acknowledged are not acknowledged again."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    await fed.pull(station.id)
+    await fed.sync(station.id)
+    assert _received(county, task.id, station.id) == 1
+    fed.clock.advance(days=1)
+    station.close()
+    (station.settings.home / "node.db").unlink()
+    station = reopen(fed, station.id)
+    async with fed.client(county.id, caller=station.id) as client:
+        assert await ensure_recovered(station, client) is not None
+    fed.clock.advance(seconds=1)
+    await fed.pull(station.id)
+    fed.clock.advance(seconds=1)
+    assert (await fed.sync(station.id)).rejected == {}
+    assert _received(county, task.id, station.id) == 1
+
+
+async def test_tasks_issued_after_a_hub_restore_reach_the_child(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A hub restored from a backup still delivers the tasks it issues afterwards."""
+    _sqlite_only(fed)
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    backup = tmp_path / "county-backup.db"
+    _snapshot(county, backup)
+    for text in ("一", "二"):
+        issue_task(county, target=station.id, kind="notice", payload={"text": text})
+    await fed.pull(station.id)
+    county = _restore(fed, COUNTY, backup)
+    later = issue_task(county, target=station.id, kind="notice", payload={"text": "三"})
+    fed.clock.advance(seconds=1)
+    await fed.pull(station.id)
+    assert later.id in {v.task.id for v in task_views(station, issued_here=False)}
+
+
+async def test_a_restored_hub_gets_an_idle_childs_entries_back(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Entries a hub lost to a restore come back even if their origin writes nothing new."""
+    _sqlite_only(fed)
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    backup = tmp_path / "county-backup.db"
+    _snapshot(county, backup)
+    fed.write(station.id, 4)
+    assert (await fed.sync(station.id)).entries == 4
+    county = _restore(fed, COUNTY, backup)
+    for _ in range(3):  # the station's scheduler keeps running
+        fed.clock.advance(seconds=15)
+        await fed.sync(station.id)
+    held = county.log.head(station.id)
+    assert held is not None and held.seq == 4
+
+
+async def test_the_uplink_honours_retry_after(fed: Federation) -> None:
+    """A hub asking for 600 s of quiet gets them."""
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 1)
+    uplink = faulty_uplink(
+        fed, station.id, rng=random.Random(3), plan=FaultPlan(unavailable=1), retry_after=600
+    )
+    with pytest.raises(GuantongError):
+        await uplink.sync()
+    await uplink.client.aclose()
+    next_at = uplink.state()["next_attempt_at"]
+    assert next_at is not None
+    assert parse_time(next_at) >= fed.clock() + timedelta(seconds=600)
+
+
+async def test_a_busy_hub_answers_503_with_retry_after(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back-pressure from the hub carries Retry-After."""
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 1)
+    ingestor = fed.app(COUNTY).state.ingestor
+
+    def locked(*_args: object, **_kwargs: object) -> None:
+        raise GuantongError(ErrorCode.STORE_ERROR, "store error: database is locked")
+
+    monkeypatch.setattr(ingestor, "push", locked)
+    segment = station.log.read_segment(station.id, 0)
+    assert segment is not None
+    body = encode_segment(segment.head, segment.start, segment.entries)
+    async with fed.client(COUNTY, caller=station.id) as client:
+        response = await client.post(
+            "/v1/push", content=body, headers={"content-type": "application/x-ndjson"}
+        )
+    assert response.status_code == 503
+    assert "retry-after" in response.headers
+
+
+async def test_a_bundle_with_bytes_after_its_gzip_stream_is_refused(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A tampered bundle is refused, even when its first gzip member is intact."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    bundle = export_bundle(station, tmp_path / "s1.gtb").path
+    bundle.write_bytes(bundle.read_bytes() + gzip.compress(b'{"from":1}\n', mtime=0))
+    with pytest.raises(GuantongError) as refused:
+        import_bundle(county, bundle)
+    assert refused.value.code is ErrorCode.MALFORMED
+
+
+async def test_a_pending_task_report_counts_once_its_contract_arrives(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Contracts arriving late (a station updated by USB first) delay a report, never lose it."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    task = issue_task(county, target=station.id, kind="assign", payload={"text": "修路灯"})
+    await fed.pull(station.id)
+    newer = _bundle_with_task_report_1_1(tmp_path / "bundle")
+    station.install_contracts(newer)  # the station got the new bundle first, by USB
+    report_task(station, task.id, "done", resolution="已修复")
+    fed.clock.advance(seconds=1)
+    pushed = await fed.sync(station.id)
+    assert pushed.rejected == {} and pushed.entries == 2  # `received` applied, `done` pending
+    county.install_contracts(newer)
+    assert apply_pending(county.store, county.registry)["valid"] == 1
+    (view,) = task_views(county, issued_here=True)
+    assert view.state == "done"
+
+
+def _bundle_with_task_report_1_1(folder: Path) -> Registry:
+    shutil.copytree(DEFAULT_BUNDLE, folder)
+    index = json.loads((folder / "index.json").read_text("utf-8"))
+    index["bundle_version"] = 2
+    shutil.copy(folder / "task_report" / "1.0.json", folder / "task_report" / "1.1.json")
+    versions = index["contracts"]["task_report"]["versions"]
+    versions["1.1"] = dict(versions["1.0"])
+    index["contracts"]["task_report"]["current"] = "1.1"
+    (folder / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
+    return Registry.from_dir(folder)
+
+
+# -- open bugs -----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="write_receipts acknowledges only a task's latest revision, and only if it is rev 1 "
+    "or a cancellation: a task amended (rev 2, not cancelled) before its target first pulls "
+    "it is never acknowledged, so the issuer sees it `issued` forever",
+)
+async def test_a_task_amended_before_delivery_is_acknowledged(fed: Federation) -> None:
+    """A target that first hears of a task at its second revision still reports it received."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    task = issue_task(county, target=station.id, kind="assign", payload={"text": "修路灯"})
+    amend_task(county, task.id, payload={"text": "修路灯，加急"})
+    await fed.pull(station.id)
+    fed.clock.advance(seconds=1)
+    assert (await fed.sync(station.id)).rejected == {}
+    (view,) = task_views(county, issued_here=True)
+    assert view.state == "delivered" and _received(county, task.id, station.id) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a restored hub is detected only while its newest delivery number is below a "
+    "child's downlink cursor (`head < after`); once it has stored as many new task "
+    "revisions as the child had seen, the child pages on from its old cursor and silently "
+    "skips every revision numbered at or below it",
+)
+async def test_every_task_issued_after_a_hub_restore_reaches_the_child(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Tasks a restored hub issues reach the child however many there are by its next pull."""
+    _sqlite_only(fed)
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    backup = tmp_path / "county-backup.db"
+    _snapshot(county, backup)
+    for text in ("一", "二"):
+        issue_task(county, target=station.id, kind="notice", payload={"text": text})
+    await fed.pull(station.id)
+    county = _restore(fed, COUNTY, backup)
+    later = [
+        issue_task(county, target=station.id, kind="notice", payload={"text": text}).id
+        for text in ("三", "四", "五")
+    ]
+    fed.clock.advance(seconds=1)
+    await fed.pull(station.id)
+    held = {v.task.id for v in task_views(station, issued_here=False)}
+    assert [task_id for task_id in later if task_id not in held] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tasks are paged by `delivery > after`, but on PostgreSQL a delivery number is "
+    "taken at INSERT and becomes visible at COMMIT: a child that pages while an earlier "
+    "number is still uncommitted moves its cursor past it and never receives that task",
+)
+async def test_a_task_committed_late_is_still_delivered(fed: Federation) -> None:
+    """Two transactions storing tasks at a PostgreSQL hub, committed out of order."""
+    _postgresql_only(fed)
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fields = {
+        "id": uuid7(),
+        "issuer": county.id,
+        "target": station.id,
+        "scope": "node",
+        "kind": "notice",
+        "payload": {"text": "慢"},
+        "issued": fed.now(),
+        "rev": 1,
+    }
+    late = sign_task(county.signer, fields)
+    with county.store.write() as conn:  # e.g. relaying a page of tasks from the city
+        _store(county, [late], conn)
+        issue_task(county, target=station.id, kind="notice", payload={"text": "快"})
+        await fed.pull(station.id)
+    fed.clock.advance(seconds=1)
+    await fed.pull(station.id)
+    assert late.id in {v.task.id for v in task_views(station, issued_here=False)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="JSONB cannot hold U+0000: an opinion whose text contains it is valid and stored "
+    "by a SQLite station, but a PostgreSQL hub fails the whole push with an unhandled "
+    "sqlalchemy DataError (HTTP 500), so the station's uplink is stuck at that entry for good",
+)
+async def test_nul_in_a_text_field_does_not_block_a_postgresql_hub(fed: Federation) -> None:
+    """An authentic, valid entry is taken by every hub whatever its text holds."""
+    _postgresql_only(fed)
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    (record,) = sample_records("opinion", 1, seed=1, origin=station.id)
+    record["content"] = "路灯坏了\x00请尽快修"
+    station.put("opinion", [(None, record)])
+    fed.write(station.id, 2, seed=2)
+    report = await fed.sync(station.id)
+    assert report.entries == 3
+    assert county.log.head(station.id).seq == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a signed head whose `sig` key id holds U+0000 reaches Keyring.lookup, and "
+    "PostgreSQL refuses the query with psycopg DataError: ingest raises instead of "
+    "rejecting the segment (push answers 500)",
+)
+async def test_nul_in_a_signature_is_a_segment_rejection(fed: Federation) -> None:
+    """A forged signature is refused per segment with a stable code on every backend."""
+    _postgresql_only(fed)
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    segment = station.log.read_segment(station.id, 0)
+    assert segment is not None
+    forged = segment.head.model_copy(update={"sig": "\x00:AAAA"})
+    ingestor = Ingestor(
+        store=county.store,
+        hub_id=county.id,
+        registry=county.registry,
+        keyring=county.keyring,
+        clock=fed.clock,
+    )
+    (result,) = ingestor.push(
+        encode_segment(forged, segment.start, segment.entries), caller=station.id
+    )
+    assert result.status == "rejected"
