@@ -7,7 +7,6 @@ most ``MAX_INFLATED`` bytes before it is refused).
 
 from __future__ import annotations
 
-import zlib
 from typing import Annotated, Any
 
 import anyio
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.auth import authenticate
 from hub.enrollment import answer_enrollment, issue_for, response_for
+from node.bundles import gunzip
 from node.ingest import Ingestor
 from node.reconcile import subtree_roots
 from node.rollups import stats
@@ -41,19 +41,8 @@ router = APIRouter()
 
 
 def inflate(body: bytes, *, limit: int = MAX_INFLATED) -> bytes:
-    """Gunzip with a hard output limit; truncated or corrupt streams are ``malformed``."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise GuantongError(ErrorCode.MALFORMED, f"gzip body is corrupt: {exc}") from exc
-    if len(out) > limit:
-        raise GuantongError(ErrorCode.TOO_LARGE, f"body inflates beyond {limit} bytes")
-    if not inflater.eof:
-        raise GuantongError(ErrorCode.MALFORMED, "gzip body is truncated")
-    if inflater.unused_data:
-        raise GuantongError(ErrorCode.MALFORMED, "bytes follow the gzip stream")
-    return out
+    """Gunzip a request body with a hard output limit (see :func:`node.bundles.gunzip`)."""
+    return gunzip(body, limit=limit, what="gzip body")
 
 
 async def _read_raw(request: Request) -> bytes:

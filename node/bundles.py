@@ -41,6 +41,7 @@ __all__ = [
     "ExportReport",
     "export_bundle",
     "export_tasks",
+    "gunzip",
     "import_bundle",
     "import_tasks",
     "read_bundle",
@@ -117,31 +118,32 @@ def _write_atomically(out: Path, data: bytes) -> None:
     os.replace(tmp, out)
 
 
+def gunzip(data: bytes, *, limit: int, what: str) -> bytes:
+    """Inflate one gzip stream with a hard output limit (a gzip bomb stops at ``limit``);
+    corrupt, truncated or trailing data is ``malformed``. Push bodies and bundles alike."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise GuantongError(ErrorCode.MALFORMED, f"{what} is not valid gzip: {exc}") from exc
+    if len(out) > limit:
+        raise GuantongError(ErrorCode.TOO_LARGE, f"{what} inflates beyond {limit} bytes")
+    if not inflater.eof:
+        raise GuantongError(
+            ErrorCode.MALFORMED, f"{what} is truncated (the gzip stream ends early)"
+        )
+    if inflater.unused_data:
+        raise GuantongError(ErrorCode.MALFORMED, f"{what} has bytes after its gzip stream")
+    return out
+
+
 def read_bundle(path: Path) -> tuple[dict[str, Any], bytes]:
     """The header and the segment body of a bundle; any damage is ``malformed``."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise GuantongError(ErrorCode.NOT_FOUND, f"cannot read {path}: {exc.strerror}") from exc
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(raw, MAX_BUNDLE_INFLATED + 1)
-    except zlib.error as exc:
-        raise GuantongError(
-            ErrorCode.MALFORMED, f"{path} is not a valid bundle (gzip: {exc})"
-        ) from exc
-    if len(data) > MAX_BUNDLE_INFLATED:
-        raise GuantongError(
-            ErrorCode.TOO_LARGE, f"{path} inflates beyond {MAX_BUNDLE_INFLATED} bytes"
-        )
-    if not inflater.eof:
-        raise GuantongError(
-            ErrorCode.MALFORMED, f"{path} is truncated (the gzip stream ends early)"
-        )
-    if inflater.unused_data:
-        raise GuantongError(
-            ErrorCode.MALFORMED, f"{path} has bytes after its gzip stream (damaged or joined)"
-        )
+    data = gunzip(raw, limit=MAX_BUNDLE_INFLATED, what=str(path))
     first, _, body = data.partition(b"\n")
     try:
         header = parse_json(first)
