@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: all venv test test-pg lint types bench soak demo ci clean
+.PHONY: all venv test test-pg lint types bench bench-province soak demo ci clean
 
 all: test
 
@@ -34,6 +34,13 @@ types: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+bench-province: $(STAMP)
+	$(BIN)/python -m benchmarks.province --stations 1000,10000
+	@if [ -n "$$GUANTONG_TEST_PG_URL" ]; then \
+		$(BIN)/python -c 'import os, uuid, sqlalchemy as sa; u = os.environ["GUANTONG_TEST_PG_URL"]; s = "province_" + uuid.uuid4().hex[:8]; e = sa.create_engine(u.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"); e.connect().execute(sa.text(f"CREATE SCHEMA {s}")); print(f"{u}?options=-csearch_path%3D{s}")' > .province-pg-url && \
+		$(BIN)/python -m benchmarks.province --stations 1000,10000 --province-db "$$(cat .province-pg-url)"; \
+	fi
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --iterations 100

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from benchmarks import acceptance, local_log, validation
+from benchmarks import acceptance, ingest, local_log, validation
 
 
 def main() -> None:
     validation.main([])
     print()
     local_log.main(["--records", "20000"])
+    print()
+    ingest.main([])
     print()
     acceptance.main(["--stations", "200", "--entries", "500"])
 

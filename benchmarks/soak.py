@@ -155,7 +155,7 @@ class Soak:
             stderr=self.log,
             env=_env(),
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.3):

@@ -159,6 +159,9 @@ case $db_kind in
         ;;
 esac
 
+# A quarantine marker (docs/reliability.md) belonged to the store just replaced.
+set_aside "$home/store-corrupt.json"
+
 echo "restored $node_id into $home from $archive"
 if [ -d "$aside" ]; then
     echo "the files it replaced are in $aside"

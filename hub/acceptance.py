@@ -41,7 +41,7 @@ from node.runtime import Node
 from node.tables import ENTRIES, HEADS, KEYS, RECORDS, REGISTER, REJECTIONS
 from node.tasks import task_views
 from node.verify import VerifyReport, verify_log
-from schemas.ids import is_in_subtree
+from schemas.ids import check_node_id, is_in_subtree
 from schemas.times import format_time, parse_time
 
 __all__ = ["CRITERIA", "Criterion", "Thresholds", "accept"]
@@ -87,6 +87,7 @@ async def accept(
     deep: bool = False,
 ) -> dict[str, Any]:
     """Run every criterion; returns the signed report (``passed`` is the verdict)."""
+    check_node_id(prefix)
     now = node.clock()
     criteria = [
         _coverage(node, prefix, thresholds, now),

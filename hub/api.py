@@ -7,6 +7,7 @@ most ``MAX_INFLATED`` bytes before it is refused).
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import anyio
@@ -16,20 +17,38 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hub.auth import authenticate
+from hub.auth import authenticate, check_request, remember
 from hub.enrollment import answer_enrollment, issue_for, response_for
 from node.bundles import gunzip
-from node.ingest import Ingestor
+from node.ingest import Ingestor, SegmentResult
+from node.openapi import (
+    KEY_ID,
+    NODE_ID,
+    PREFIX,
+    PUSH_BODY,
+    SIGNED,
+    ChainAnswer,
+    EnrollAnswer,
+    EnrollRequest,
+    HeadsAnswer,
+    NDJSONResponse,
+    PushAnswer,
+    RootAnswer,
+    RotateRequest,
+    StatsAnswer,
+    answers,
+    json_body,
+)
 from node.reconcile import subtree_roots
 from node.rollups import stats
 from node.runtime import Node
 from node.tables import HEADS
 from node.taskfeed import task_stream, tasks_for
-from schemas.canonical import parse_json
+from schemas.canonical import MAX_SAFE_INTEGER, parse_json
 from schemas.enrollment import verify_proof
 from schemas.errors import ErrorCode, GuantongError
 from schemas.http import NDJSON
-from schemas.ids import is_in_subtree, is_node_id, parent_of
+from schemas.ids import check_node_id, is_in_subtree, is_key_id, is_node_id, parent_of
 from schemas.segments import encode_segment
 
 __all__ = ["MAX_BODY", "MAX_INFLATED", "inflate", "router"]
@@ -38,6 +57,7 @@ MAX_BODY = 32 << 20
 MAX_INFLATED = 64 << 20
 
 router = APIRouter()
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # ASCII digits: Python's \d takes any script's
 
 
 def inflate(body: bytes, *, limit: int = MAX_INFLATED) -> bytes:
@@ -68,24 +88,43 @@ def _decode(request: Request, body: bytes) -> bytes:
     return body
 
 
-@router.post("/v1/push")
+@router.post(
+    "/v1/push",
+    response_model=None,
+    responses={200: {"model": PushAnswer}, **answers(400, 401, 403, 413, 503)},
+    openapi_extra=SIGNED | PUSH_BODY,
+)
 async def push(request: Request) -> dict[str, Any]:
     """Ingest NDJSON segments (PROTOCOL §4); one result per segment, in order."""
     node: Node = request.app.state.node
     raw = await _read_raw(request)
-    caller = authenticate(request, node, raw)
-    if parent_of(caller) != node.id:
-        raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} is not a direct child of {node.id}")
-    body = _decode(request, raw)
     ingestor: Ingestor = request.app.state.ingestor
-    results = await run_in_threadpool(ingestor.push, body, caller=caller)
+
+    def receive() -> list[SegmentResult]:
+        # off the event loop: signature checks, decoding and the (group) commit
+        caller, sig_hash, expires = check_request(request, node, raw)
+        if parent_of(caller) != node.id:
+            raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} is not a direct child of {node.id}")
+        body = _decode(request, raw)
+        return ingestor.push(
+            body,
+            caller=caller,
+            check=functools.partial(remember, sig_hash=sig_hash, expires=expires),
+        )
+
+    results = await run_in_threadpool(receive)
     kick = getattr(request.app.state, "kick", None)
     if kick is not None and any(r.status == "ok" for r in results):
-        kick()
+        kick(maintenance=any(r.invalid or r.pending for r in results))
     return {"results": [r.to_dict() for r in results]}
 
 
-@router.post("/v1/enroll")
+@router.post(
+    "/v1/enroll",
+    response_model=None,
+    responses={200: {"model": EnrollAnswer}, **answers(400, 413, 503)},
+    openapi_extra=json_body(EnrollRequest),
+)
 async def enroll(request: Request) -> dict[str, Any]:
     """A child's enrollment: one-time token and proof of key in, certificate and chain out."""
     node: Node = request.app.state.node
@@ -93,7 +132,12 @@ async def enroll(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(answer_enrollment, node, parse_json(raw))
 
 
-@router.post("/v1/rotate")
+@router.post(
+    "/v1/rotate",
+    response_model=None,
+    responses={200: {"model": EnrollAnswer}, **answers(400, 401, 403, 413, 503)},
+    openapi_extra=SIGNED | json_body(RotateRequest),
+)
 async def rotate(request: Request) -> dict[str, Any]:
     """A child, signing with its current key, asks for a certificate for a new key."""
     node: Node = request.app.state.node
@@ -118,32 +162,51 @@ async def rotate(request: Request) -> dict[str, Any]:
     return response_for(node, cert)
 
 
-@router.get("/v1/entries")
+@router.get(
+    "/v1/entries",
+    response_class=NDJSONResponse,
+    responses={
+        200: {"description": "One segment of `origin` (PROTOCOL §8), or an empty body"},
+        **answers(400, 401, 403, 422, 503),
+    },
+    openapi_extra=SIGNED,
+)
 def entries(
     request: Request,
-    origin: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    origin: Annotated[str, Query(json_schema_extra=NODE_ID)],
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """Held entries of one origin as one segment (PROTOCOL §8); empty when none."""
     node: Node = request.app.state.node
     _check_scope(request, node, origin)
+    # A child recovering its log would take damaged bytes for a fork and stop writing; a
+    # 503 only makes it wait, offline as it can be for weeks.
+    node.store.refuse_if_corrupt()
     segment = node.log.read_segment(origin, after, max_entries=limit)
     if segment is None:
         return Response(b"", media_type=NDJSON)
     return Response(encode_segment(segment.head, segment.start, segment.entries), media_type=NDJSON)
 
 
-@router.get("/v1/tasks")
+@router.get(
+    "/v1/tasks",
+    response_class=NDJSONResponse,
+    responses={
+        200: {"description": 'A header line `{"next","head","certs"}`, then one task per line'},
+        **answers(401, 422, 503),
+    },
+    openapi_extra=SIGNED,
+)
 async def tasks(
     request: Request,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
 ) -> Response:
-    """Task revisions for the caller's subtree, in delivery order (long poll with ``wait``)."""
+    """Task revisions for the caller's subtree, in feed order (long poll with ``wait``)."""
     node: Node = request.app.state.node
-    caller = authenticate(request, node, b"")
+    caller = await run_in_threadpool(authenticate, request, node, b"")
     deadline = anyio.current_time() + wait
     while True:
         rows = await run_in_threadpool(tasks_for, node, caller, after, limit)
@@ -153,10 +216,15 @@ async def tasks(
     return Response(task_stream(node, rows, after), media_type=NDJSON)
 
 
-@router.get("/v1/root")
+@router.get(
+    "/v1/root",
+    response_model=None,
+    responses={200: {"model": RootAnswer}, **answers(400, 401, 403, 422, 503)},
+    openapi_extra=SIGNED,
+)
 def root(
     request: Request,
-    prefix: str | None = None,
+    prefix: Annotated[str | None, Query(json_schema_extra=PREFIX)] = None,
     children: Annotated[int, Query(ge=0, le=1)] = 0,
 ) -> dict[str, Any]:
     """The RFC 6962 root over the heads held under ``prefix`` (PROTOCOL §8); with
@@ -177,12 +245,17 @@ def root(
     return body
 
 
-@router.get("/v1/stats")
+@router.get(
+    "/v1/stats",
+    response_model=None,
+    responses={200: {"model": StatsAnswer}, **answers(400, 401, 403, 422, 503)},
+    openapi_extra=SIGNED,
+)
 def get_stats(
     request: Request,
-    prefix: str | None = None,
-    start: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
-    end: Annotated[str | None, Query(alias="to", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+    prefix: Annotated[str | None, Query(json_schema_extra=PREFIX)] = None,
+    start: Annotated[str | None, Query(alias="from", pattern=_DAY)] = None,
+    end: Annotated[str | None, Query(alias="to", pattern=_DAY)] = None,
 ) -> dict[str, Any]:
     """Rollups of a subtree between two days: rates, counts, station activity, the deputy
     performance index and its ranking, per child node and per month."""
@@ -193,19 +266,33 @@ def get_stats(
     return stats(node.store, scope, start=start, end=end, dimensions=rules.get("dimensions") or {})
 
 
-@router.get("/v1/chain")
-def chain(request: Request, key_id: str) -> dict[str, Any]:
+@router.get(
+    "/v1/chain",
+    response_model=None,
+    responses={200: {"model": ChainAnswer}, **answers(400, 401, 422, 503)},
+    openapi_extra=SIGNED,
+)
+def chain(
+    request: Request, key_id: Annotated[str, Query(json_schema_extra=KEY_ID)]
+) -> dict[str, Any]:
     """The certificate chain of a key this hub trusts, up to the root: how a node that lost
     its store learns again the certificates its own log and its tasks are checked with."""
     node: Node = request.app.state.node
     authenticate(request, node, b"")
+    if not is_key_id(key_id):
+        raise GuantongError(ErrorCode.MALFORMED, "a key id is 16 lowercase hex characters")
     return {"chain": [c.to_dict() for c in node.keyring.chain(key_id)]}
 
 
-@router.get("/v1/heads")
+@router.get(
+    "/v1/heads",
+    response_model=None,
+    responses={200: {"model": HeadsAnswer}, **answers(400, 401, 403, 422, 503)},
+    openapi_extra=SIGNED,
+)
 def heads(
     request: Request,
-    prefix: str | None = None,
+    prefix: Annotated[str | None, Query(json_schema_extra=PREFIX)] = None,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
@@ -216,7 +303,7 @@ def heads(
     query = select(HEADS).where(HEADS.c.seq > 0).order_by(HEADS.c.origin).limit(limit)
     query = query.where((HEADS.c.origin == scope) | HEADS.c.origin.startswith(scope + "."))
     if after:
-        query = query.where(HEADS.c.origin > after)
+        query = query.where(HEADS.c.origin > check_node_id(after))
     with node.store.read() as conn:
         rows = conn.execute(query).all()
     items = [

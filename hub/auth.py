@@ -11,6 +11,7 @@ belongs to the named node (``unauthenticated``), is not revoked (``revoked_key``
 within its certificate's validity (``cert_expired``); the signature verifies
 (``unauthenticated``); and it was not seen before within the window (``replay``: the
 signature's hash goes into ``replay_cache`` under a unique key, so it holds across workers).
+A store that cannot be written (full, read-only, quarantined) still serves signed GETs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import Request
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete
 
+from node.db import dialect_insert
 from node.runtime import Node
 from node.tables import REPLAY_CACHE
 from schemas.errors import ErrorCode, GuantongError
@@ -33,10 +34,14 @@ from schemas.http import (
     request_signing_bytes,
 )
 from schemas.ids import is_node_id
-from schemas.signing import verify_bytes
+from schemas.signing import is_signature, verify_bytes
 from schemas.times import format_time, is_time, parse_time
 
-__all__ = ["authenticate", "purge_replay_cache", "request_target"]
+__all__ = ["authenticate", "check_request", "purge_replay_cache", "remember", "request_target"]
+
+_STORAGE_FAULTS = frozenset(
+    {ErrorCode.STORAGE_FULL, ErrorCode.STORAGE_READ_ONLY, ErrorCode.STORE_CORRUPT}
+)
 
 
 def request_target(request: Request) -> str:
@@ -47,7 +52,39 @@ def request_target(request: Request) -> str:
 
 
 def authenticate(request: Request, node: Node, body: bytes) -> str:
-    """The verified id of the calling node; raises a 401-class error otherwise."""
+    """The verified id of the calling node; raises a 401-class error otherwise.
+
+    The replay cache is written in a transaction of its own that is not flushed by itself
+    (losing it in a power cut re-opens a 10-minute window for requests that are all
+    idempotent or single-use anyway); a push remembers its request in its own ingest
+    transaction instead (:func:`check_request` and :func:`remember`).
+    """
+    caller, sig_hash, expires = check_request(request, node, body)
+    try:
+        with node.store.write(durable=False) as conn:
+            remember(conn, sig_hash, expires)
+    except GuantongError as exc:
+        # A full, read-only or quarantined store cannot remember signatures. Reads go on (a
+        # replayed GET returns only what its signer could read); writes fail anyway.
+        if exc.code not in _STORAGE_FAULTS or request.method != "GET":
+            raise
+    return caller
+
+
+def remember(conn: Connection, sig_hash: str, expires: str) -> None:
+    """Note a signed request as received; ``replay`` if it already was."""
+    stmt = (
+        dialect_insert(conn, REPLAY_CACHE)
+        .values(sig_hash=sig_hash, expires_at=expires)
+        .on_conflict_do_nothing(index_elements=["sig_hash"])
+        .returning(REPLAY_CACHE.c.sig_hash)  # psycopg reports no rowcount for this insert
+    )
+    if conn.execute(stmt).first() is None:
+        raise GuantongError(ErrorCode.REPLAY, "this signed request was already received")
+
+
+def check_request(request: Request, node: Node, body: bytes) -> tuple[str, str, str]:
+    """Every check but the replay cache: ``(caller, signature hash, expiry)``."""
     caller = request.headers.get(NODE_HEADER)
     time = request.headers.get(TIME_HEADER)
     sig = request.headers.get(SIGNATURE_HEADER)
@@ -56,7 +93,7 @@ def authenticate(request: Request, node: Node, body: bytes) -> str:
             ErrorCode.UNAUTHENTICATED,
             f"signed request required ({NODE_HEADER}, {TIME_HEADER}, {SIGNATURE_HEADER})",
         )
-    if not is_node_id(caller) or not is_time(time):
+    if not is_node_id(caller) or not is_time(time) or not is_signature(sig):
         raise GuantongError(ErrorCode.UNAUTHENTICATED, "malformed authentication headers")
     now = node.clock()
     if abs((parse_time(time) - now).total_seconds()) > MAX_SKEW_S:
@@ -81,18 +118,11 @@ def authenticate(request: Request, node: Node, body: bytes) -> str:
     if not verify_bytes(sig, data, key.public_raw):
         raise GuantongError(ErrorCode.UNAUTHENTICATED, "request signature does not verify")
     expires = format_time(parse_time(time) + timedelta(seconds=2 * MAX_SKEW_S))
-    try:
-        with node.store.write() as conn:
-            conn.execute(
-                REPLAY_CACHE.insert().values(sig_hash=sha256_hex(sig.encode()), expires_at=expires)
-            )
-    except IntegrityError as exc:
-        raise GuantongError(ErrorCode.REPLAY, "this signed request was already received") from exc
-    return caller
+    return caller, sha256_hex(sig.encode()), expires
 
 
 def purge_replay_cache(node: Node) -> int:
-    with node.store.write() as conn:
+    with node.store.write(durable=False) as conn:
         result = conn.execute(
             delete(REPLAY_CACHE).where(REPLAY_CACHE.c.expires_at < format_time(node.clock()))
         )

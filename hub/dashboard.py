@@ -3,6 +3,7 @@ the acceptance runs — server-rendered, every asset shipped, usable on an offli
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -32,6 +33,8 @@ def node_client(node: Node) -> Any:
 
 
 router = APIRouter(include_in_schema=False)
+MAX_DUE_DAYS = 3660
+MAX_REPORT_ID = 2**31 - 1
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -122,15 +125,10 @@ def issue(
 ) -> Response:
     node: Node = request.app.state.node
     payload: dict[str, Any] = {"text": text} if text else {}
-    if record:
-        found = _record(node, record)
-        payload["record"] = found
-    due = None
-    if due_days.strip():
-        from datetime import timedelta
-
-        due = format_time(node.clock() + timedelta(days=int(due_days)))
-    try:
+    try:  # every mistake in the form is shown on the board, the form kept
+        if record:
+            payload["record"] = _record(node, record)
+        due = _due(node, due_days)
         issue_task(node, target=target, kind=kind, payload=payload, subtree=bool(subtree), due=due)
     except (GuantongError, ValueError) as exc:
         views = task_views(node, issued_here=True)[::-1]
@@ -143,6 +141,16 @@ def issue(
             error=getattr(exc, "message", str(exc)),
         )
     return RedirectResponse("/tasks", 303)
+
+
+def _due(node: Node, days: str) -> str | None:
+    """The due time ``days`` whole days from now; ValueError unless a count of days."""
+    if not days.strip():
+        return None
+    count = int(days)
+    if not 0 <= count <= MAX_DUE_DAYS:
+        raise ValueError(f"a task is due within 0 to {MAX_DUE_DAYS} days")
+    return format_time(node.clock() + timedelta(days=count))
 
 
 def _record(node: Node, record_id: str) -> dict[str, str]:
@@ -203,6 +211,8 @@ async def run_acceptance(
 @router.get("/acceptance/{report_id}", response_class=HTMLResponse)
 def acceptance_report(request: Request, report_id: int, account: Reader) -> Response:
     node: Node = request.app.state.node
+    if not 0 < report_id <= MAX_REPORT_ID:  # report ids are 32-bit in the store
+        return Response("not found", status_code=404)
     with node.store.read() as conn:
         raw = conn.execute(
             select(ACCEPTANCE_REPORTS.c.report).where(ACCEPTANCE_REPORTS.c.id == report_id)

@@ -36,6 +36,7 @@ __all__ = [
     "answer_enrollment",
     "cert_record",
     "create_token",
+    "create_tokens",
     "issue_for",
     "response_for",
 ]
@@ -47,38 +48,51 @@ TOKEN_VALIDITY = timedelta(days=14)
 def create_token(
     node: Node, child: str, tier: Tier, *, valid_for: timedelta = TOKEN_VALIDITY
 ) -> str:
-    check_node_id(child)
-    if parent_of(child) != node.id:
-        raise GuantongError(ErrorCode.NOT_IN_SUBTREE, f"{child} is not a direct child of {node.id}")
+    (token,) = create_tokens(node, [(child, tier)], valid_for=valid_for)
+    return token
+
+
+def create_tokens(
+    node: Node, children: list[tuple[str, Tier]], *, valid_for: timedelta = TOKEN_VALIDITY
+) -> list[str]:
+    """One-time enrollment tokens for direct children, stored in one transaction (a county
+    enrolling its hundred stations prints one sheet of tokens, not a hundred commits)."""
+    for child, _ in children:
+        check_node_id(child)
+        if parent_of(child) != node.id:
+            raise GuantongError(
+                ErrorCode.NOT_IN_SUBTREE, f"{child} is not a direct child of {node.id}"
+            )
     if node.certificate is None or node.keyring.anchor is None:
         raise GuantongError(
             ErrorCode.NOT_ENROLLED, f"{node.id} must be enrolled before it enrolls others"
         )
     now = node.clock()
-    token = encode_token(
-        child=child,
-        tier=tier.value,
-        issuer=node.id,
-        root=node.keyring.anchor,
-        expires=format_time(now + valid_for),
-    )
-    with node.store.write() as conn:
-        insert_ignore(
-            conn,
-            TOKENS,
-            [
-                {
-                    "token_hash": token_hash(token),
-                    "child": child,
-                    "tier": tier.value,
-                    "created_at": format_time(now),
-                    "expires_at": format_time(now + valid_for),
-                    "used_at": None,
-                }
-            ],
-            ["token_hash"],
+    expires = format_time(now + valid_for)
+    tokens = [
+        encode_token(
+            child=child,
+            tier=tier.value,
+            issuer=node.id,
+            root=node.keyring.anchor,
+            expires=expires,
         )
-    return token
+        for child, tier in children
+    ]
+    rows = [
+        {
+            "token_hash": token_hash(token),
+            "child": child,
+            "tier": tier.value,
+            "created_at": format_time(now),
+            "expires_at": expires,
+            "used_at": None,
+        }
+        for token, (child, tier) in zip(tokens, children, strict=True)
+    ]
+    with node.store.write() as conn:
+        insert_ignore(conn, TOKENS, rows, ["token_hash"])
+    return tokens
 
 
 def issue_for(node: Node, child: str, tier: Tier, key: str, *, also: Any = None) -> Certificate:

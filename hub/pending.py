@@ -58,7 +58,7 @@ def apply_pending(
                     .values(status=status)
                 )
                 if status == "valid":
-                    records[entry.id] = record_row(entry)
+                    records[entry.id] = record_row(entry, bytes(row.raw))
                     now_valid.append(entry)
             apply_records(conn, list(records.values()), registry.rules("performance_index"))
             note_reports(conn, now_valid)  # what ingest does for valid entries, done late

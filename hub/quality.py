@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from node.db import insert_ignore
+from node.db import insert_ignore, storable_text
 from node.runtime import Node
 from node.tables import ENTRIES, QUALITY_RAISED
 from schemas.log import Entry
@@ -67,10 +67,11 @@ def raise_quality_items(node: Node) -> int:
                         "contract": entry.contract,
                         "version": entry.version,
                         "code": "contract_violation",
-                        "path": first.pointer if first else "",
-                        "message": (f"{first.rule}: {first.message}" if first else "invalid")[
-                            :1000
-                        ],
+                        # both may quote the invalid data: this hub's own write must hold
+                        "path": storable_text(first.pointer) if first else "",
+                        "message": storable_text(
+                            f"{first.rule}: {first.message}" if first else "invalid"
+                        )[:1000],
                         "raised_at": now,
                         "status": "open",
                     },

@@ -8,8 +8,11 @@ runs its uplink on a timer and after each local write, under APScheduler in the 
 from __future__ import annotations
 
 import fcntl
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -18,9 +21,11 @@ import anyio
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from starlette.exceptions import HTTPException
 
 from hub.api import router as hub_router
 from hub.auth import purge_replay_cache
@@ -33,6 +38,7 @@ from node.auth import NodeAuth
 from node.downlink import pull_tasks
 from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
+from node.openapi import Health, Status, install
 from node.recovery import ensure_recovered
 from node.runtime import Node
 from node.settings import NodeSettings, load_settings
@@ -49,7 +55,10 @@ HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
 HUB_JOB_INTERVAL_S = 60.0
 KICK_DELAY_S = 1.0
+RECONCILE_INTERVAL_S = 300.0
 RETRY_AFTER_S = 30
+STORAGE_RETRY_AFTER_S = 120
+"""A full, read-only or corrupt store needs an operator: children come back less often."""
 WRITE_WATCH_S = 2.0
 
 _STATUS = {
@@ -63,6 +72,19 @@ _STATUS = {
     ErrorCode.NOT_IN_SUBTREE: 403,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.STORE_ERROR: 503,
+    ErrorCode.STORAGE_FULL: 503,
+    ErrorCode.STORAGE_READ_ONLY: 503,
+    ErrorCode.STORE_CORRUPT: 503,
+}
+_STORAGE_FAULTS = frozenset(
+    {ErrorCode.STORAGE_FULL, ErrorCode.STORAGE_READ_ONLY, ErrorCode.STORE_CORRUPT}
+)
+
+_HTTP_CODES = {
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    413: ErrorCode.TOO_LARGE,
 }
 
 ClientFactory = Callable[[Node], httpx.AsyncClient]
@@ -96,7 +118,14 @@ def create_app(
         if settings.parent_url:
             client = (client_factory or node_client)(opened)
             app.state.uplink = Uplink(
-                opened.log, parent_url=settings.parent_url, client=client, clock=clock
+                opened.log,
+                parent_url=settings.parent_url,
+                client=client,
+                clock=clock,
+                # a station's link is often slow and metered: compress hard; a hub relays
+                # megabytes over better links, where level 6 costs twice the CPU of level 1
+                # for bodies about 20 % smaller
+                compresslevel=1 if settings.tier in HUB_TIERS else 6,
             )
         if client is not None and opened.settings.parent_url:
             try:  # before this node writes anything (quality items, certificates)
@@ -130,14 +159,35 @@ def create_app(
     async def _on_error(_request: Request, exc: GuantongError) -> JSONResponse:
         status = _STATUS.get(exc.code, 400)
         # back-pressure (PROTOCOL §4): a hub that cannot write now says when to come back
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
+        wait = STORAGE_RETRY_AFTER_S if exc.code in _STORAGE_FAULTS else RETRY_AFTER_S
+        headers = {"Retry-After": str(wait)} if status in (429, 503) else None
         return JSONResponse(exc.to_body(), status_code=status, headers=headers)
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The protocol's one error body, also for what the framework refuses itself; the
+        # refused input is not echoed back.
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        body = GuantongError(ErrorCode.MALFORMED, "invalid request parameters", errors=errors)
+        return JSONResponse(body.to_body(), status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _on_http(_request: Request, exc: HTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.MALFORMED)
+        body = GuantongError(code, str(exc.detail)).to_body()
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/healthz", response_model=None, responses={200: {"model": Health}})
+    def healthz(request: Request) -> dict[str, str]:
+        """The process is up (200 either way, so a supervisor does not restart it in a loop);
+        ``store`` says whether the store was quarantined as corrupt."""
+        current: Node = request.app.state.node
+        corrupt = current.store.corrupt_reason()
+        if corrupt is not None:
+            return {"status": "degraded", "store": f"{ErrorCode.STORE_CORRUPT.value}: {corrupt}"}
         return {"status": "ok"}
 
-    @app.get("/v1/status")
+    @app.get("/v1/status", response_model=None, responses={200: {"model": Status}})
     def status(request: Request) -> dict[str, Any]:
         current: Node = request.app.state.node
         info = current.status()
@@ -147,7 +197,11 @@ def create_app(
             info["uplink"] = {**uplink.state(), "backlog": sum(b.entries for b in backlog)}
         return info
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Prometheus text exposition format"}},
+    )
     def metrics(request: Request) -> PlainTextResponse:
         current: Node = request.app.state.node
         head = current.log.head()
@@ -166,6 +220,7 @@ def create_app(
             return RedirectResponse("/desk", 303)
 
     app.state.is_hub = settings.tier in HUB_TIERS
+    install(app)
     app.include_router(desk_router)
     app.include_router(intake_router)
     app.mount(
@@ -198,11 +253,12 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
     """Every background job of a node, registered in one place (STYLE §10)."""
     jobs = AsyncIOScheduler()
     uplink: Uplink | None = getattr(app.state, "uplink", None)
+    state = _SyncState()
     if uplink is not None and client is not None:
         jobs.add_job(
             _sync_job,
             "interval",
-            args=[node, uplink, client],
+            args=[node, uplink, client, state],
             seconds=SYNC_INTERVAL_S,
             id="uplink",
             max_instances=1,
@@ -242,9 +298,10 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
             coalesce=True,
         )
 
-    def kick() -> None:
-        """After a push arrives: relay it and raise its quality items soon (debounced)."""
-        for job_id in ("uplink", "hub"):
+    def kick(*, maintenance: bool = False) -> None:
+        """After a push or a local write: relay it soon (debounced); with ``maintenance``
+        (invalid or pending entries arrived) also run the hub job soon."""
+        for job_id in ("uplink", "hub") if maintenance else ("uplink",):
             job = jobs.get_job(job_id)
             if job is not None and (
                 job.next_run_time is None or job.next_run_time > _soon(KICK_DELAY_S)
@@ -255,7 +312,7 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
 
     async def sync_now() -> None:
         if uplink is not None and client is not None:
-            await _sync_job(node, uplink, client)
+            await _sync_job(node, uplink, client, state, full=True)
 
     app.state.sync_now = sync_now
     return jobs
@@ -263,7 +320,14 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
 
 def _scheduler_lock(settings: NodeSettings) -> IO[bytes] | None:
     """An exclusive lock on ``<home>/scheduler.lock``; None if another worker holds it."""
-    handle = (settings.home / "scheduler.lock").open("ab")
+    path = settings.home / "scheduler.lock"
+    handle: IO[bytes]
+    try:
+        handle = path.open("ab")
+    except OSError:
+        if not path.is_file():
+            raise
+        handle = path.open("rb")  # a read-only or full home: a lock needs no write
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -276,23 +340,49 @@ def _soon(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
-async def _sync_job(node: Node, uplink: Uplink, client: httpx.AsyncClient) -> None:
+@dataclass(slots=True)
+class _SyncState:
+    """When the uplink job last did more than push (monotonic seconds).
+
+    A push is cheap and runs after every write or relayed push; the rest is not needed
+    that often: recovery is checked until it has succeeded once in this process (a store
+    can only lose data while the node is down); cursors are reconciled with the parent's
+    heads every few minutes and after any failure (the parent may come back from a
+    backup); tasks are pulled on the regular interval.
+    """
+
+    recovered: bool = False
+    reconciled_at: float = -math.inf
+    pulled_at: float = -math.inf
+
+
+async def _sync_job(
+    node: Node, uplink: Uplink, client: httpx.AsyncClient, state: _SyncState, *, full: bool = False
+) -> None:
     log = get_logger("guantong.uplink")
     if not uplink.due():
         return
+    now = time.monotonic()
+    reconcile = full or now - state.reconciled_at >= RECONCILE_INTERVAL_S
     try:
-        await ensure_recovered(node, client)
-        report = await uplink.sync()
-        pulled = await pull_tasks(node, client)
-        if pulled.stored or pulled.rejected:
-            log.info(
-                "downlink.pulled",
-                tasks=pulled.tasks,
-                stored=pulled.stored,
-                rejected=pulled.rejected,
-                bundle=pulled.installed_bundle,
-            )
+        if full or not state.recovered or node.recovery_reason is not None:
+            state.recovered = await ensure_recovered(node, client) is not None
+        report = await uplink.sync(reconcile=reconcile)
+        if reconcile:
+            state.reconciled_at = now
+        if full or now - state.pulled_at >= SYNC_INTERVAL_S:
+            pulled = await pull_tasks(node, client)
+            state.pulled_at = now
+            if pulled.stored or pulled.rejected:
+                log.info(
+                    "downlink.pulled",
+                    tasks=pulled.tasks,
+                    stored=pulled.stored,
+                    rejected=pulled.rejected,
+                    bundle=pulled.installed_bundle,
+                )
     except GuantongError as exc:
+        state.reconciled_at = -math.inf
         log.warning("uplink.failed", code=exc.code.value, error=exc.message)
         return
     if report.requests:
@@ -300,6 +390,13 @@ async def _sync_job(node: Node, uplink: Uplink, client: httpx.AsyncClient) -> No
 
 
 async def _hub_job(node: Node) -> None:
+    try:
+        await _hub_maintenance(node)
+    except GuantongError as exc:  # a full or read-only store: try again at the next run
+        get_logger("guantong.hub").warning("hub.failed", code=exc.code.value, error=exc.message)
+
+
+async def _hub_maintenance(node: Node) -> None:
     pending = await anyio.to_thread.run_sync(apply_pending, node.store, node.registry, node.keyring)
     raised = await anyio.to_thread.run_sync(raise_quality_items, node)
     await anyio.to_thread.run_sync(node.keyring.relearn)

@@ -17,6 +17,8 @@ back on the next online sync (answers are by hash, so the resend costs nothing b
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import os
 import zlib
@@ -110,12 +112,27 @@ def export_tasks(node: Node, child: str, out: Path) -> ExportReport:
 
 
 def _write_atomically(out: Path, data: bytes) -> None:
+    """Write under a temporary name, then rename: a full or read-only stick leaves no
+    half bundle behind, and the error says which it was."""
     tmp = out.with_name(out.name + ".partial")
-    with gzip.open(tmp, "wb", compresslevel=6) as stream:
-        stream.write(data)
-    with open(tmp, "rb") as done:
-        os.fsync(done.fileno())
-    os.replace(tmp, out)
+    try:
+        with gzip.open(tmp, "wb", compresslevel=6) as stream:
+            stream.write(data)
+        with open(tmp, "rb") as done:
+            os.fsync(done.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise GuantongError(
+                ErrorCode.STORAGE_FULL, f"no space left to write {out}: nothing was written"
+            ) from exc
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise GuantongError(
+                ErrorCode.STORAGE_READ_ONLY, f"cannot write {out}: {exc.strerror}"
+            ) from exc
+        raise GuantongError(ErrorCode.NOT_FOUND, f"cannot write {out}: {exc.strerror}") from exc
 
 
 def gunzip(data: bytes, *, limit: int, what: str) -> bytes:

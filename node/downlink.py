@@ -1,15 +1,22 @@
-"""The downlink: tasks from the parent, in its delivery order, from a stored cursor.
+"""The downlink: tasks from the parent's task feed, from a stored cursor.
 
 ``GET /v1/tasks?after=<cursor>&limit=<n>&wait=<s>`` answers NDJSON: one header line
-``{"next": N, "certs": [...]}`` (the issuers' certificate chains, so keys rotated above are
-learnt with the tasks they signed) and then the exact bytes of each task revision. The
-cursor moves to ``next`` only after the tasks are stored, so a crash re-fetches, and
-storing is idempotent by ``(task id, rev)``.
+``{"next": N, "head": H, "feed": {"after": C, "next": C'}, "certs": [...]}`` (the issuers'
+certificate chains, so keys rotated above are learnt with the tasks they signed) and then
+the exact bytes of each task revision. The cursor moves to ``next`` only after the tasks
+are stored, so a crash re-fetches, and storing is idempotent by ``(task id, rev)``.
+
+With the cursor the node keeps the parent's feed chain there (``feed.next``). When the
+parent's chain at the cursor (``feed.after``) is another, or missing, the parent's feed is
+not the one the cursor counted in (it was restored from a backup and numbered again): the
+node starts again from 0 (``node/taskfeed.py``). A parent of an older release sends no
+``feed``; then only a cursor beyond its newest number (``head``) shows a restore.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,7 @@ from schemas.times import format_time
 __all__ = ["PullReport", "decode_task_stream", "downlink_cursor", "pull_tasks"]
 
 PAGE = 200
+_CHAIN = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -49,9 +57,16 @@ class PullReport:
 
 
 def downlink_cursor(node: Node) -> int:
+    return _cursor(node)[0]
+
+
+def _cursor(node: Node) -> tuple[int, str | None]:
+    """``(after, chain)``: the number of the last revision taken, the parent's chain there."""
     with node.store.read() as conn:
-        value = conn.execute(select(DOWNLINK.c.after).where(DOWNLINK.c.id == 1)).scalar()
-    return int(value or 0)
+        row = conn.execute(
+            select(DOWNLINK.c.after, DOWNLINK.c.chain).where(DOWNLINK.c.id == 1)
+        ).first()
+    return (0, None) if row is None else (int(row.after), row.chain)
 
 
 def decode_task_stream(body: bytes) -> tuple[dict[str, Any], list[bytes]]:
@@ -63,7 +78,27 @@ def decode_task_stream(body: bytes) -> tuple[dict[str, Any], list[bytes]]:
         raise GuantongError(
             ErrorCode.MALFORMED, 'a task stream starts with {"next": N, "certs": [...]}'
         )
+    feed = header.get("feed")
+    if feed is not None and not (
+        isinstance(feed, dict)
+        and set(feed) == {"after", "next"}
+        and all(v is None or (isinstance(v, str) and _CHAIN.fullmatch(v)) for v in feed.values())
+    ):
+        raise GuantongError(
+            ErrorCode.MALFORMED, 'a task stream\'s "feed" is {"after", "next"}: chains or null'
+        )
     return header, lines[1:]
+
+
+def _renumbered(header: dict[str, Any], after: int, kept: str | None) -> bool:
+    """Whether the parent's feed is not the one ``after`` (with chain ``kept``) counted in."""
+    if after == 0:
+        return False
+    feed = header.get("feed")
+    if feed is None:  # a parent of an older release
+        head = header.get("head")
+        return isinstance(head, int) and head < after
+    return feed["after"] is None or (kept is not None and feed["after"] != kept)
 
 
 async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0) -> PullReport:
@@ -72,7 +107,7 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
     if not parent:
         raise GuantongError(ErrorCode.NO_PARENT, f"{node.id} has no parent to take tasks from")
     report = PullReport()
-    after = downlink_cursor(node)
+    after, kept = stored = _cursor(node)
     while True:
         try:
             response = await client.get(
@@ -96,26 +131,36 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
                 f"parent refused the task request: {error.get('message', response.status_code)}",
             )
         header, raws = decode_task_stream(response.content)
-        if isinstance(header.get("head"), int) and header["head"] < after:
-            after = 0  # the parent was restored from an older backup: its numbers restarted
+        if _renumbered(header, after, kept):
+            after, kept = 0, None  # the parent's feed was renumbered: take it all again
             continue
         received = await anyio.to_thread.run_sync(
             functools.partial(receive_tasks, node, raws, header.get("certs") or [])
         )
         report.add(received, len(raws))
         following = int(header["next"])
-        if following > after:
+        feed = header.get("feed")
+        chain = feed["next"] if feed is not None else None
+        if (following, chain) != stored:
             with node.store.write() as conn:
                 upsert(
                     conn,
                     DOWNLINK,
-                    [{"id": 1, "after": following, "updated_at": format_time(node.clock())}],
+                    [
+                        {
+                            "id": 1,
+                            "after": following,
+                            "chain": chain,
+                            "updated_at": format_time(node.clock()),
+                        }
+                    ],
                     ["id"],
-                    ["after", "updated_at"],
+                    ["after", "chain", "updated_at"],
                 )
+            stored = (following, chain)
         if len(raws) < PAGE or following <= after:
             return report
-        after = following
+        after, kept = following, chain
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:

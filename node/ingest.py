@@ -36,20 +36,33 @@ Each segment then goes through two phases.
 
 ``held`` in each result is what is durably held after commit: the sender's cursor moves
 to it and nowhere else.
+
+**Group commit.** A durable commit costs a flush to disk, and a county receiving a hundred
+stations at once would spend most of its time waiting for flushes, one per request. So
+requests that arrive while another is being applied queue up, and the next leader applies
+the whole queue in one transaction and one flush (the leader/follower scheme of database
+group commit): every request of the batch is answered only after that commit, so
+``held`` keeps its meaning. The heads of every origin in the batch are locked up front in
+sorted order, as for a single request. If anything unexpected fails in a batch (not a
+segment rejection: those are answers), it is rolled back as a whole and each request is
+applied again on its own, so one bad request cannot take others down with it. A request
+may carry a check to run inside its transaction (the replay cache of signed requests), so
+that a request is remembered exactly when its data is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from contracts.registry import Registry, Violation
-from node.db import Store, dialect_insert, insert_ignore, lock_head
+from node.db import Store, dialect_insert, insert_ignore, lock_head, storable_text
 from node.keyring import Keyring
-from node.log import apply_records, entry_row, record_row
+from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
 from node.rollups import apply_deltas, entry_counts
 from node.tables import ENTRIES, HEADS, PEERS, REJECTIONS, SIGNED_HEADS
@@ -58,9 +71,13 @@ from schemas.hashing import sha256_hex
 from schemas.ids import is_in_subtree
 from schemas.log import Entry
 from schemas.segments import Segment, decode_segments, split_lines
+from schemas.signing import is_signature
 from schemas.times import Clock, format_time
 
 __all__ = ["Ingestor", "SegmentResult"]
+
+MAX_BATCH_REQUESTS = 64
+MAX_BATCH_ENTRIES = 50_000
 
 
 @dataclass(slots=True)
@@ -94,6 +111,69 @@ class _Checked:
     invalid: list[dict[str, Any]]
 
 
+@dataclass(slots=True)
+class _Job:
+    """One request on its way through group commit."""
+
+    segments: Sequence[Segment]
+    caller: str | None
+    recovering: bool
+    check: Callable[[Connection], None] | None
+    verified: list[_Checked | None]
+    early: list[SegmentResult | None]  # rejected before any transaction
+    results: list[SegmentResult | None] = field(default_factory=list)
+    error: BaseException | None = None
+    lead: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def entries(self) -> int:
+        return sum(len(s.entries) for s in self.segments)
+
+
+class _GroupCommit:
+    """Leader/follower group commit: whoever finds nobody applying becomes the leader and
+    applies everything queued, in one transaction; followers wait for their answer, and
+    the leader hands over to the oldest waiting request when it is done."""
+
+    def __init__(self, apply_batch: Callable[[list[_Job]], None]) -> None:
+        self._apply_batch = apply_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Job] = []
+        self._busy = False
+
+    def run(self, job: _Job) -> None:
+        with self._lock:
+            self._queue.append(job)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            job.wake.wait()
+            if not job.lead:
+                return  # a leader applied it
+        with self._lock:
+            batch: list[_Job] = []
+            size = 0
+            while self._queue and len(batch) < MAX_BATCH_REQUESTS:
+                if batch and size + self._queue[0].entries > MAX_BATCH_ENTRIES:
+                    break
+                size += self._queue[0].entries
+                batch.append(self._queue.pop(0))
+        try:
+            self._apply_batch(batch)
+        finally:
+            for other in batch:
+                if other is not job:
+                    other.wake.set()
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.wake.set()
+                else:
+                    self._busy = False
+
+
 class _Reject(Exception):
     def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -109,58 +189,111 @@ class Ingestor:
         self.registry = registry
         self.keyring = keyring
         self.clock = clock
+        self._group = _GroupCommit(self._apply_batch)
 
-    def push(self, body: bytes, *, caller: str | None) -> list[SegmentResult]:
+    def push(
+        self,
+        body: bytes,
+        *,
+        caller: str | None,
+        check: Callable[[Connection], None] | None = None,
+    ) -> list[SegmentResult]:
         """Ingest a push body; raises :class:`FramingError` if its framing is broken."""
         segments = list(decode_segments(split_lines(body)))
-        return self.ingest(segments, caller=caller)
+        return self.ingest(segments, caller=caller, check=check)
 
     def ingest(
-        self, segments: Sequence[Segment], *, caller: str | None, recovering: bool = False
+        self,
+        segments: Sequence[Segment],
+        *,
+        caller: str | None,
+        recovering: bool = False,
+        check: Callable[[Connection], None] | None = None,
     ) -> list[SegmentResult]:
-        """Verify and apply ``segments``; ``recovering`` takes back this node's own log."""
-        results: list[SegmentResult | None] = [None] * len(segments)
-        checked: list[_Checked | None] = [None] * len(segments)
+        """Verify and apply ``segments``; ``recovering`` takes back this node's own log.
+
+        ``check`` runs first inside the write transaction; if it raises, nothing of this
+        request is stored and the error is raised here.
+        """
+        verified: list[_Checked | None] = [None] * len(segments)
+        early: list[SegmentResult | None] = [None] * len(segments)
         for i, segment in enumerate(segments):
             try:
-                checked[i] = self._verify(segment, caller, recovering)
+                verified[i] = self._verify(segment, caller, recovering)
             except _Reject as reject:
-                results[i] = SegmentResult(segment.origin, 0, "rejected", error=reject.body)
-        now = format_time(self.clock())
-        origins = sorted({s.origin for s, c in zip(segments, checked, strict=True) if c})
-        with self.store.write() as conn:
-            held = {origin: lock_head(conn, origin, now) for origin in origins}
-            unlearnt: list[tuple[str, dict[str, Any], str]] = []
-            for i, item in enumerate(checked):
-                if item is None:
-                    continue
-                try:
-                    results[i] = self._apply(conn, item, held, now, unlearnt)
-                except _Reject as reject:
-                    origin = item.segment.origin
-                    results[i] = SegmentResult(
-                        origin, held[origin][0], "rejected", error=reject.body
-                    )
-            self._retry_unknown(conn, segments, results, held, now, unlearnt, caller, recovering)
-            if caller is not None:
-                _note_peer(conn, caller, [r for r in results if r is not None], now)
-            refused = [
-                {
-                    "origin": r.origin,
-                    "caller": caller,
-                    "code": r.error["code"],
-                    "message": str(r.error.get("message", ""))[:500],
-                    "at": now,
-                    "reviewed": False,
-                }
-                for r in results
-                if r is not None and r.error is not None and r.error["code"] != "gap"
-            ]
-            if refused:
-                conn.execute(REJECTIONS.insert(), refused)
-        final = [r for r in results if r is not None]
+                early[i] = SegmentResult(segment.origin, 0, "rejected", error=reject.body)
+        job = _Job(segments, caller, recovering, check, verified, early)
+        self._group.run(job)
+        if job.error is not None:
+            raise job.error
+        final = [r for r in job.results if r is not None]
         self._fill_held(final)
         return final
+
+    def _apply_batch(self, jobs: list[_Job]) -> None:
+        """Apply every job in one transaction; on an unexpected failure, one by one."""
+        now = format_time(self.clock())
+        try:
+            with self.store.write() as conn:
+                origins = sorted(
+                    {
+                        s.origin
+                        for job in jobs
+                        for s, c in zip(job.segments, job.verified, strict=True)
+                        if c is not None
+                    }
+                )
+                held = {origin: lock_head(conn, origin, now) for origin in origins}
+                for job in jobs:
+                    self._apply_job(conn, job, held, now)
+        except Exception as exc:  # noqa: BLE001 - raised again in the request's own thread
+            if len(jobs) == 1:
+                jobs[0].error = exc
+                return
+            for job in jobs:
+                job.error = None
+                self._apply_batch([job])
+
+    def _apply_job(
+        self, conn: Connection, job: _Job, held: dict[str, tuple[int, str]], now: str
+    ) -> None:
+        if job.check is not None:
+            try:
+                job.check(conn)
+            except GuantongError as exc:
+                job.error = exc
+                return
+        results = list(job.early)
+        unlearnt: list[tuple[str, dict[str, Any], str]] = []
+        for i, item in enumerate(job.verified):
+            if item is None:
+                continue
+            try:
+                results[i] = self._apply(conn, item, held, now, unlearnt)
+            except _Reject as reject:
+                origin = item.segment.origin
+                results[i] = SegmentResult(origin, held[origin][0], "rejected", error=reject.body)
+        self._retry_unknown(
+            conn, job.segments, results, held, now, unlearnt, job.caller, job.recovering
+        )
+        caller = job.caller
+        if caller is not None:
+            _note_peer(conn, caller, [r for r in results if r is not None], now)
+        refused = [
+            {
+                "origin": r.origin,
+                "caller": caller,
+                "code": r.error["code"],
+                "message": storable_text(str(r.error.get("message", "")))[:500],
+                "at": now,
+                "reviewed": False,
+            }
+            for r in results
+            if r is not None and r.error is not None and r.error["code"] != "gap"
+        ]
+        if refused:
+            conn.execute(REJECTIONS.insert(), refused)
+        job.results = results
 
     def _retry_unknown(
         self,
@@ -267,6 +400,12 @@ class Ingestor:
                 ErrorCode.BAD_HASH,
                 f"entry {head.seq} hashes to {hashes[-1]}, the signed head says {head.head}",
             )
+        if not is_signature(head.sig):
+            raise _Reject(
+                ErrorCode.BAD_SIGNATURE,
+                f"signed head of {origin} seq {head.seq}: a signature is "
+                "'<16 hex key id>:<86 base64url characters>'",
+            )
         key = self.keyring.lookup(head.key_id, conn)
         if key is None or key.node != origin:
             raise _Reject(
@@ -353,8 +492,8 @@ class Ingestor:
             if status == "pending":
                 pending.append(_pending(entry, self.registry))
             if status == "valid":
-                records[entry.id] = record_row(entry)
-        conn.execute(ENTRIES.insert(), rows)
+                records[entry.id] = record_row(entry, raw)
+        insert_entries(conn, rows)
         apply_records(conn, list(records.values()), self.registry.rules("performance_index"))
         apply_deltas(conn, entry_counts((origin, row["time"]) for row in rows))
         note_reports(

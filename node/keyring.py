@@ -24,7 +24,7 @@ from node.db import Store, upsert
 from node.tables import KEYS, RECORDS
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, is_in_subtree, parent_of
+from schemas.ids import Tier, is_in_subtree, is_key_id, parent_of
 from schemas.signing import b64u_decode, b64u_encode, key_id
 
 __all__ = ["KnownKey", "Keyring", "cert_record"]
@@ -76,6 +76,10 @@ class Keyring:
         """The province root key id; None until this node is enrolled (or is the root)."""
 
     def lookup(self, kid: str, conn: Connection | None = None) -> KnownKey | None:
+        """The key with id ``kid``; None if unknown, or if ``kid`` is not a key id at all
+        (peers send key ids: one that breaks the grammar never reaches the store)."""
+        if not is_key_id(kid):
+            return None
         query = select(KEYS).where(KEYS.c.key_id == kid)
         if conn is not None:
             row = conn.execute(query).first()
@@ -199,7 +203,10 @@ class Keyring:
         Only the issuer announces a certificate; the issuer or any ancestor of the node may
         announce its revocation.
         """
-        cert = Certificate.parse_obj({k: data.get(k) for k in _CERT_FIELDS})
+        try:
+            cert = Certificate.parse_obj({k: data.get(k) for k in _CERT_FIELDS})
+        except GuantongError:
+            return False
         if data.get("status") == "revoked":
             if cert.node == origin or not is_in_subtree(cert.node, origin):
                 return False

@@ -14,6 +14,8 @@ cuts the log between two stored heads.
 
 from __future__ import annotations
 
+import contextlib
+import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, dialect_insert, insert_ignore, lock_head, upsert
+from node.db import Store, bulk, insert_ignore, lock_head, storable_json, upsert
+from node.logs import get_logger
 from node.reports import note_reports
 from node.rollups import apply_deltas, entry_counts, record_deltas
 from node.tables import ENTRIES, HEADS, LOCAL_PRIVATE, RECORDS, SIGNED_HEADS
@@ -49,6 +52,7 @@ _HEADS = HEADS
 _SIGNED = SIGNED_HEADS
 _RECORDS = RECORDS
 _CHUNK = 500
+_NUL_ESCAPE = b"\\u0000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +143,11 @@ class Log:
                     ) from exc
                 entry_rows.append(entry_row(entry, raw, digest, "valid", now))
                 entries.append(entry)
-                latest[entry.id] = record_row(entry)
+                latest[entry.id] = record_row(entry, raw)
                 if write.private is not None:
                     private[entry.id] = write.private
                 prev = digest
-            conn.execute(_ENTRIES.insert(), entry_rows)
+            insert_entries(conn, entry_rows)
             note_reports(conn, entries)
             self._store_private(conn, private)
             apply_records(conn, list(latest.values()), self.rules)
@@ -211,11 +215,19 @@ class Log:
         )
 
     def write_watermark(self, seq: int, digest: str) -> None:
+        """Best effort: it runs after the commit, so the entries are stored whatever
+        happens here; a watermark left behind (a full or read-only disk) only weakens the
+        detection of a restored store, it never makes a sound one look restored."""
         if self.watermark is None:
             return
         tmp = self.watermark.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"origin": self.origin, "seq": seq, "head": digest}))
-        os.replace(tmp, self.watermark)
+        try:
+            tmp.write_bytes(orjson.dumps({"origin": self.origin, "seq": seq, "head": digest}))
+            os.replace(tmp, self.watermark)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            get_logger("guantong.log").warning("watermark.unwritten", seq=seq, error=str(exc))
 
     def read_watermark(self) -> int:
         if self.watermark is None or not self.watermark.is_file():
@@ -368,8 +380,49 @@ def entry_row(
     }
 
 
-def record_row(entry: Entry) -> dict[str, Any]:
-    """The materialised state an entry gives its record."""
+_ENTRY_COLUMNS = (
+    "origin",
+    "seq",
+    "hash",
+    "prev",
+    "time",
+    "contract",
+    "version",
+    "record_id",
+    "op",
+    "raw",
+    "status",
+    "received_at",
+)
+_INSERT_ENTRIES = (
+    f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
+)
+_UPSERT_RECORDS = (
+    "INSERT INTO records (record_id, origin, contract, version, seq, deleted, data, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?::jsonb, ?) "
+    "ON CONFLICT (record_id) DO UPDATE SET contract = excluded.contract, "
+    "version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, "
+    "data = excluded.data, updated_at = excluded.updated_at "
+    "WHERE records.origin = excluded.origin AND records.seq < excluded.seq"
+)
+
+
+_entry_tuple = operator.itemgetter(*_ENTRY_COLUMNS)
+
+
+def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``entries`` rows (from :func:`entry_row`) in one driver ``executemany``."""
+    bulk(conn, _INSERT_ENTRIES, [_entry_tuple(row) for row in rows])
+
+
+def record_row(entry: Entry, raw: bytes) -> dict[str, Any]:
+    """The materialised state an entry gives its record: its data, except that text holding
+    U+0000 holds U+FFFD instead (:func:`node.db.storable_json`). Canonical JSON escapes
+    U+0000 as ``\\u0000``, so the raw bytes tell cheaply whether there is any."""
+    data = entry.data
+    if data is not None and _NUL_ESCAPE in raw:
+        data = storable_json(data)
     return {
         "record_id": entry.id,
         "origin": entry.origin,
@@ -377,7 +430,7 @@ def record_row(entry: Entry) -> dict[str, Any]:
         "version": entry.version,
         "seq": entry.seq,
         "deleted": entry.op == "del",
-        "data": entry.data,
+        "data": data,
         "updated_at": entry.time,
     }
 
@@ -392,16 +445,23 @@ def apply_records(conn: Connection, rows: list[dict[str, Any]], rules: dict[str,
     if not rows:
         return
     apply_deltas(conn, record_deltas(conn, rows, rules))
-    stmt = dialect_insert(conn, _RECORDS)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["record_id"],
-        set_={
-            c: stmt.excluded[c]
-            for c in ("contract", "version", "seq", "deleted", "data", "updated_at")
-        },
-        where=(_RECORDS.c.origin == stmt.excluded.origin) & (_RECORDS.c.seq < stmt.excluded.seq),
+    bulk(
+        conn,
+        _UPSERT_RECORDS,
+        [
+            (
+                r["record_id"],
+                r["origin"],
+                r["contract"],
+                r["version"],
+                r["seq"],
+                r["deleted"],
+                None if r["data"] is None else orjson.dumps(r["data"]).decode(),
+                r["updated_at"],
+            )
+            for r in rows
+        ],
     )
-    conn.execute(stmt, rows)
 
 
 def _head_info(row: Any) -> HeadInfo:

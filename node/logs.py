@@ -11,6 +11,17 @@ import structlog
 __all__ = ["configure_logging", "get_logger"]
 
 
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured:
+    a stream swapped since (tests capturing output, a redirected daemon) may be closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, node_id: str, tier: str, level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -24,7 +35,7 @@ def configure_logging(*, node_id: str, tier: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

@@ -33,6 +33,14 @@ from schemas.times import format_time
 __all__ = ["RecoveryReport", "ensure_recovered", "recover"]
 
 PAGE = 2000
+_LOCAL_FAULTS = frozenset(
+    {
+        ErrorCode.STORE_ERROR,
+        ErrorCode.STORAGE_FULL,
+        ErrorCode.STORAGE_READ_ONLY,
+        ErrorCode.STORE_CORRUPT,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,8 @@ async def ensure_recovered(node: Node, client: httpx.AsyncClient) -> RecoveryRep
     try:
         return await recover(node, client, parent)
     except GuantongError as exc:
+        if exc.code in _LOCAL_FAULTS:
+            raise  # our own disk failed, not the log: nothing to conclude about a fork
         if exc.code is ErrorCode.PARENT_UNREACHABLE and node.recovery_reason is None:
             return None
         if exc.code is not ErrorCode.PARENT_UNREACHABLE:

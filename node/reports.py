@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection
 
-from node.db import insert_ignore
+from node.db import insert_ignore, storable_text
 from node.tables import TASK_EVENTS
 from schemas.log import Entry
 
@@ -22,7 +22,7 @@ def note_reports(conn: Connection, entries: Iterable[Entry]) -> None:
             "task_rev": e.data["task_rev"],
             "status": e.data["status"],
             "at": e.data["reported_at"],
-            "note": e.data.get("note") or None,
+            "note": storable_text(e.data["note"]) if e.data.get("note") else None,
         }
         for e in entries
         if e.contract == "task_report" and e.op == "put" and e.data is not None

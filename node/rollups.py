@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, dialect_insert
+from node.db import Store, bulk
 from node.tables import ENTRIES, KEYS, RECORDS, ROLLUPS
 
 __all__ = [
@@ -114,19 +114,13 @@ def entry_counts(entries: Iterable[tuple[str, str]]) -> Counter[Key]:
 
 
 def apply_deltas(conn: Connection, deltas: Counter[Key]) -> None:
-    rows = [
-        {"origin": o, "day": d, "metric": m, "key": k[:200], "value": v}
-        for (o, d, m, k), v in deltas.items()
-        if v
-    ]
-    if not rows:
-        return
-    stmt = dialect_insert(conn, ROLLUPS)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["origin", "day", "metric", "key"],
-        set_={"value": ROLLUPS.c.value + stmt.excluded.value},
-    )
-    conn.execute(stmt, rows)
+    bulk(conn, _ADD, [(o, d, m, k[:200], v) for (o, d, m, k), v in deltas.items() if v])
+
+
+_ADD = (
+    "INSERT INTO rollups (origin, day, metric, key, value) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (origin, day, metric, key) DO UPDATE SET value = rollups.value + excluded.value"
+)
 
 
 def record_deltas(

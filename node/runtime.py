@@ -20,21 +20,21 @@ from sqlalchemy import Connection, select
 from contracts.privacy import merge_private, project
 from contracts.registry import ContractVersion, Registry
 from contracts.upcast import present
-from node.db import Store, insert_ignore, lock_head
+from node.db import CORRUPT_MARKER, Store, insert_ignore, lock_head
 from node.keyring import Keyring
 from node.keys import create_key, load_key
 from node.log import AppendResult, Log, Write
 from node.rollups import rebuild
 from node.settings import CONFIG_FILE, NodeSettings, write_config
 from node.tables import KEYS, LOCAL_PRIVATE, META, RECORDS
-from schemas.canonical import canonical_bytes
+from schemas.canonical import canonical_bytes, find_nul
 from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, is_uuid, uuid7
+from schemas.ids import Tier, is_contract_name, is_uuid, uuid7
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, system_clock
 
-__all__ = ["Node", "RecordView", "load_registry"]
+__all__ = ["Node", "RecordView", "load_registry", "open_store"]
 
 _RECORDS = RECORDS
 _META = META
@@ -88,6 +88,11 @@ ROOT_VALIDITY_DAYS = 20 * 366
 EPOCH = "1970-01-01T00:00:00.000Z"
 
 
+def open_store(settings: NodeSettings) -> Store:
+    """The node's store, quarantined by a marker file in its home when found corrupt."""
+    return Store(settings.database_url, marker=settings.home / CORRUPT_MARKER)
+
+
 class Node:
     def __init__(
         self, settings: NodeSettings, store: Store, *, clock: Clock = system_clock
@@ -117,36 +122,51 @@ class Node:
 
     @classmethod
     def open(cls, settings: NodeSettings, *, clock: Clock = system_clock) -> Node:
-        store = Store(settings.database_url)
+        store = open_store(settings)
         try:
-            store.migrate()
+            try:
+                store.migrate()
+            except GuantongError as exc:
+                if exc.code is not ErrorCode.STORE_CORRUPT:
+                    raise
             node = cls(settings, store, clock=clock)
-            with store.read() as conn:
-                owner = conn.execute(select(_META.c.value).where(_META.c.key == "node_id")).scalar()
-            if owner is None:
-                # The key and config survived but the store did not (disk replaced, file
-                # deleted): start an empty store and recover the log before any write. Our
-                # own key signed that log before today, so it is trusted from the start.
-                node._seed_store(format_time(clock()), key_from=EPOCH)
-                owner = settings.node_id
-                node.recovery_reason = "the store was empty (lost or replaced)"
-            if owner != settings.node_id:
-                raise GuantongError(
-                    ErrorCode.SETTINGS_INVALID,
-                    f"the store at {settings.database_url} belongs to {owner!r}, "
-                    f"not {settings.node_id!r}",
-                )
-            own = node.log.head()
-            behind = node.log.read_watermark()
-            if node.recovery_reason is None and behind > (own.seq if own else 0):
-                node.recovery_reason = (
-                    f"the store holds own seq {own.seq if own else 0} but seq {behind} was "
-                    "written (restored from an older backup?)"
-                )
+            try:
+                node._check_evidence()
+            except GuantongError as exc:
+                # A quarantined store still opens, so that status, verify and repair can
+                # say what is wrong; a server does not crash-loop on it. Writes are refused.
+                if exc.code is not ErrorCode.STORE_CORRUPT:
+                    raise
         except BaseException:
             store.dispose()
             raise
         return node
+
+    def _check_evidence(self) -> None:
+        """Whose store this is, and whether it lost data this node wrote (recovery)."""
+        settings, store = self.settings, self.store
+        with store.read() as conn:
+            owner = conn.execute(select(_META.c.value).where(_META.c.key == "node_id")).scalar()
+        if owner is None:
+            # The key and config survived but the store did not (disk replaced, file
+            # deleted): start an empty store and recover the log before any write. Our
+            # own key signed that log before today, so it is trusted from the start.
+            self.seed_store(format_time(self.clock()), key_from=EPOCH)
+            owner = settings.node_id
+            self.recovery_reason = "the store was empty (lost or replaced)"
+        if owner != settings.node_id:
+            raise GuantongError(
+                ErrorCode.SETTINGS_INVALID,
+                f"the store at {settings.database_url} belongs to {owner!r}, "
+                f"not {settings.node_id!r}",
+            )
+        own = self.log.head()
+        behind = self.log.read_watermark()
+        if self.recovery_reason is None and behind > (own.seq if own else 0):
+            self.recovery_reason = (
+                f"the store holds own seq {own.seq if own else 0} but seq {behind} was "
+                "written (restored from an older backup?)"
+            )
 
     @classmethod
     def init(
@@ -160,7 +180,7 @@ class Node:
             )
         created_home = not home.exists()
         created: list[Path] = []
-        store = Store(settings.database_url)
+        store = open_store(settings)
         try:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
             store.migrate()
@@ -195,7 +215,7 @@ class Node:
             created.append(home / CONFIG_FILE)
             write_config(home, config)
             node = cls(settings, store, clock=clock)
-            node._seed_store(format_time(clock()))
+            node.seed_store(format_time(clock()))
             _private(home, settings)
             if settings.tier is Tier.PROVINCE:
                 node._issue_root_certificate()
@@ -237,7 +257,7 @@ class Node:
         known = self.keyring.lookup(self.signer.key_id)
         return known.cert if known else None
 
-    def _seed_store(self, now: str, *, key_from: str | None = None) -> None:
+    def seed_store(self, now: str, *, key_from: str | None = None) -> None:
         """The rows every store starts with: whose it is, its key, its empty head."""
         with self.store.write() as conn:
             insert_ignore(
@@ -296,9 +316,17 @@ class Node:
                 line=line,
             )
         try:
-            canonical_bytes(data)
+            raw = canonical_bytes(data)
         except GuantongError as exc:
             raise GuantongError(exc.code, f"{where}{exc.message}", line=line) from exc
+        # canonical JSON escapes U+0000, so only a record whose bytes show it is searched
+        if b"\\u0000" in raw and (nul := find_nul(data)) is not None:
+            raise GuantongError(
+                ErrorCode.NUL_IN_TEXT,
+                f"{where}{cv.name} {nul or '/'}: text may not hold U+0000",
+                line=line,
+                path=nul,
+            )
         problems = cv.violations(data)
         if problems:
             first = problems[0]
@@ -327,6 +355,12 @@ class Node:
         return secret.get_secret_value().encode("utf-8") if secret else None
 
     def get(self, contract: str, record_id: str, *, major: int | None = None) -> RecordView:
+        if not is_uuid(record_id):
+            raise GuantongError(
+                ErrorCode.INVALID_RECORD_ID, f"record id {record_id!r} is not a lowercase UUID"
+            )
+        if not is_contract_name(contract):
+            raise GuantongError(ErrorCode.UNKNOWN_CONTRACT, f"unknown contract {contract!r}")
         with self.store.read() as conn:
             row = conn.execute(
                 select(_RECORDS, LOCAL_PRIVATE.c.data.label("private"))
@@ -395,8 +429,14 @@ class Node:
             rebuild(self.store, self.log.rules)  # new rules: every index point recounted
 
     def status(self) -> dict[str, Any]:
-        own = self.log.head()
-        entries, origins = self.log.counts()
+        """What this node is and holds; on a quarantined store, what can still be read."""
+        own, entries, origins = None, None, None
+        try:
+            own = self.log.head()
+            entries, origins = self.log.counts()
+        except GuantongError as exc:
+            if exc.code is not ErrorCode.STORE_CORRUPT:
+                raise
         return {
             "id": self.id,
             "tier": self.settings.tier.value,
@@ -410,4 +450,5 @@ class Node:
             "entries": entries,
             "origins": origins,
             "store": "postgresql" if not self.store.is_sqlite else "sqlite",
+            "store_corrupt": self.store.corrupt_reason(),
         }

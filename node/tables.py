@@ -30,6 +30,7 @@ __all__ = [
     "TASKS",
     "TASK_ALERTS",
     "TASK_EVENTS",
+    "TASK_FEED",
     "RECEIPTS",
     "REGISTER",
     "REJECTIONS",
@@ -230,15 +231,20 @@ class ReplayRow(SQLModel, table=True):
 
 
 class TaskRow(SQLModel, table=True):
-    """Every task revision held (own, or relayed for the subtree), in delivery order."""
+    """Every task revision held (own, or relayed for the subtree): ``delivery`` numbers the
+    rows as inserted; ``feed`` numbers them as committed — the order children page in —
+    and ``chain`` hashes the feed up to the row (``node/taskfeed.py``)."""
 
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ux_tasks_rev", "task_id", "rev", unique=True),
         Index("ix_tasks_target", "target"),
+        Index("ux_tasks_feed", "feed", unique=True),
     )
 
     delivery: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    feed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     task_id: str = Field(sa_column=Column(String(36), nullable=False))
     rev: int = Field(sa_column=Column(Integer, nullable=False))
     issuer: str = Field(sa_column=Column(String(128), nullable=False))
@@ -276,14 +282,27 @@ class TaskAlertRow(SQLModel, table=True):
     at: str = Field(sa_column=Column(String(24), nullable=False))
 
 
+class TaskFeedRow(SQLModel, table=True):
+    """The head of this node's task feed: its last number and chain. Its one row is the
+    lock that numbers revisions in commit order."""
+
+    __tablename__ = "task_feed"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    last: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain: str = Field(sa_column=Column(String(64), nullable=False))
+
+
 class DownlinkRow(SQLModel, table=True):
-    """Where this node is in its parent's task delivery order."""
+    """Where this node is in its parent's task feed: the number, and the parent's chain
+    there (which feed that number belongs to)."""
 
     __tablename__ = "downlink"
 
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     after: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: str = Field(sa_column=Column(String(24), nullable=False))
+    chain: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class RollupRow(SQLModel, table=True):
@@ -380,6 +399,7 @@ REJECTIONS = metadata.tables["rejections"]
 ROLLUPS = metadata.tables["rollups"]
 TASKS = metadata.tables["tasks"]
 TASK_EVENTS = metadata.tables["task_events"]
+TASK_FEED = metadata.tables["task_feed"]
 DOWNLINK = metadata.tables["downlink"]
 TASK_ALERTS = metadata.tables["task_alerts"]
 TOKENS = metadata.tables["tokens"]

@@ -1,8 +1,9 @@
 """Tasks at a node: issuing, receiving, reporting, and the issuer's view (PROTOCOL §5).
 
 Every node keeps the task revisions that concern it — issued by itself, or relayed from
-above for its subtree — in ``tasks``, in *delivery order* (an autoincrement number), which
-is the cursor its children page through. Bytes are stored as signed and served verbatim.
+above for its subtree — in ``tasks``; they form its task feed, numbered in commit order,
+which its children page through (``node/taskfeed.py``). Bytes are stored as signed and
+served verbatim.
 
 A task is accepted from above only if it parses, its issuer is an ancestor of its target,
 its signature verifies with a key the keyring knows for the issuer (chained to the root;
@@ -26,18 +27,20 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from contracts.registry import Registry
-from node.db import insert_ignore
+from node.db import before_commit, insert_ignore
 from node.keyring import cert_record
 from node.runtime import Node
 from node.tables import RECORDS, TASK_EVENTS, TASKS
+from node.taskfeed import number_feed
 from schemas.canonical import canonical_bytes, parse_json
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, check_node_id, is_in_subtree, parent_of, uuid7
+from schemas.ids import Tier, check_node_id, is_in_subtree, is_uuid, parent_of, uuid7
 from schemas.tasks import KINDS, Task, sign_task
 from schemas.times import format_time, parse_time
 
 __all__ = [
+    "CANCELLED_NOTE",
     "FINAL",
     "ReceiveReport",
     "TaskView",
@@ -53,6 +56,8 @@ __all__ = [
 ]
 
 FINAL = frozenset({"done", "rejected", "cancelled"})
+CANCELLED_NOTE = "cancelled by the issuer"
+"""The note of the receipt acknowledging a cancellation (a plain receipt has none)."""
 _PROGRESS = ["issued", "delivered", "accepted", "in_progress", "done"]
 _STATUS_STATE = {
     "received": "delivered",
@@ -143,13 +148,20 @@ def _store(node: Node, tasks: Iterable[Task], conn: Connection | None = None) ->
         for t in tasks
     ]
     if conn is not None:
-        before = _count(conn)
-        insert_ignore(conn, TASKS, rows, ["task_id", "rev"])
-        return _count(conn) - before
+        return _insert(conn, rows)
     with node.store.write() as own:
-        before = _count(own)
-        insert_ignore(own, TASKS, rows, ["task_id", "rev"])
-        return _count(own) - before
+        return _insert(own, rows)
+
+
+def _insert(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert revisions not held yet; they are numbered in the feed when this transaction
+    commits, so that children see the numbers in order."""
+    before = _count(conn)
+    insert_ignore(conn, TASKS, rows, ["task_id", "rev"])
+    stored = _count(conn) - before
+    if stored:
+        before_commit(conn, "task_feed", number_feed)
+    return stored
 
 
 def _count(conn: Connection) -> int:
@@ -157,6 +169,8 @@ def _count(conn: Connection) -> int:
 
 
 def latest_task(node: Node, task_id: str) -> Task | None:
+    if not is_uuid(task_id):
+        return None
     with node.store.read() as conn:
         raw = conn.execute(
             select(TASKS.c.raw)
@@ -188,6 +202,7 @@ def publish_contracts(node: Node, registry: Registry) -> Task:
 def revoke_node(node: Node, target: str, *, revoked_from: str) -> Task:
     """Stop trusting ``target``'s keys from a time: here at once, up as ``node_cert``
     updates, down as a ``revoke`` task to every node of this subtree."""
+    check_node_id(target)
     known = [k for k in node.keyring.keys_of(target) if k.cert is not None]
     if not known or target == node.id or not is_in_subtree(target, node.id):
         raise GuantongError(ErrorCode.NOT_FOUND, f"no certified key of {target} below {node.id}")
@@ -251,10 +266,14 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
 
 
 def write_receipts(node: Node) -> int:
-    """Report ``received`` for every task revision reaching this node that has no receipt
-    of ours yet (first revisions and cancellations). Derived from what the log holds, so a
-    failed write is simply done on the next pull, and a node that recovered its log (with
-    its receipts) does not report twice."""
+    """Report ``received`` for the tasks reaching this node that lack a receipt of ours.
+
+    Each task is acknowledged once, at the newest revision held when it is first seen —
+    whichever revision that is: a task amended before its first delivery arrives at rev 2
+    or later — and each cancellation once more, noted as such. Receipts derive from what
+    the log holds, not from what one pull brought, so a failed write is simply made on the
+    next pull, the same receipts come out however pages cut the revisions, and a node that
+    recovered its log (with its receipts) does not report twice."""
     ancestors = [node.id]
     while (up := parent_of(ancestors[-1])) is not None:
         ancestors.append(up)
@@ -269,13 +288,13 @@ def write_receipts(node: Node) -> int:
             .scalars()
             .all()
         )
-        done = set(
-            conn.execute(
-                select(TASK_EVENTS.c.task_id, TASK_EVENTS.c.task_rev).where(
-                    TASK_EVENTS.c.origin == node.id, TASK_EVENTS.c.status == "received"
-                )
-            ).all()
-        )
+        receipts = conn.execute(
+            select(TASK_EVENTS.c.task_id, TASK_EVENTS.c.task_rev, TASK_EVENTS.c.note).where(
+                TASK_EVENTS.c.origin == node.id, TASK_EVENTS.c.status == "received"
+            )
+        ).all()
+    acknowledged = {r.task_id for r in receipts if r.note != CANCELLED_NOTE}
+    cancellations = {(r.task_id, r.task_rev) for r in receipts if r.note == CANCELLED_NOTE}
     latest: dict[str, Task] = {}
     for raw in rows:
         task = Task.parse(bytes(raw))
@@ -283,20 +302,25 @@ def write_receipts(node: Node) -> int:
             latest[task.id] = task
     records = []
     for task in latest.values():
-        if not (task.rev == 1 or task.cancelled) or (task.id, task.rev) in done:
-            continue
-        data: dict[str, Any] = {
-            "task_id": task.id,
-            "task_rev": task.rev,
-            "status": "received",
-            "reported_at": format_time(node.clock()),
-        }
-        if task.cancelled:
-            data["note"] = "cancelled by the issuer"
-        records.append((None, data))
+        if task.id not in acknowledged:
+            records.append((None, _receipt(node, task)))
+        if task.cancelled and (task.id, task.rev) not in cancellations:
+            records.append((None, _receipt(node, task, note=CANCELLED_NOTE)))
     if records:
         node.put("task_report", records)
     return len(records)
+
+
+def _receipt(node: Node, task: Task, *, note: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "task_id": task.id,
+        "task_rev": task.rev,
+        "status": "received",
+        "reported_at": format_time(node.clock()),
+    }
+    if note is not None:
+        data["note"] = note
+    return data
 
 
 def _check(node: Node, task: Task, conn: Connection) -> None:
@@ -444,6 +468,8 @@ def task_views(
     if issued_here is True:
         query = query.where(TASKS.c.issuer == node.id)
     if task_id is not None:
+        if not is_uuid(task_id):
+            return []
         query = query.where(TASKS.c.task_id == task_id)
     now = format_time(node.clock())
     views = []

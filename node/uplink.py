@@ -41,7 +41,7 @@ import httpx
 import orjson
 from sqlalchemy import func, select
 
-from node.db import Store, upsert
+from node.db import Store, storable_text, upsert
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
 from schemas.errors import ErrorCode, GuantongError, code_of
@@ -102,6 +102,7 @@ class Uplink:
         clock: Clock,
         max_bytes: int = 4 << 20,
         rng: random.Random | None = None,
+        compresslevel: int = 6,
     ) -> None:
         self.log = log
         self.store = log.store
@@ -111,6 +112,7 @@ class Uplink:
         self.clock = clock
         self.max_bytes = max_bytes
         self.rng = rng or random.Random()
+        self.compresslevel = compresslevel
 
     def backlog(self) -> list[Backlog]:
         return backlog(self.store)
@@ -134,9 +136,12 @@ class Uplink:
         await anyio.to_thread.run_sync(self._record, segments, results, report, skip)
         return True
 
-    async def sync(self) -> SyncReport:
-        """Push until the outbox is empty or only rejected origins remain."""
-        await self.reconcile_cursors()
+    async def sync(self, *, reconcile: bool = True) -> SyncReport:
+        """Push until the outbox is empty or only rejected origins remain; first lower the
+        cursors to what the parent holds (``reconcile``: a server does it now and then,
+        not on every push it relays)."""
+        if reconcile:
+            await self.reconcile_cursors()
         report = SyncReport()
         skip: set[str] = set()
         while await self.push_once(report, skip):
@@ -185,7 +190,9 @@ class Uplink:
         }
         try:
             response = await self.client.post(
-                f"{self.parent_url}/v1/push", content=gzip.compress(body, 6), headers=headers
+                f"{self.parent_url}/v1/push",
+                content=gzip.compress(body, self.compresslevel),
+                headers=headers,
             )
         except httpx.HTTPError as exc:
             await anyio.to_thread.run_sync(self._failed, f"{type(exc).__name__}: {exc}")
@@ -194,10 +201,13 @@ class Uplink:
             ) from exc
         if response.status_code in (429, 503) or response.status_code >= 500:
             wait = _retry_after(response.headers.get("retry-after"))
-            await anyio.to_thread.run_sync(self._failed, f"HTTP {response.status_code}", wait)
+            error = _error_of(response)
+            said = f" ({error.get('code')}: {error.get('message', '')})" if error else ""
+            reason = f"HTTP {response.status_code}{said}"
+            await anyio.to_thread.run_sync(self._failed, reason, wait)
             raise GuantongError(
                 ErrorCode.PARENT_UNREACHABLE,
-                f"parent {self.parent_url} answered {response.status_code}",
+                f"parent {self.parent_url} answered {response.status_code}{said}",
             )
         if response.status_code != 200:
             await anyio.to_thread.run_sync(self._contact)
@@ -245,7 +255,7 @@ class Uplink:
                     "updated_at": now,
                 }
                 continue
-            reason = f"{code}: {error.get('message', '')}"[:500]
+            reason = storable_text(f"{code}: {error.get('message', '')}")[:500]
             cursors[origin] = {
                 "origin": origin,
                 "acked": int(result.get("held", 0)),
@@ -254,7 +264,7 @@ class Uplink:
             }
             report.rejected[origin] = reason
             skip.add(origin)
-        with self.store.write() as conn:
+        with self.store.write(durable=False) as conn:  # lost: resent, compared by hash
             upsert(
                 conn,
                 UPLINK_CURSOR,
@@ -308,7 +318,7 @@ class Uplink:
             "last_error": error,
             "last_contact": contact,
         }
-        with self.store.write() as conn:
+        with self.store.write(durable=False) as conn:
             upsert(
                 conn,
                 UPLINK_STATE,
@@ -339,7 +349,9 @@ def collect_segments(
     progress: Callable[[int], None] | None = None,
 ) -> list[Segment]:
     """The outbox as segments, origin by origin, each from its cursor; whole segments only,
-    stopping once ``max_bytes`` is reached (``None``: everything, for bundles)."""
+    stopping once ``max_bytes`` is reached (``None``: everything, for bundles). Nothing
+    leaves a store quarantined as corrupt (the parent would refuse damaged entries anyway)."""
+    log.store.refuse_if_corrupt()
     segments: list[Segment] = []
     size = 0
     budget = max_bytes if max_bytes is not None else 1 << 62

@@ -7,7 +7,14 @@ that the ``heads`` row matches the last entry; and that every stored signed head
 the hash at its seq and carries a valid signature by a key known for that origin.
 
 The first problem per origin is reported (later ones usually follow from it); the caller
-decides whether to stop at the first origin.
+decides whether to stop at the first origin. Entries written while the check runs are left
+for the next one: each origin is checked up to the head it had when the check began.
+
+:func:`check_store` is what ``guantong verify`` runs: the database's own integrity check
+(SQLite ``PRAGMA integrity_check``: every page, b-tree and index) and then every chain. Damage
+found either way quarantines the store (``node/db.py``): a hub verified all of it when it
+accepted it, so a broken chain in the store can only be damage, and nothing more is written
+or sent from it until ``guantong repair`` (``node/repair.py``).
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from schemas.hashing import ZERO_HASH, sha256_hex
 from schemas.log import Entry, SignedHead
 from schemas.signing import b64u_decode
 
-__all__ = ["Problem", "VerifyReport", "verify_log"]
+__all__ = ["DAMAGE", "Problem", "StoreCheck", "VerifyReport", "check_store", "verify_log"]
 
 _SIGNED = SIGNED_HEADS
 _KEYS = KEYS
+DAMAGE = frozenset({ErrorCode.GAP, ErrorCode.BAD_HASH, ErrorCode.BAD_CHAIN, ErrorCode.MALFORMED})
+"""Chain problems that only damage to the stored bytes explains (not a missing key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,39 @@ class VerifyReport:
     origins: int = 0
     entries: int = 0
     signed_heads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCheck:
+    damage: list[str]
+    """What the database's integrity check found (empty when sound, and on PostgreSQL)."""
+    problem: Problem | None
+    """The first broken chain."""
+
+    @property
+    def quarantined(self) -> bool:
+        return bool(self.damage) or (self.problem is not None and self.problem.code in DAMAGE)
+
+
+def check_store(
+    log: Log, *, prefix: str | None = None, report: VerifyReport | None = None
+) -> StoreCheck:
+    """The integrity of the database, then every chain; quarantine the store if damaged."""
+    damage = log.store.integrity_problems()
+    problem = None
+    try:
+        problem = next(verify_log(log, prefix=prefix, report=report), None)
+    except GuantongError as exc:
+        if exc.code is not ErrorCode.STORE_CORRUPT:
+            raise
+        if exc.message not in damage:
+            damage.append(exc.message)
+    check = StoreCheck(damage, problem)
+    if damage:
+        log.store.mark_corrupt("integrity check: " + "; ".join(damage[:3]))
+    elif check.quarantined:
+        log.store.mark_corrupt(f"verify: {problem}")
+    return check
 
 
 def verify_log(
@@ -97,11 +139,15 @@ def _verify_origin(
         signed = {
             int(r.seq): bytes(r.raw)
             for r in conn.execute(
-                select(_SIGNED.c.seq, _SIGNED.c.raw).where(_SIGNED.c.origin == origin)
+                select(_SIGNED.c.seq, _SIGNED.c.raw).where(
+                    _SIGNED.c.origin == origin, _SIGNED.c.seq <= head_seq
+                )
             )
         }
     expected, prev = 1, ZERO_HASH
     for seq, stored_hash, raw in log.iter_entries(origin):
+        if seq > head_seq:
+            break  # written since the check began
         report.entries += 1
         if seq != expected:
             return Problem(

@@ -20,7 +20,7 @@ import orjson
 
 from schemas.errors import CanonicalError, ErrorCode
 
-__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "parse_canonical", "parse_json"]
+__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "find_nul", "parse_canonical", "parse_json"]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 64
@@ -52,15 +52,50 @@ def parse_json(data: bytes | str) -> Any:
 
 
 def parse_canonical(data: bytes) -> Any:
-    """Parse ``data`` and require that it is already canonical (so its hash is stable)."""
-    value = parse_json(data)
-    if canonical_bytes(value) != data:
+    """Parse ``data`` and require that it is already canonical (so its hash is stable).
+
+    One walk of the value (the hot path of every hub) checks the value space and says
+    whether UTF-16 key order is needed; the re-encoding must then give back ``data``.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CanonicalError(ErrorCode.MALFORMED, f"malformed JSON: {exc}") from exc
+    try:
+        if _check(value, 0):
+            again = orjson.dumps(_utf16_sorted(value))
+        else:
+            again = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # defensive: orjson.loads refuses lone surrogates
+        raise CanonicalError(ErrorCode.NOT_CANONICAL, f"no canonical form: {exc}") from exc
+    if again != data:
         raise CanonicalError(
             ErrorCode.NOT_CANONICAL,
             "JSON is not in canonical form (RFC 8785: sorted keys, no whitespace, "
             "minimal escaping, no duplicate keys)",
         )
     return value
+
+
+def find_nul(value: Any) -> str | None:
+    """The JSON pointer of the first string or member name in ``value`` holding U+0000,
+    None if there is none (a member name holding it shows ``\\u0000`` in the pointer).
+    JSON allows U+0000, escaped as ``\\u0000``; new records may not hold it."""
+    if type(value) is str:
+        return "" if "\x00" in value else None
+    items: Any = ()
+    if type(value) is dict:
+        items = value.items()
+    elif type(value) is list:
+        items = enumerate(value)
+    for key, item in items:
+        step = str(key).replace("~", "~0").replace("/", "~1")
+        if "\x00" in step:
+            return "/" + step.replace("\x00", "\\u0000")
+        found = find_nul(item)
+        if found is not None:
+            return "/" + step + found
+    return None
 
 
 def _check(value: Any, depth: int) -> bool:

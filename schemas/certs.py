@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.canonical import canonical_bytes
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
-from schemas.log import NodeId, Time
+from schemas.log import NodeId, Signature, Time
 from schemas.signing import Signer, b64u_decode, b64u_encode, key_id, signing_bytes, verify_bytes
 
 __all__ = ["Certificate", "issue_certificate"]
@@ -29,7 +29,7 @@ class Certificate(BaseModel):
     issuer: NodeId
     not_before: Time
     not_after: Time
-    sig: str
+    sig: Signature
 
     @model_validator(mode="after")
     def _consistent(self) -> Certificate:

@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     INVALID_RECORD_ID = "invalid_record_id"
     INVALID_TIME = "invalid_time"
     UNKNOWN_VERSION = "unknown_version"
+    NUL_IN_TEXT = "nul_in_text"
     # Node set-up and local operation.
     TIER_MISMATCH = "tier_mismatch"
     HOME_EXISTS = "home_exists"
@@ -58,6 +59,9 @@ class ErrorCode(StrEnum):
     VERIFY_FAILED = "verify_failed"
     STORE_ERROR = "store_error"
     SETTINGS_INVALID = "settings_invalid"
+    STORAGE_FULL = "storage_full"
+    STORAGE_READ_ONLY = "storage_read_only"
+    STORE_CORRUPT = "store_corrupt"
     # Contracts.
     RETIRED_VERSION = "retired_version"
     BUNDLE_INVALID = "bundle_invalid"

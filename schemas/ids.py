@@ -1,4 +1,10 @@
-"""Node identifiers, tiers and subtree logic (PROTOCOL §1)."""
+"""Identifiers (PROTOCOL §1): node ids, tiers and subtree logic; the grammar of record,
+task and key ids and of contract names.
+
+Every id a peer or a user hands us is checked against its grammar before it reaches a
+query: besides refusing nonsense early with a stable code, this keeps out of the store
+what it cannot hold (PostgreSQL refuses U+0000 in text with an error, not a miss).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ __all__ = [
     "Tier",
     "check_node_id",
     "depth",
+    "is_contract_name",
     "is_in_subtree",
+    "is_key_id",
     "is_node_id",
     "is_uuid",
     "parent_of",
@@ -27,6 +35,8 @@ MAX_LENGTH = 128
 _SEGMENT = r"[a-z0-9][a-z0-9-]{0,31}"
 _NODE_ID = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT}){{0,{MAX_DEPTH - 1}}}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
+_CONTRACT = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class Tier(StrEnum):
@@ -72,7 +82,17 @@ def is_in_subtree(node_id: str, prefix: str) -> bool:
 
 
 def is_uuid(value: str) -> bool:
+    """A record or task id: a lowercase UUID."""
     return _UUID.fullmatch(value) is not None
+
+
+def is_key_id(value: str) -> bool:
+    """The first 16 hex characters of SHA-256 over a raw Ed25519 public key."""
+    return _KEY_ID.fullmatch(value) is not None
+
+
+def is_contract_name(value: str) -> bool:
+    return _CONTRACT.fullmatch(value) is not None
 
 
 def uuid7(unix_ms: int | None = None) -> str:

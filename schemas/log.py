@@ -15,13 +15,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from schemas.canonical import canonical_bytes, parse_canonical
 from schemas.errors import CanonicalError, ErrorCode, GuantongError
 from schemas.hashing import ZERO_HASH, sha256_hex
-from schemas.ids import is_node_id, is_uuid
-from schemas.signing import Signer, signing_bytes, verify_bytes
+from schemas.ids import is_contract_name, is_node_id, is_uuid
+from schemas.signing import Signer, is_signature, signing_bytes, verify_bytes
 from schemas.times import is_time
 
 __all__ = [
     "MAX_ENTRY_BYTES",
     "Entry",
+    "Signature",
     "SignedHead",
     "build_entry",
     "sign_head",
@@ -30,7 +31,6 @@ __all__ = [
 MAX_ENTRY_BYTES = 64 * 1024
 
 _HASH = re.compile(r"[0-9a-f]{64}")
-_CONTRACT = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _VERSION = re.compile(r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})")
 
 
@@ -56,9 +56,10 @@ NodeId = Annotated[str, _predicate(is_node_id, "node id")]
 Hash = Annotated[str, _pattern(_HASH, "SHA-256 hex digest")]
 Time = Annotated[str, _predicate(is_time, "RFC 3339 UTC millisecond time")]
 RecordId = Annotated[str, _predicate(is_uuid, "lowercase UUID")]
-ContractName = Annotated[str, _pattern(_CONTRACT, "contract name")]
+ContractName = Annotated[str, _predicate(is_contract_name, "contract name")]
 Version = Annotated[str, _pattern(_VERSION, "contract version <major>.<minor>")]
 Seq = Annotated[int, Field(ge=1, le=2**53 - 1)]
+Signature = Annotated[str, _predicate(is_signature, "signature '<key id>:<base64url>'")]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -113,6 +114,8 @@ class SignedHead(BaseModel):
     head: Hash
     time: Time
     sig: str
+    """Left free here: a signature that is not one rejects its segment (``bad_signature``)
+    at the receiver, where a broken header would refuse the whole stream."""
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

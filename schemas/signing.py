@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from schemas.canonical import canonical_bytes
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
+from schemas.ids import is_key_id
 
 __all__ = [
     "Signer",
     "b64u_decode",
     "b64u_encode",
+    "is_signature",
     "key_id",
     "signing_bytes",
     "split_signature",
@@ -31,8 +33,8 @@ __all__ = [
     "verify_object",
 ]
 
-_KEY_ID = re.compile(r"[0-9a-f]{16}")
 _B64U = re.compile(r"[A-Za-z0-9_-]*")
+_SIGNATURE = re.compile(r"[0-9a-f]{16}:[A-Za-z0-9_-]{86}")
 
 
 def b64u_encode(data: bytes) -> str:
@@ -61,9 +63,14 @@ def signing_bytes(obj: dict[str, Any]) -> bytes:
     return canonical_bytes({k: v for k, v in obj.items() if k != "sig"})
 
 
+def is_signature(value: str) -> bool:
+    """Whether ``value`` has the form of a signature string (not whether it verifies)."""
+    return _SIGNATURE.fullmatch(value) is not None
+
+
 def split_signature(sig: str) -> tuple[str, bytes]:
     kid, sep, body = sig.partition(":")
-    if not sep or _KEY_ID.fullmatch(kid) is None:
+    if not sep or not is_key_id(kid):
         raise GuantongError(ErrorCode.BAD_SIGNATURE, "signature must be '<16 hex key id>:<b64url>'")
     try:
         raw = b64u_decode(body)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.canonical import canonical_bytes, parse_canonical
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import is_in_subtree
-from schemas.log import NodeId, RecordId, Time
+from schemas.log import NodeId, RecordId, Signature, Time
 from schemas.signing import Signer, signing_bytes, verify_bytes
 
 __all__ = ["KINDS", "Task", "sign_task"]
@@ -37,7 +37,7 @@ class Task(BaseModel):
     issued: Time
     due: Time | None = None
     rev: Annotated[int, Field(ge=1, le=2**31)]
-    sig: str
+    sig: Signature
 
     @model_validator(mode="after")
     def _issuer_above_target(self) -> Task:

@@ -11,6 +11,7 @@ from node.cli import (  # noqa: F401  (they register their commands)
     contracts,
     demo,
     records,
+    repair,
     sync,
     tasks,
     trust,

@@ -121,6 +121,7 @@ def review(
     with open_node(home) as node, node.store.write() as conn:
         query = select(REJECTIONS).where(REJECTIONS.c.reviewed.is_(False))
         if origin:
+            check_node_id(origin)
             query = query.where(
                 (REJECTIONS.c.origin == origin) | REJECTIONS.c.origin.startswith(origin + ".")
             )

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from node.cli.common import (
@@ -23,7 +24,7 @@ from node.cli.common import (
 )
 from node.runtime import Node
 from node.settings import load_settings
-from node.verify import VerifyReport, verify_log
+from node.verify import VerifyReport, check_store
 from schemas.canonical import parse_json
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
@@ -233,6 +234,12 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     console.print(
         f"holds {info['entries']} entries of {info['origins']} origin(s) in {info['store']}"
     )
+    if info["store_corrupt"]:
+        console.print(
+            f"[bold red]store corrupt[/]: {escape(info['store_corrupt'])}; writes are refused "
+            "until `guantong repair`",
+            markup=True,
+        )
 
 
 @app.command()
@@ -272,13 +279,27 @@ def verify(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-hash every entry and check every chain and signed head; exit 1 on the first break."""
+    """Check the database's integrity, re-hash every entry and check every chain and signed
+    head; exit 1 on the first break. A damaged store is quarantined until `guantong repair`."""
     report = VerifyReport()
     with open_node(home) as node:
-        problem = next(verify_log(node.log, prefix=prefix, report=report), None)
+        check = check_store(node.log, prefix=prefix, report=report)
+    quarantine = "; the store is quarantined: writes are refused until `guantong repair`"
+    if check.damage:
+        raise GuantongError(
+            ErrorCode.STORE_CORRUPT,
+            "the database is damaged (integrity check): "
+            + "; ".join(check.damage[:5])
+            + quarantine,
+            damage=check.damage,
+        )
+    problem = check.problem
     if problem is not None:
         raise GuantongError(
-            ErrorCode.VERIFY_FAILED, str(problem), origin=problem.origin, seq=problem.seq
+            ErrorCode.VERIFY_FAILED,
+            str(problem) + (quarantine if check.quarantined else ""),
+            origin=problem.origin,
+            seq=problem.seq,
         )
     if as_json:
         print_json(

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -114,7 +114,7 @@ class Demo:
     def build(self) -> None:
         self.step("province, 2 cities, 4 counties as server processes; enrolled online")
         for node_id, tier in self.hubs():
-            self.ports[node_id] = _free_port()
+            self.ports[node_id] = free_port()
             parent = parent_of(node_id)
             self._init(node_id, tier, self.url(parent) if parent else None)
             if parent:
@@ -131,7 +131,7 @@ class Demo:
         for node_id in self.ports:
             self._add_user(node_id, "admin", "admin")
         for node_id in (DESK_STATION, UNIT):  # their desks and the citizen form, in a browser
-            self.ports[node_id] = _free_port()
+            self.ports[node_id] = free_port()
             self._add_user(node_id, "operator", "operator")
             self._serve(node_id)
 
@@ -359,33 +359,11 @@ class Demo:
     def _serve(self, node_id: str) -> None:
         log = (self.root / f"{node_id}.log").open("wb")
         self.logs.append(log)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
-        self.servers[node_id] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "node",
-                "serve",
-                "--home",
-                str(self.home(node_id)),
-                "--port",
-                str(self.ports[node_id]),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
+        self.servers[node_id] = spawn_server(self.home(node_id), self.ports[node_id], log)
         _wait_port(self.ports[node_id], self.servers[node_id], self.root / f"{node_id}.log")
 
     def stop(self) -> None:
-        for proc in self.servers.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.servers.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_servers(self.servers.values(), timeout=15)
         for log in self.logs:
             log.close()
 
@@ -425,7 +403,35 @@ async def _accept(province: Node, city: str, url: str) -> dict[str, Any]:
         return await accept(province, city, lower=RemoteRoots(http, url))
 
 
-def _free_port() -> int:
+def spawn_server(
+    home: Path, port: int, stderr: IO[bytes], env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``guantong serve`` of the node at ``home`` as a process of its own; by default with
+    this environment minus every ``GUANTONG_*`` variable (the home's settings rule)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "node", "serve", "--home", str(home), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env=env,
+    )
+
+
+def stop_servers(servers: Iterable[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM to all at once, then wait for each; kill what does not stop in time."""
+    procs = list(servers)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -57,11 +57,7 @@ class Account:
 def add_user(node: Node, name: str, role: str, password: str) -> None:
     if role not in ROLES:
         raise GuantongError(ErrorCode.MALFORMED, f"role is one of {', '.join(ROLES)}")
-    if (
-        not name
-        or len(name) > 64
-        or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
-    ):
+    if not _is_user_name(name):
         raise GuantongError(
             ErrorCode.MALFORMED, "a user name has letters, digits, '-', '_' or '.' (≤ 64)"
         )
@@ -78,10 +74,16 @@ def add_user(node: Node, name: str, role: str, password: str) -> None:
         upsert(conn, USERS, [row], ["name"], ["role", "password_hash", "disabled"])
 
 
+def _is_user_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+
+
 def check_password(node: Node, name: str, password: str) -> str | None:
     """The user's role if the password is right, else None (same cost either way)."""
-    with node.store.read() as conn:
-        row = conn.execute(select(USERS).where(USERS.c.name == name)).first()
+    row = None
+    if _is_user_name(name):  # anything else names no one (and never reaches the store)
+        with node.store.read() as conn:
+            row = conn.execute(select(USERS).where(USERS.c.name == name)).first()
     stored = row.password_hash if row is not None else _DUMMY
     try:
         _hasher.verify(stored, password)

@@ -110,7 +110,10 @@ def _convert(kind: str, raw: str) -> Any:
         moment = datetime.fromisoformat(raw)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=CHINA)  # the desk is used in China Standard Time
-        utc = moment.astimezone(UTC)
+        try:
+            utc = moment.astimezone(UTC)
+        except OverflowError as exc:  # a time on the edge of year 1 or 9999
+            raise ValueError("时间超出范围 / time out of range") from exc
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     if kind == "json":
         try:

@@ -27,6 +27,7 @@ from node.runtime import Node
 from node.tables import RECEIPTS
 from node.web.pages import render
 from schemas.errors import GuantongError
+from schemas.ids import is_uuid
 from schemas.times import format_time
 
 __all__ = ["RATE", "WINDOW", "router"]
@@ -39,6 +40,7 @@ MAX_FILL_S = 3 * 3600.0
 _hits: dict[str, deque[float]] = {}
 _SECRET = secrets.token_bytes(32)
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_CODE_LENGTH = 10
 
 
 def _allowed(address: str) -> bool:
@@ -94,9 +96,18 @@ def form(request: Request, station: str, deputy: str | None = None) -> Response:
 
 @router.get("/c/{station}/qr.svg")
 def qr(request: Request, station: str, deputy: str | None = None) -> Response:
+    node: Node = request.app.state.node
+    # Codes only for this station's form and its deputies (whose ids are UUIDs), so that
+    # the address fits in a QR code (unless the Host header itself is too long).
+    if station != node.id or (deputy and not is_uuid(deputy)):
+        return render(request, "message.html", status_code=404, message="未找到")
     base = str(request.base_url).rstrip("/")
     url = f"{base}/c/{station}" + (f"?deputy={deputy}" if deputy else "")
-    return Response(segno.make(url, error="m").svg_inline(scale=6), media_type="image/svg+xml")
+    try:
+        code = segno.make(url, error="m")
+    except segno.DataOverflowError:
+        return Response("this address is too long for a QR code", status_code=400)
+    return Response(code.svg_inline(scale=6), media_type="image/svg+xml")
 
 
 @router.post("/c/{station}", response_class=HTMLResponse)
@@ -169,7 +180,7 @@ def submit(
             errors={"_": exc.message},
             values=values,
         )
-    code = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    code = "".join(secrets.choice(_ALPHABET) for _ in range(_CODE_LENGTH))
     with node.store.write() as conn:
         conn.execute(
             RECEIPTS.insert().values(code=code, record_id=result.record_ids[0], created_at=now)
@@ -183,10 +194,13 @@ def submit(
 @router.get("/receipt", response_class=HTMLResponse)
 def receipt(request: Request, code: str = "") -> Response:
     node: Node = request.app.state.node
-    with node.store.read() as conn:
-        row = conn.execute(
-            select(RECEIPTS.c.record_id).where(RECEIPTS.c.code == code.strip().upper())
-        ).first()
+    wanted = code.strip().upper()
+    row = None
+    if len(wanted) == _CODE_LENGTH and all(c in _ALPHABET for c in wanted):
+        with node.store.read() as conn:
+            row = conn.execute(
+                select(RECEIPTS.c.record_id).where(RECEIPTS.c.code == wanted)
+            ).first()
     if row is None:
         return render(
             request,

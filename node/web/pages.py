@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -57,9 +58,9 @@ def _reader(request: Request) -> Account:
     node: Node = request.app.state.node
     account = session_of(node, request.cookies.get(cookie_name(node)))
     if account is None:
-        raise HTTPException(
-            status_code=303, headers={"Location": f"/login?next={request.url.path}"}
-        )
+        # the path travels in a header: percent-encoded, whatever characters it has
+        login = "/login?" + urlencode({"next": request.url.path})
+        raise HTTPException(status_code=303, headers={"Location": login})
     return account
 
 

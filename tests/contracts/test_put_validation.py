@@ -96,6 +96,16 @@ def _bad(**changes: Any) -> dict[str, Any]:
             _line(_bad(content="长" * 40_000)),
             "error: contract_violation: line 2: opinion 1.1 /content: maxLength:",
         ),
+        (
+            [],
+            _line(_bad(content="路灯\x00坏了")),
+            "error: nul_in_text: line 2: opinion /content: text may not hold U+0000",
+        ),
+        (  # a private field too: the origin keeps it in its own store
+            [],
+            _line(_bad(reporter_name="\x00")),
+            "error: nul_in_text: line 2: opinion /reporter_name:",
+        ),
         ([], _line(_bad(rating=4.5)), "error: float_not_allowed: line 2:"),
         ([], _line(_bad(rating=4.0)), "error: float_not_allowed: line 2:"),
         ([], b'{"content": "\xff"}', "error: malformed: line 2:"),

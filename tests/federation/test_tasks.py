@@ -6,11 +6,22 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
 from contracts.registry import DEFAULT_BUNDLE, Registry
-from node.tasks import amend_task, issue_task, receive_tasks, report_task, task_views
-from schemas.errors import GuantongError
+from node.downlink import decode_task_stream, downlink_cursor, pull_tasks
+from node.tables import DOWNLINK
+from node.tasks import (
+    amend_task,
+    issue_task,
+    receive_tasks,
+    report_task,
+    revoke_node,
+    task_views,
+)
+from schemas.errors import ErrorCode, GuantongError
 from schemas.tasks import Task, sign_task
 from schemas.times import format_time
 from tests.federation.harness import Federation
@@ -110,6 +121,27 @@ async def test_forged_and_misdirected_tasks_are_refused(fed: Federation) -> None
     ]
     assert receive_tasks(station, [good.canonical()]).stored == 1
     assert receive_tasks(station, [good.canonical()]).stored == 0  # idempotent
+
+
+async def test_a_signature_that_is_not_one_is_refused_before_any_lookup(fed: Federation) -> None:
+    """U+0000 in the key id of a task or of a certificate sent with it (PostgreSQL text
+    cannot hold it) is refused as malformed, at a hub as anywhere."""
+    city = fed.add("js.wx")
+    county = fed.add("js.wx.jy")
+    good = issue_task(city, target=county.id, kind="notice", payload={"text": "a"})
+    forged = good.canonical().replace(good.sig.encode(), b"\\u0000" + good.sig[1:].encode())
+    chain = [c.to_dict() for c in city.keyring.chain(city.signer.key_id)]
+    cert = {**chain[0], "sig": "\x00" + chain[0]["sig"][1:]}
+    report = receive_tasks(county, [forged], [cert])
+    assert report.stored == 0 and [r.split(":")[0] for r in report.rejected] == ["malformed"]
+    assert receive_tasks(county, [good.canonical()], [cert, *chain]).stored == 1
+
+
+async def test_revoking_what_is_no_node_id_is_refused(fed: Federation) -> None:
+    county = fed.add("js.wx.jy")
+    with pytest.raises(GuantongError) as refused:
+        revoke_node(county, "js.wx.jy.s1\x00", revoked_from=fed.now())
+    assert refused.value.code is ErrorCode.INVALID_NODE_ID
 
 
 async def test_contract_upgrade_reaches_every_node_and_never_rolls_back(
@@ -233,3 +265,43 @@ async def test_campaign_counts_tagged_opinions_per_station(fed: Federation) -> N
     await fed.cascade_up(s1.id, s2.id)
     (view,) = [v for v in task_views(county, issued_here=True) if v.task.id == campaign.id]
     assert view.responses == {s1.id: 3, s2.id: 1}
+
+
+def test_a_task_stream_header_names_its_feed_or_is_refused() -> None:
+    chain = "ab" * 32
+    header, lines = decode_task_stream(
+        orjson.dumps({"certs": [], "feed": {"after": None, "next": chain}, "head": 1, "next": 1})
+        + b"\n{}\n"
+    )
+    assert (header["feed"]["next"], lines) == (chain, [b"{}"])
+    for bad in (
+        {"after": "x", "next": None},
+        {"next": chain},
+        [chain],
+        {"after": None, "next": "\x00" * 64},
+        {"after": None, "next": chain.upper()},
+    ):
+        with pytest.raises(GuantongError) as refused:
+            decode_task_stream(orjson.dumps({"certs": [], "feed": bad, "next": 1}))
+        assert refused.value.code is ErrorCode.MALFORMED
+
+
+async def test_a_parent_of_an_older_release_is_still_paged(fed: Federation) -> None:
+    """A hub that sends no ``feed`` (an older release): the child pages by number, and
+    starts again from 0 only when its cursor is beyond the hub's newest number."""
+    station = fed.add("js.wx.jy.s1")
+    asked: list[int] = []
+
+    def older_hub(request: httpx.Request) -> httpx.Response:
+        asked.append(int(request.url.params["after"]))
+        return httpx.Response(200, content=b'{"certs":[],"head":4,"next":%d}\n' % asked[-1])
+
+    with station.store.write() as conn:
+        conn.execute(DOWNLINK.insert().values(id=1, after=3, updated_at=fed.now()))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(older_hub)) as client:
+        await pull_tasks(station, client)
+        assert (asked, downlink_cursor(station)) == ([3], 3)
+        with station.store.write() as conn:
+            conn.execute(DOWNLINK.update().values(after=9))  # the hub was restored since
+        await pull_tasks(station, client)
+    assert (asked[1:], downlink_cursor(station)) == ([9, 0], 0)

@@ -217,9 +217,10 @@ def test_reviewing_refusals_clears_the_security_criterion(fed: Federation) -> No
             )
         )
     assert "security" in _failed(asyncio.run(_accept_sync(fed)))
-    result = CliRunner().invoke(
-        app, ["review", "--origin", "js.wx", "--home", str(province.settings.home)]
-    )
+    home = str(province.settings.home)
+    refused = CliRunner().invoke(app, ["review", "--origin", "js.wx\x00", "--home", home])
+    assert refused.exit_code == 1 and "invalid_node_id" in refused.stderr
+    result = CliRunner().invoke(app, ["review", "--origin", "js.wx", "--home", home])
     assert result.exit_code == 0 and "1 refusal(s) marked reviewed" in result.stdout
     fed.clock.advance(seconds=1)  # a later, different signed request
     assert "security" not in _failed(asyncio.run(_accept_sync(fed)))

@@ -5,11 +5,15 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+import orjson
 import pytest
+from sqlalchemy import select
 
 from hub.api import MAX_BODY
 from node.log import Write
 from node.runtime import Node
+from node.tables import REJECTIONS
+from schemas.canonical import canonical_bytes
 from schemas.hashing import sha256_hex
 from schemas.log import build_entry, sign_head
 from schemas.segments import Segment, encode_segment
@@ -241,3 +245,18 @@ async def test_request_level_errors(fed: Federation, pair: tuple[Node, Node]) ->
             "/v1/push", content=gzip.compress(body), headers={"Content-Encoding": "gzip"}
         )
         assert ok.status_code == 200 and ok.json()["results"][0]["held"] == 3
+
+
+def test_a_refusal_quoting_u0000_is_recorded(fed: Federation, pair: tuple[Node, Node]) -> None:
+    """A rejection's message may quote what the sender wrote, U+0000 included: it is kept
+    for review with U+FFFD in its place (PostgreSQL text cannot hold U+0000)."""
+    county, station = pair
+    fed.write(station.id, 2)
+    segment = _segment(station)
+    smuggled = orjson.loads(segment.entries[0]) | {"x\x00": 1}
+    forged = Segment(segment.head, 1, (canonical_bytes(smuggled), segment.entries[1]))
+    assert _reject(_push(county, _body(forged))[0]) == "malformed"
+    with county.store.read() as conn:
+        (message,) = conn.execute(select(REJECTIONS.c.message)).scalars()
+    assert "x\ufffd" in message
+    assert _held(county, station.id) == 0

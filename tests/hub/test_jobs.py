@@ -37,6 +37,21 @@ async def test_invalid_entry_raises_one_quality_item_that_travels_up(fed: Federa
     assert city.log.head(station.id).seq == 3  # type: ignore[union-attr]  # relayed too
 
 
+async def test_a_quality_item_quoting_u0000_is_written(fed: Federation) -> None:
+    """The item quotes the broken data; U+0000 in it must not stop the job (this hub's own
+    records may not hold U+0000, nor can PostgreSQL): U+FFFD stands in for it."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    bad = {**example("opinion"), "x\x00": 1}
+    bad.pop("reporter_name")
+    station.log.append([Write("opinion", "1.1", "00000000-0000-7000-8000-0000000000ce", data=bad)])
+    assert (await fed.sync(station.id)).invalid == 1
+    assert raise_quality_items(county) == 1
+    (item,) = county.list("data_quality")
+    assert item.data is not None and item.data["path"] == "/x\ufffd"
+    assert "'x\ufffd' was unexpected" in item.data["message"]
+
+
 async def test_pending_entries_apply_when_the_contract_arrives(
     fed: Federation, tmp_path: Path
 ) -> None:

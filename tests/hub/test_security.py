@@ -13,6 +13,7 @@ from hub.enrollment import create_token
 from node.auth import NodeAuth
 from node.enrollment import enrollment_request
 from node.runtime import Node
+from schemas.http import NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER
 from schemas.ids import Tier
 from schemas.log import build_entry, sign_head
 from schemas.segments import Segment, encode_segment
@@ -125,7 +126,12 @@ async def test_forged_origin_and_foreign_subtree(net: Federation) -> None:
 
 @pytest.mark.parametrize(
     ("tamper", "code"),
-    [("entry", "bad_chain"), ("head", "bad_signature"), ("reorder", "bad_chain")],
+    [
+        ("entry", "bad_chain"),
+        ("head", "bad_signature"),
+        ("signature", "bad_signature"),
+        ("reorder", "bad_chain"),
+    ],
 )
 async def test_tampering_over_http(net: Federation, tamper: str, code: str) -> None:
     s1 = net.nodes["js.wx.jy.s1"]
@@ -135,6 +141,8 @@ async def test_tampering_over_http(net: Federation, tamper: str, code: str) -> N
         entries[0] = entries[0].replace(b'"status":"', b'"status":"x', 1)
     elif tamper == "head":
         head = head.model_copy(update={"time": "2026-11-21T08:00:01.000Z"})
+    elif tamper == "signature":  # U+0000 in the key id: PostgreSQL text cannot hold it
+        head = head.model_copy(update={"sig": "\x00" + head.sig[1:]})
     else:
         entries.reverse()
     response = await _push(net, "js.wx.jy", s1.id, _body(Segment(head, 1, tuple(entries))))
@@ -252,3 +260,20 @@ async def test_reading_outside_ones_subtree_is_forbidden(net: Federation) -> Non
     async with net.client("js.wx.jy", caller="js.wx") as ancestor:  # the city's checker
         response = await ancestor.get("/v1/heads", params={"prefix": "js.wx.jy"})
         assert [h["origin"] for h in response.json()["heads"]] == ["js.wx.jy", "js.wx.jy.s2"]
+
+
+async def test_ids_that_break_their_grammar_never_reach_the_store(net: Federation) -> None:
+    """Key ids, node ids and signatures a peer sends are checked before any query: one
+    holding U+0000 (which PostgreSQL refuses with an error, not a miss) gets its code."""
+    s1 = net.nodes["js.wx.jy.s1"]
+    async with net.client("js.wx.jy", caller=s1.id) as client:
+        chain = await client.get("/v1/chain", params={"key_id": "\x00" * 16})
+        assert (chain.status_code, _code(chain)) == (400, "malformed")
+        heads = await client.get("/v1/heads", params={"prefix": s1.id, "after": "js\x00"})
+        assert (heads.status_code, _code(heads)) == (400, "invalid_node_id")
+        known = await client.get("/v1/chain", params={"key_id": s1.signer.key_id})
+        assert known.status_code == 200 and len(known.json()["chain"]) == 4
+    headers = {NODE_HEADER: s1.id, TIME_HEADER: net.now(), SIGNATURE_HEADER: "\x00:AAAA"}
+    async with net.client("js.wx.jy") as anonymous:
+        response = await anonymous.get("/v1/tasks", headers=headers)
+    assert (response.status_code, _code(response)) == (401, "unauthenticated")

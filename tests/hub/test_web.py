@@ -154,3 +154,23 @@ async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
         assert run.status_code == 303
         report = await client.get(run.headers["location"])
         assert "纵向贯通验收报告" in report.text
+
+
+async def test_ids_from_a_browser_are_checked_before_the_store(
+    fed: Federation, station: str
+) -> None:
+    """A user name, receipt code, record id, task id or prefix holding U+0000 names nothing
+    (PostgreSQL refuses such a query with an error, so it must never get one)."""
+    county = fed.nodes["js.wx.jy"]
+    add_user(county, "admin", "admin", PASSWORD)
+    async with _client(fed, county.id) as client:
+        bad = await client.post("/login", data={"name": "admin\x00", "password": PASSWORD})
+        assert bad.status_code == 401
+        assert (await client.get("/receipt", params={"code": "ABCDE\x00GHJK"})).status_code == 404
+        csrf = await _login(client, "admin")
+        record = await client.get("/desk/record/opinion/%00")
+        assert (record.status_code, record.json()["error"]["code"]) == (400, "invalid_record_id")
+        task = await client.post("/desk/task/%00", data={"csrf": csrf, "status": "done"})
+        assert (task.status_code, task.json()["error"]["code"]) == (404, "not_found")
+        run = await client.post("/acceptance", data={"csrf": csrf, "prefix": "js\x00"})
+        assert (run.status_code, run.json()["error"]["code"]) == (400, "invalid_node_id")

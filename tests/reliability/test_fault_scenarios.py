@@ -1,9 +1,9 @@
 """Single faults the state machine does not model, each replayed on purpose.
 
-Every test states the promise it checks. The tests under "open bugs", marked
-``xfail(strict=True)``, are bugs in the product found by this suite: they fail today and
-will flag (XPASS) once fixed, so the marker can go. The others guard bugs it found that
-have been fixed since.
+Every test states the promise it checks. A bug in the product that this suite finds is
+pinned by a test marked ``xfail(strict=True)`` under an "open bugs" heading: it fails until
+the bug is fixed, then flags (XPASS) so the marker goes and the test joins those below,
+which guard the bugs found and fixed so far.
 """
 
 from __future__ import annotations
@@ -14,28 +14,35 @@ import json
 import random
 import shutil
 import sqlite3
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import select
 
 from contracts.registry import DEFAULT_BUNDLE, Registry
-from contracts.samples import sample_records
 from hub.pending import apply_pending
 from node.bundles import export_bundle, import_bundle
 from node.ingest import Ingestor
+from node.log import Write
 from node.recovery import ensure_recovered
+from node.rollups import stats
 from node.runtime import Node
-from node.tables import TASK_EVENTS
+from node.tables import TASK_EVENTS, TASKS
+from node.taskfeed import link
 from node.tasks import _store, amend_task, issue_task, report_task, task_views
 from node.verify import verify_log
 from schemas.errors import ErrorCode, GuantongError
+from schemas.hashing import ZERO_HASH
 from schemas.ids import uuid7
 from schemas.segments import encode_segment
 from schemas.tasks import sign_task
 from schemas.times import parse_time
+from tests.conftest import example
 from tests.federation.harness import Federation, reopen
 from tests.reliability.faults import FAULTS, FaultPlan, faulty_pull, faulty_uplink
 
@@ -316,15 +323,6 @@ def _bundle_with_task_report_1_1(folder: Path) -> Registry:
     return Registry.from_dir(folder)
 
 
-# -- open bugs -----------------------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="write_receipts acknowledges only a task's latest revision, and only if it is rev 1 "
-    "or a cancellation: a task amended (rev 2, not cancelled) before its target first pulls "
-    "it is never acknowledged, so the issuer sees it `issued` forever",
-)
 async def test_a_task_amended_before_delivery_is_acknowledged(fed: Federation) -> None:
     """A target that first hears of a task at its second revision still reports it received."""
     county = fed.add(COUNTY)
@@ -338,13 +336,73 @@ async def test_a_task_amended_before_delivery_is_acknowledged(fed: Federation) -
     assert view.state == "delivered" and _received(county, task.id, station.id) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a restored hub is detected only while its newest delivery number is below a "
-    "child's downlink cursor (`head < after`); once it has stored as many new task "
-    "revisions as the child had seen, the child pages on from its old cursor and silently "
-    "skips every revision numbered at or below it",
-)
+async def test_a_task_cancelled_before_delivery_is_acknowledged_twice(fed: Federation) -> None:
+    """A target that first hears of a task at its cancellation reports it received, and
+    the cancellation too, as if it had pulled between the two revisions."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    task = issue_task(county, target=station.id, kind="assign", payload={"text": "修路灯"})
+    amend_task(county, task.id, cancel=True)
+    for _ in range(2):  # the receipts are written once, however often the station pulls
+        await fed.pull(station.id)
+        fed.clock.advance(seconds=1)
+        assert (await fed.sync(station.id)).rejected == {}
+    (view,) = task_views(county, issued_here=True)
+    notes = sorted(h.get("note", "") for h in view.history)
+    assert view.state == "cancelled" and notes == ["", "cancelled by the issuer"]
+
+
+async def test_nul_in_a_signature_is_a_segment_rejection(fed: Federation) -> None:
+    """A forged signature is refused per segment with a stable code on every backend."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    segment = station.log.read_segment(station.id, 0)
+    assert segment is not None
+    forged = segment.head.model_copy(update={"sig": "\x00:AAAA"})
+    ingestor = Ingestor(
+        store=county.store,
+        hub_id=county.id,
+        registry=county.registry,
+        keyring=county.keyring,
+        clock=fed.clock,
+    )
+    (result,) = ingestor.push(
+        encode_segment(forged, segment.start, segment.entries), caller=station.id
+    )
+    assert result.status == "rejected" and result.error is not None
+    assert result.error["code"] == "bad_signature"
+    assert county.log.head(station.id) is None
+
+
+async def test_nul_in_a_text_field_does_not_block_a_postgresql_hub(fed: Federation) -> None:
+    """An authentic, valid entry is taken by every hub whatever its text holds: its bytes
+    are kept and relayed exactly, and its record shows U+FFFD for U+0000 on every backend
+    alike (PostgreSQL text cannot hold U+0000). New records may not hold it at all, but
+    nodes of older releases wrote some."""
+    city = fed.add("js.wx")
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    record = {**example("opinion"), "content": "路灯坏了\x00请尽快修"}
+    record.pop("reporter_name")  # private (local): an entry never holds it
+    with pytest.raises(GuantongError) as refused:
+        station.put("opinion", [(None, record)])
+    assert refused.value.code is ErrorCode.NUL_IN_TEXT
+    assert refused.value.details["path"] == "/content"
+    record_id = uuid7()  # as an older release wrote it
+    station.log.append([Write("opinion", "1.1", record_id, data=record)])
+    fed.write(station.id, 2, seed=2)
+    report = await fed.sync(station.id)
+    assert (report.entries, report.rejected) == (3, {})
+    await fed.sync(county.id)
+    for hub in (county, city):
+        assert list(hub.log.iter_entries(station.id)) == list(station.log.iter_entries(station.id))
+        view = hub.get("opinion", record_id)
+        assert view == station.get("opinion", record_id)
+        assert view.data is not None and view.data["content"] == "路灯坏了\ufffd请尽快修"
+        assert stats(hub.store, station.id) == stats(station.store, station.id)
+
+
 async def test_every_task_issued_after_a_hub_restore_reaches_the_child(
     fed: Federation, tmp_path: Path
 ) -> None:
@@ -368,12 +426,6 @@ async def test_every_task_issued_after_a_hub_restore_reaches_the_child(
     assert [task_id for task_id in later if task_id not in held] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks are paged by `delivery > after`, but on PostgreSQL a delivery number is "
-    "taken at INSERT and becomes visible at COMMIT: a child that pages while an earlier "
-    "number is still uncommitted moves its cursor past it and never receives that task",
-)
 async def test_a_task_committed_late_is_still_delivered(fed: Federation) -> None:
     """Two transactions storing tasks at a PostgreSQL hub, committed out of order."""
     _postgresql_only(fed)
@@ -399,49 +451,75 @@ async def test_a_task_committed_late_is_still_delivered(fed: Federation) -> None
     assert late.id in {v.task.id for v in task_views(station, issued_here=False)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSONB cannot hold U+0000: an opinion whose text contains it is valid and stored "
-    "by a SQLite station, but a PostgreSQL hub fails the whole push with an unhandled "
-    "sqlalchemy DataError (HTTP 500), so the station's uplink is stuck at that entry for good",
-)
-async def test_nul_in_a_text_field_does_not_block_a_postgresql_hub(fed: Federation) -> None:
-    """An authentic, valid entry is taken by every hub whatever its text holds."""
-    _postgresql_only(fed)
+async def test_tasks_committed_in_any_order_by_many_writers_all_arrive(fed: Federation) -> None:
+    """Writers (workers of one hub) store tasks concurrently and commit in a random order
+    while a child keeps paging: it gets them all, and the feed is gapless and chained."""
     county = fed.add(COUNTY)
     station = fed.add(S1)
-    (record,) = sample_records("opinion", 1, seed=1, origin=station.id)
-    record["content"] = "路灯坏了\x00请尽快修"
-    station.put("opinion", [(None, record)])
-    fed.write(station.id, 2, seed=2)
-    report = await fed.sync(station.id)
-    assert report.entries == 3
-    assert county.log.head(station.id).seq == 3  # type: ignore[union-attr]
+    delays = [random.Random(i).random() * 0.05 for i in range(12)]
+    tasks = [
+        sign_task(
+            county.signer,
+            {
+                "id": uuid7(),
+                "issuer": county.id,
+                "target": station.id,
+                "scope": "node",
+                "kind": "notice",
+                "payload": {"text": str(i)},
+                "issued": fed.now(),
+                "rev": 1,
+            },
+        )
+        for i in range(len(delays))
+    ]
+
+    def store(i: int) -> None:
+        with county.store.write() as conn:
+            _store(county, [tasks[i]], conn)
+            time.sleep(delays[i])  # still uncommitted while others commit and the child pages
+
+    writers = [threading.Thread(target=store, args=(i,)) for i in range(len(tasks))]
+    for writer in writers:
+        writer.start()
+    while any(writer.is_alive() for writer in writers):
+        fed.clock.advance(milliseconds=1)
+        await fed.pull(station.id)
+        await anyio.sleep(0.005)
+    for writer in writers:
+        writer.join()
+    fed.clock.advance(milliseconds=1)
+    await fed.pull(station.id)
+    held = {v.task.id for v in task_views(station, issued_here=False)}
+    assert [t.id for t in tasks if t.id not in held] == []
+    with county.store.read() as conn:
+        feed = conn.execute(
+            select(TASKS.c.feed, TASKS.c.chain, TASKS.c.raw).order_by(TASKS.c.feed)
+        ).all()
+    chain = ZERO_HASH
+    for number, row in enumerate(feed, start=1):
+        chain = link(chain, bytes(row.raw))
+        assert (row.feed, row.chain) == (number, chain)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a signed head whose `sig` key id holds U+0000 reaches Keyring.lookup, and "
-    "PostgreSQL refuses the query with psycopg DataError: ingest raises instead of "
-    "rejecting the segment (push answers 500)",
-)
-async def test_nul_in_a_signature_is_a_segment_rejection(fed: Federation) -> None:
-    """A forged signature is refused per segment with a stable code on every backend."""
-    _postgresql_only(fed)
+async def test_a_hub_restored_from_a_backup_holding_the_cursor_is_paged_on(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A backup newer than a child's cursor keeps that part of the feed as it was: the
+    child pages on from its cursor, with nothing delivered twice."""
+    _sqlite_only(fed)
     county = fed.add(COUNTY)
     station = fed.add(S1)
-    fed.write(station.id, 2)
-    segment = station.log.read_segment(station.id, 0)
-    assert segment is not None
-    forged = segment.head.model_copy(update={"sig": "\x00:AAAA"})
-    ingestor = Ingestor(
-        store=county.store,
-        hub_id=county.id,
-        registry=county.registry,
-        keyring=county.keyring,
-        clock=fed.clock,
-    )
-    (result,) = ingestor.push(
-        encode_segment(forged, segment.start, segment.entries), caller=station.id
-    )
-    assert result.status == "rejected"
+    issue_task(county, target=station.id, kind="notice", payload={"text": "一"})
+    await fed.pull(station.id)
+    issue_task(county, target=station.id, kind="notice", payload={"text": "二"})
+    backup = tmp_path / "county-backup.db"
+    _snapshot(county, backup)
+    issue_task(county, target=station.id, kind="notice", payload={"text": "lost"})
+    county = _restore(fed, COUNTY, backup)
+    later = issue_task(county, target=station.id, kind="notice", payload={"text": "三"})
+    fed.clock.advance(seconds=1)
+    pulled = await fed.pull(station.id)
+    assert pulled.tasks == 2  # 二 and 三: not 一 again
+    held = {v.task.id for v in task_views(station, issued_here=False)}
+    assert later.id in held and len(held) == 3

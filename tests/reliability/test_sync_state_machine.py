@@ -48,10 +48,11 @@ from sqlalchemy import select
 
 from contracts.samples import sample_records
 from node.auth import NodeAuth
-from node.downlink import PullReport, downlink_cursor
+from node.downlink import PullReport
 from node.log import Write
 from node.runtime import Node
-from node.tables import DOWNLINK, ENTRIES, RECORDS, TASK_EVENTS, TASKS, UPLINK_CURSOR
+from node.tables import DOWNLINK, ENTRIES, RECORDS, TASK_EVENTS, TASK_FEED, TASKS, UPLINK_CURSOR
+from node.taskfeed import link
 from node.tasks import amend_task, issue_task, latest_task, report_task
 from node.uplink import SyncReport
 from schemas.errors import GuantongError
@@ -86,10 +87,9 @@ PLAN = FaultPlan(
     unavailable=0.05,
     reset=0.06,
 )
-AMEND_BEFORE_DELIVERY = False
-"""Amend tasks that some recipient has not received yet. Off while the open bug of
-``test_fault_scenarios.py::test_a_task_amended_before_delivery_is_acknowledged`` stands
-(such a task is never acknowledged); turn on once it is fixed."""
+AMEND_BEFORE_DELIVERY = True
+"""Amend (and cancel) tasks that some recipient has not received yet: its first receipt
+is then for a later revision (``test_fault_scenarios.py`` replays the simplest case)."""
 SMALL = 1500
 """A push budget of a few entries: own logs are cut with heads signed on demand."""
 CANCELLED_NOTE = "cancelled by the issuer"
@@ -123,8 +123,8 @@ class SyncMachine(RuleBasedStateMachine):
         self.rng = random.Random(0)
         self.checked: dict[tuple[str, str], tuple[int, str]] = {}
         """(hub, origin) → (seq, hash) up to which the hub's copy was checked."""
-        self.deliveries: dict[str, int] = {}
-        """node → task delivery number up to which its task rows were checked."""
+        self.numbers: dict[str, int] = {}
+        """node → number in its task feed up to which its task rows were checked."""
 
     @initialize(seed=st.integers(0, 2**32 - 1), count=st.integers(0, 4))
     def start(self, seed: int, count: int) -> None:
@@ -375,12 +375,16 @@ class SyncMachine(RuleBasedStateMachine):
         if node_id not in self.fed.nodes:
             return
         self.tick()
-        before = downlink_cursor(self.node(node_id))
+        with self.node(node_id).store.read() as conn:
+            before = conn.execute(select(DOWNLINK.c.after, DOWNLINK.c.chain)).first()
         with suppress(GuantongError):
             self.pull_down(node_id, PLAN)
-        if crash:
+        if crash:  # the cursor and the chain kept with it are one row, committed together
             with self.node(node_id).store.write() as conn:
-                conn.execute(DOWNLINK.update().values(after=before))
+                if before is None:
+                    conn.execute(DOWNLINK.delete())
+                else:
+                    conn.execute(DOWNLINK.update().values(after=before.after, chain=before.chain))
 
     @rule(
         task_id=tasks,
@@ -440,14 +444,15 @@ class SyncMachine(RuleBasedStateMachine):
     @invariant()
     def tasks_are_verbatim_and_where_they_belong(self, full: bool = False) -> None:
         """Every task revision held is the issuer's exact bytes, at a node it concerns
-        (task rows are insert-only: each step checks the rows added since the last)."""
+        (task rows are insert-only and numbered in commit order: each step checks the rows
+        committed since the last)."""
         for node_id in self.present():
-            after = 0 if full else self.deliveries.get(node_id, 0)
+            after = 0 if full else self.numbers.get(node_id, 0)
             with self.node(node_id).store.read() as conn:
                 rows = conn.execute(
-                    select(TASKS.c.delivery, TASKS.c.raw).where(TASKS.c.delivery > after)
+                    select(TASKS.c.feed, TASKS.c.raw).where(TASKS.c.feed > after)
                 ).all()
-            for delivery, raw in rows:
+            for number, raw in rows:
                 task = Task.parse(bytes(raw))
                 issuer = self.node(task.issuer)
                 with issuer.store.read() as conn:
@@ -460,7 +465,7 @@ class SyncMachine(RuleBasedStateMachine):
                 assert node_id == task.issuer or (
                     _below(node_id, task.issuer) and task.concerns(node_id)
                 )
-                self.deliveries[node_id] = max(self.deliveries.get(node_id, 0), int(delivery))
+                self.numbers[node_id] = max(self.numbers.get(node_id, 0), int(number))
 
     @invariant()
     def cursors_never_pass_what_the_parent_holds(self) -> None:
@@ -516,6 +521,22 @@ class SyncMachine(RuleBasedStateMachine):
                 assert _records_of(node, origin) == _records_of(self.node(origin), origin)
         for task_id, issuer_id in self.issued.items():
             self.check_task(task_id, issuer_id)
+        for node_id in self.present():
+            self.check_feed(node_id)
+
+    def check_feed(self, node_id: str) -> None:
+        """A node's task feed numbers every revision it holds, 1, 2, 3… without a gap, each
+        chained to the one before; the head row says where it ends."""
+        with self.node(node_id).store.read() as conn:
+            rows = conn.execute(
+                select(TASKS.c.feed, TASKS.c.chain, TASKS.c.raw).order_by(TASKS.c.feed)
+            ).all()
+            head = conn.execute(select(TASK_FEED.c.last, TASK_FEED.c.chain)).first()
+        chain = ZERO_HASH
+        for number, row in enumerate(rows, start=1):
+            chain = link(chain, bytes(row.raw))
+            assert (row.feed, row.chain) == (number, chain), f"{node_id}'s feed at {number}"
+        assert head is not None and (int(head.last), head.chain) == (len(rows), chain)
 
     def check_task(self, task_id: str, issuer_id: str) -> None:
         """Every revision once at every node concerned; one receipt per recipient (and one

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.canonical import MAX_SAFE_INTEGER, canonical_bytes, parse_canonical, parse_json
+from schemas.canonical import (
+    MAX_DEPTH,
+    MAX_SAFE_INTEGER,
+    canonical_bytes,
+    find_nul,
+    parse_canonical,
+    parse_json,
+)
 from schemas.errors import CanonicalError, ErrorCode
 
 # Text that stresses escaping and ordering: control characters, quotes, backslashes,
@@ -101,3 +109,19 @@ def test_parse_json_refuses_floats_and_garbage() -> None:
     with pytest.raises(CanonicalError) as info:
         parse_json(b"{nope")
     assert info.value.code is ErrorCode.MALFORMED
+
+
+def test_deep_nesting_is_still_refused() -> None:
+    deep: Any = 1
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(CanonicalError):
+        parse_canonical(orjson.dumps(deep))
+
+
+def test_find_nul_names_where_u0000_is() -> None:
+    assert find_nul({"a": ["x", {"b/c": "y\x00"}]}) == "/a/1/b~1c"
+    assert find_nul({"k\x00": 1}) == "/k\\u0000"
+    assert find_nul("\x00") == ""
+    assert find_nul({"a": "\\u0000", "b": [1, None, True]}) is None
+    assert canonical_bytes({"a": "\x00"}) == b'{"a":"\\u0000"}'  # how entries carry it

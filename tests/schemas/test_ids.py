@@ -5,7 +5,17 @@ import uuid
 import pytest
 
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import check_node_id, depth, is_in_subtree, is_node_id, is_uuid, parent_of, uuid7
+from schemas.ids import (
+    check_node_id,
+    depth,
+    is_contract_name,
+    is_in_subtree,
+    is_key_id,
+    is_node_id,
+    is_uuid,
+    parent_of,
+    uuid7,
+)
 
 
 @pytest.mark.parametrize("good", ["js", "js.wx", "js.wx.jy.s012", "a.b.c.d.e.f", "0-a", "a" * 32])
@@ -41,3 +51,13 @@ def test_uuid7_is_lowercase_v7_and_time_ordered() -> None:
     assert uuid.UUID(first).variant == uuid.RFC_4122
     assert first < second
     assert len({uuid7() for _ in range(1000)}) == 1000
+
+
+def test_key_ids_and_contract_names() -> None:
+    assert is_key_id("0123456789abcdef")
+    for bad in ("", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "\x00" * 16):
+        assert not is_key_id(bad)
+    assert is_contract_name("task_report") and is_contract_name("a" * 64)
+    for bad in ("", "Opinion", "1opinion", "task-report", "a" * 65, "opinion\x00"):
+        assert not is_contract_name(bad)
+    assert not is_uuid("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\x00")

@@ -8,6 +8,7 @@ from schemas.signing import (
     Signer,
     b64u_decode,
     b64u_encode,
+    is_signature,
     key_id,
     signing_bytes,
     split_signature,
@@ -81,6 +82,14 @@ def test_tampering_breaks_verification() -> None:
 )
 def test_malformed_signatures_do_not_verify(bad: str) -> None:
     assert not verify_bytes(bad, b"x", Signer.from_seed(bytes(32)).public_raw)
+    assert not is_signature(bad)
+
+
+def test_the_form_of_a_signature() -> None:
+    sig = Signer.from_seed(bytes(32)).sign(b"x")
+    assert is_signature(sig)
+    for bad in ("\x00" + sig[1:], sig.upper(), sig + "A", sig[:-1], sig.replace(":", ";")):
+        assert not is_signature(bad)
 
 
 def test_b64u_is_strict() -> None:

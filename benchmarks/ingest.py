@@ -1,0 +1,104 @@
+"""Hub ingest in one process, phase by phase: the hot path of every county, city and
+province (``python -m benchmarks.ingest``).
+
+Builds ``--stations`` station logs of ``--entries`` opinions each (real entries, signed
+heads), then ingests them into a fresh hub as pushes of one segment, first with phase 1
+alone (parse, chain, signature, contract: ``verify``), then whole (``ingest``: verify +
+apply + commit), and reports entries/s for each and the share of apply. The sizes default
+to the catch-up of one county in the province simulation (100 stations × 100 entries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from contracts.privacy import project
+from contracts.samples import sample_records
+from node.ingest import Ingestor
+from node.runtime import Node
+from node.settings import NodeSettings
+from schemas.hashing import ZERO_HASH
+from schemas.log import build_entry, sign_head
+from schemas.segments import Segment
+from schemas.signing import Signer
+from schemas.times import format_time, system_clock
+
+
+def segments(hub: Node, stations: int, entries: int) -> list[Segment]:
+    cv = hub.registry.current("opinion")
+    templates = [
+        project({k: v for k, v in r.items() if k != "id"}, cv.privacy, b"bench")[0]
+        for r in sample_records("opinion", 200, seed=1)
+    ]
+    now = format_time(system_clock())
+    out = []
+    for i in range(stations):
+        origin = f"{hub.id}.s{i:04d}"
+        signer = Signer.from_seed((i + 1).to_bytes(32, "big"))
+        hub.keyring.add(origin, signer.public_raw, not_before="2000-01-01T00:00:00.000Z")
+        prev, raws = ZERO_HASH, []
+        for n in range(entries):
+            _, raw, prev = build_entry(
+                origin=origin,
+                seq=n + 1,
+                prev=prev,
+                time=now,
+                contract="opinion",
+                version=cv.version,
+                record_id=f"{i:08x}-0000-4000-8000-{n:012x}",
+                op="put",
+                data=templates[(i + n) % len(templates)],
+            )
+            raws.append(raw)
+        head = sign_head(signer, origin=origin, seq=entries, head=prev, time=now)
+        out.append(Segment(head=head, start=1, entries=tuple(raws)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stations", type=int, default=100)
+    parser.add_argument("--entries", type=int, default=100)
+    parser.add_argument("--db", default=None, help="a PostgreSQL URL (default: SQLite)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = Node.init(
+            NodeSettings(home=Path(tmp) / "hub", id="js", tier="province", db_url=args.db)
+        )
+        ingestor = Ingestor(
+            store=hub.store,
+            hub_id=hub.id,
+            registry=hub.registry,
+            keyring=hub.keyring,
+            clock=system_clock,
+        )
+        work = segments(hub, args.stations, args.entries)
+        total = args.stations * args.entries
+        started, cpu = time.perf_counter(), time.process_time()
+        for segment in work:
+            ingestor._verify(segment, None, False)
+        verify_s, verify_cpu = time.perf_counter() - started, time.process_time() - cpu
+        started, cpu = time.perf_counter(), time.process_time()
+        for segment in work:
+            (result,) = ingestor.ingest([segment], caller=None)
+            assert result.status == "ok", result
+        ingest_s, ingest_cpu = time.perf_counter() - started, time.process_time() - cpu
+        hub.close()
+    backend = "PostgreSQL" if args.db else "SQLite"
+    print(f"hub ingest, {args.stations} pushes × {args.entries} entries ({backend}):")
+    for name, seconds, cpu in (
+        ("verify (phase 1)", verify_s, verify_cpu),
+        ("ingest (whole)", ingest_s, ingest_cpu),
+    ):
+        rate, cost = total / seconds, seconds * 1e6 / total
+        print(
+            f"  {name:<17} {rate:>10,.0f} entries/s  {cost:6.1f} µs/entry wall, "
+            f"{cpu * 1e6 / total:6.1f} µs/entry CPU"
+        )
+
+
+if __name__ == "__main__":
+    main()

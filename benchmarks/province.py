@@ -1,0 +1,736 @@
+"""A simulated province on one machine: real hubs, simulated stations (``make bench-province``).
+
+Topology: one province, ``--cities`` cities, ``--counties`` counties per city — every hub a
+real ``guantong serve`` process with its own home and store (the province's on PostgreSQL
+with ``--province-db``) — and ``--stations`` stations spread evenly over the counties. The
+stations are not processes: each is a key, an enrollment and a hash chain held in this
+process, which writes real entries, signs real heads and pushes real segments over HTTP to
+its county, exactly as ``guantong sync`` would. Counties relay to cities, cities to the
+province, by their own uplinks, as in production.
+
+Phases, each printed with its figures:
+
+1. **Set-up** (timed, not a goal): hub homes initialised and enrolled by file; servers
+   started; every station enrolled online with a one-time token from its county (the
+   county writes its ``node_cert`` record, which travels up so the province learns the
+   key); wait until the province knows every station key.
+2. **Sustained**: every station pushes ``--sustain-pushes`` segments of
+   ``--sustain-entries`` entries, one after the other (all stations online, many small
+   pushes); the rate is what the province receives.
+3. **Catch-up**: every station was offline for a day and holds ``--backlog`` entries
+   (written beforehand, not timed); all reconnect at once; timed until the province holds
+   every station's head. Goal: 1,000,000 entries (10,000 × 100) in < 120 s.
+4. **Queries**: ``/v1/root`` at the province (whole province, one city with its children),
+   and the acceptance check of one city against the live city hub (goal < 30 s).
+5. **Memory**: peak RSS (``VmHWM``) of every hub process (goal: none above 1 GiB).
+
+Entries are generated before each timed phase (a day's backlog exists before the stations
+reconnect), in worker processes, so the clock measures the federation, not the generator.
+Arrival is watched in the province's store (its ``heads`` table), one indexed query a
+second.
+
+Run ``python -m benchmarks.province --stations 1000,10000`` for the growth table;
+``--province-db postgresql://…`` puts the province on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import multiprocessing
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import text
+
+from contracts.privacy import project
+from contracts.registry import Registry
+from contracts.samples import sample_records
+from hub.acceptance import accept
+from hub.enrollment import answer_enrollment, create_tokens
+from node.auth import NodeAuth
+from node.cli.scenario import free_port, spawn_server, stop_servers
+from node.db import Store
+from node.enrollment import enrollment_request, install_enrollment
+from node.reconcile import RemoteRoots
+from node.runtime import Node
+from node.settings import NodeSettings
+from schemas.enrollment import sign_proof
+from schemas.hashing import ZERO_HASH
+from schemas.ids import Tier, parent_of
+from schemas.log import build_entry, sign_head
+from schemas.segments import encode_segment
+from schemas.signing import Signer
+from schemas.times import format_time, parse_time, system_clock
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Topology:
+    cities: int
+    counties: int  # per city
+    stations: int
+
+    def city_ids(self) -> list[str]:
+        return [f"js.c{c:02d}" for c in range(1, self.cities + 1)]
+
+    def county_ids(self) -> list[str]:
+        return [f"{city}.k{k:02d}" for city in self.city_ids() for k in range(1, self.counties + 1)]
+
+    def hubs(self) -> list[tuple[str, Tier]]:
+        """Parents before children, so each hub can be enrolled by the one above."""
+        return [
+            ("js", Tier.PROVINCE),
+            *((c, Tier.CITY) for c in self.city_ids()),
+            *((k, Tier.COUNTY) for k in self.county_ids()),
+        ]
+
+    def station_ids(self) -> list[str]:
+        counties = self.county_ids()
+        return [
+            f"{counties[i % len(counties)]}.s{i // len(counties) + 1:04d}"
+            for i in range(self.stations)
+        ]
+
+
+@dataclass
+class Station:
+    """A simulated station: a key, a certificate from its county, and its chain's tip."""
+
+    id: str
+    seed: int
+    seq: int = 0
+    prev: str = ZERO_HASH
+
+    @property
+    def county(self) -> str:
+        county = parent_of(self.id)
+        assert county is not None
+        return county
+
+    def signer(self) -> Signer:
+        return Signer.from_seed(self.seed.to_bytes(32, "big"))
+
+
+@dataclass
+class Federation:
+    root: Path
+    topology: Topology
+    province_db: str | None
+    ports: dict[str, int] = field(default_factory=dict)
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stations: list[Station] = field(default_factory=list)
+    secret: bytes = b""
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def url(self, node_id: str) -> str:
+        return f"http://127.0.0.1:{self.ports[node_id]}"
+
+    def home(self, node_id: str) -> Path:
+        return self.root / node_id
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def build(self, pool: Any) -> None:
+        """Initialise every hub (in parallel), enroll each with its parent by file, and issue
+        the station tokens of every county (one transaction per county)."""
+        hubs = self.topology.hubs()
+        for node_id, _ in hubs:
+            port = free_port()
+            while port in self.ports.values():  # the OS may hand out a released port again
+                port = free_port()
+            self.ports[node_id] = port
+        inits = []
+        for node_id, tier in hubs:
+            parent = parent_of(node_id)
+            inits.append(
+                NodeSettings(
+                    home=self.home(node_id),
+                    id=node_id,
+                    tier=tier,
+                    parent_url=self.url(parent) if parent else None,
+                    db_url=self.province_db if tier is Tier.PROVINCE else None,
+                )
+            )
+        for _ in pool.imap_unordered(_init_hub, inits, chunksize=4):
+            pass
+        opened: dict[str, Node] = {}
+        try:
+            for node_id, tier in hubs:
+                node = opened[node_id] = Node.open(NodeSettings(home=self.home(node_id)))
+                parent = parent_of(node_id)
+                if parent is not None:
+                    hub = opened[parent]
+                    (token,) = create_tokens(hub, [(node_id, tier)])
+                    request = enrollment_request(node, token)
+                    install_enrollment(node, token, answer_enrollment(hub, request))
+            self.stations = [
+                Station(station_id, seed=1_000_003 * (i + 1))
+                for i, station_id in enumerate(self.topology.station_ids())
+            ]
+            by_county: dict[str, list[Station]] = {}
+            for station in self.stations:
+                by_county.setdefault(station.county, []).append(station)
+            for county, members in by_county.items():
+                tokens = create_tokens(opened[county], [(s.id, Tier.STATION) for s in members])
+                self.tokens.update({s.id: t for s, t in zip(members, tokens, strict=True)})
+        finally:
+            for node in opened.values():
+                node.close()
+
+    def start(self) -> None:
+        """Every hub as its own ``guantong serve`` process, all started at once."""
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
+        env["GUANTONG_LOG_LEVEL"] = "WARNING"
+        for node_id, _ in self.topology.hubs():
+            with (logs / f"{node_id}.log").open("wb") as log:
+                self.servers[node_id] = spawn_server(
+                    self.home(node_id), self.ports[node_id], log, env
+                )
+        deadline = time.monotonic() + 600
+        waiting = dict(self.ports)
+        while waiting:
+            for node_id, port in list(waiting.items()):
+                if self.servers[node_id].poll() is not None:
+                    tail = (logs / f"{node_id}.log").read_text()[-2000:]
+                    raise RuntimeError(f"{node_id} exited: {tail}")
+                with suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                    del waiting[node_id]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hubs did not start: {sorted(waiting)[:5]}")
+            time.sleep(0.2)
+
+    async def enroll_stations(self, http: httpx.AsyncClient, concurrency: int) -> None:
+        """Online enrollment of every station with its county (``POST /v1/enroll``)."""
+        gate = asyncio.Semaphore(concurrency)
+        secrets: set[str] = set()
+
+        async def one(station: Station) -> None:
+            token = self.tokens[station.id]
+            signer = station.signer()
+            request = {
+                "node": station.id,
+                "tier": Tier.STATION.value,
+                "key": signer.public_b64u,
+                "token": token,
+                "proof": sign_proof(signer, station.id, token),
+            }
+            async with gate:
+                response = await _retrying(
+                    lambda: http.post(f"{self.url(station.county)}/v1/enroll", json=request)
+                )
+            if response.status_code != 200:
+                raise RuntimeError(f"{station.id} enrollment: {response.text[:300]}")
+            answer = orjson.loads(response.content)
+            if answer["cert"]["key"] != signer.public_b64u:
+                raise RuntimeError(f"{station.id}: certificate for another key")
+            secrets.add(answer["province_secret"])
+
+        await asyncio.gather(*(one(s) for s in self.stations))
+        (secret,) = secrets
+        self.secret = secret.encode()
+
+    def stop(self) -> None:
+        stop_servers(self.servers.values(), timeout=30)
+
+    # -- observation ---------------------------------------------------------------------
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each tier's hub processes, and by this simulator."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        out = {"province": 0.0, "city": 0.0, "county": 0.0}
+        for node_id, proc in self.servers.items():
+            with suppress(OSError):
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
+                tier = ("province", "city", "county")[min(node_id.count("."), 2)]
+                out[tier] += (int(fields[11]) + int(fields[12])) / ticks
+        usage = os.times()
+        out["stations"] = usage.user + usage.system
+        return out
+
+    def rss(self) -> dict[str, tuple[int, int]]:
+        """Per hub: (peak, current) resident set size in bytes."""
+        out: dict[str, tuple[int, int]] = {}
+        for node_id, proc in self.servers.items():
+            fields = {}
+            with suppress(OSError):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    name, _, value = line.partition(":")
+                    if name in ("VmHWM", "VmRSS"):
+                        fields[name] = int(value.split()[0]) * 1024
+            out[node_id] = (fields.get("VmHWM", 0), fields.get("VmRSS", 0))
+        return out
+
+
+@contextmanager
+def province_store(fed: Federation) -> Iterator[Store]:
+    settings = NodeSettings(home=fed.home("js"))
+    store = Store(settings.database_url)
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+class Watch:
+    """Samples what the province holds of the stations, once every ``period`` seconds."""
+
+    QUERY = text(
+        "SELECT coalesce(sum(seq), 0), count(*) FROM heads "
+        "WHERE origin LIKE 'js.%.%.%' AND origin NOT LIKE 'js.%.%.%.%'"
+    )
+    KEYS = text(
+        "SELECT count(*) FROM keys WHERE node LIKE 'js.%.%.%' AND node NOT LIKE 'js.%.%.%.%'"
+    )
+
+    def __init__(self, store: Store, period: float = 0.5) -> None:
+        self.store = store
+        self.period = period
+        self.samples: list[tuple[float, int]] = []
+
+    def held(self) -> int:
+        with self.store.read() as conn:
+            total, _ = conn.execute(self.QUERY).one()
+        return int(total)
+
+    def keys(self) -> int:
+        with self.store.read() as conn:
+            return int(conn.execute(self.KEYS).scalar_one())
+
+    def until(self, target: int, timeout: float) -> float:
+        """Seconds until the province holds ``target`` station entries in all."""
+        started = time.perf_counter()
+        self.samples = []
+        while True:
+            held = self.held()
+            now = time.perf_counter() - started
+            self.samples.append((now, held))
+            if held >= target:
+                return now
+            if now > timeout:
+                raise RuntimeError(f"the province holds {held:,} of {target:,} after {now:.0f} s")
+            time.sleep(self.period)
+
+    def steady_rate(self, base: int, target: int) -> float:
+        """Entries/s while the province received the middle 80 % of the phase."""
+        lo, hi = base + 0.1 * (target - base), base + 0.9 * (target - base)
+        t_lo = next(t for t, h in self.samples if h >= lo)
+        t_hi = next(t for t, h in self.samples if h >= hi)
+        return (hi - lo) / max(t_hi - t_lo, 1e-9)
+
+
+# -- entry generation, in worker processes ---------------------------------------------
+
+
+def _templates(secret: bytes) -> list[dict[str, Any]]:
+    registry = Registry.default()
+    cv = registry.current("opinion")
+    records = sample_records("opinion", 400, seed=3)
+    return [
+        project({k: v for k, v in r.items() if k != "id"}, cv.privacy, secret)[0] for r in records
+    ]
+
+
+_POOL_STATE: dict[str, Any] = {}
+
+
+def _init_hub(settings: NodeSettings) -> None:
+    Node.init(settings).close()
+
+
+def _pool_init(secret: bytes) -> None:
+    registry = Registry.default()
+    _POOL_STATE["version"] = registry.current("opinion").version
+    _POOL_STATE["templates"] = _templates(secret)
+
+
+def _generate(
+    job: tuple[list[tuple[str, int, int, str]], int, int, str, float],
+) -> list[tuple[str, list[bytes], int, str]]:
+    """Per station: ``pushes`` gzip bodies of ``per_push`` new entries each."""
+    stations, pushes, per_push, start, spacing = job
+    version, templates = _POOL_STATE["version"], _POOL_STATE["templates"]
+    t0 = parse_time(start)
+    out = []
+    rng = random.Random(len(stations) * 7919 + pushes)
+    for station_id, seed, seq, prev in stations:
+        signer = Signer.from_seed(seed.to_bytes(32, "big"))
+        bodies = []
+        for push in range(pushes):
+            raws = []
+            first = seq + 1
+            for n in range(per_push):
+                seq += 1
+                moment = format_time(t0 + timedelta(seconds=spacing * (push * per_push + n)))
+                _, raw, prev = build_entry(
+                    origin=station_id,
+                    seq=seq,
+                    prev=prev,
+                    time=moment,
+                    contract="opinion",
+                    version=version,
+                    record_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    op="put",
+                    data=templates[rng.randrange(len(templates))],
+                )
+                raws.append(raw)
+            head = sign_head(signer, origin=station_id, seq=seq, head=prev, time=moment)
+            bodies.append(gzip.compress(encode_segment(head, first, raws), 6))
+        out.append((station_id, bodies, seq, prev))
+    return out
+
+
+def time_after(moment: str | None) -> str:
+    """Now, and strictly after ``moment`` (entry times must follow the certificate)."""
+    now = system_clock()
+    if moment is not None and format_time(now) <= moment:
+        now = parse_time(moment) + timedelta(milliseconds=1)
+    return format_time(now)
+
+
+def generate(
+    fed: Federation, pool: Any, pushes: int, per_push: int, start: str
+) -> dict[str, list[bytes]]:
+    """Write ``pushes × per_push`` entries for every station, timed between ``start``
+    (after the stations' certificates) and now; returns the push bodies."""
+    span = (system_clock() - parse_time(start)).total_seconds()
+    spacing = max(span, 0.0) / max(pushes * per_push, 1)
+    chunk = 250
+    jobs = [
+        (
+            [(s.id, s.seed, s.seq, s.prev) for s in fed.stations[i : i + chunk]],
+            pushes,
+            per_push,
+            start,
+            spacing,
+        )
+        for i in range(0, len(fed.stations), chunk)
+    ]
+    by_id = {s.id: s for s in fed.stations}
+    bodies: dict[str, list[bytes]] = {}
+    for part in pool.imap_unordered(_generate, jobs):
+        for station_id, station_bodies, seq, prev in part:
+            by_id[station_id].seq, by_id[station_id].prev = seq, prev
+            bodies[station_id] = station_bodies
+    return bodies
+
+
+# -- pushing ---------------------------------------------------------------------------
+
+
+async def _retrying(send: Any, attempts: int = 30) -> httpx.Response:
+    """The uplink's rule: back off on 429/503/5xx and connection errors, else answer."""
+    delay = 0.2
+    for attempt in range(attempts):
+        try:
+            response: httpx.Response = await send()
+        except httpx.HTTPError:
+            if attempt == attempts - 1:
+                raise
+        else:
+            if response.status_code < 500 and response.status_code != 429:
+                return response
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    return response
+
+
+async def push_all(
+    fed: Federation, http: httpx.AsyncClient, bodies: dict[str, list[bytes]], concurrency: int
+) -> int:
+    """Each station sends its bodies in order; stations run concurrently. Returns requests."""
+    gate = asyncio.Semaphore(concurrency)
+    by_id = {s.id: s for s in fed.stations}
+    requests = 0
+
+    async def station_loop(station_id: str) -> None:
+        nonlocal requests
+        station = by_id[station_id]
+        auth = NodeAuth(station_id, station.signer(), system_clock)
+        url = f"{fed.url(station.county)}/v1/push"
+        headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+        for body in bodies[station_id]:
+            async with gate:
+                response = await _retrying(
+                    lambda body=body: http.post(url, content=body, headers=headers, auth=auth)
+                )
+            requests += 1
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"{station_id} push: {response.status_code} {response.text[:300]}"
+                )
+            for result in orjson.loads(response.content)["results"]:
+                if result["status"] != "ok":
+                    raise RuntimeError(f"{station_id} push refused: {result}")
+
+    order = list(bodies)
+    random.Random(5).shuffle(order)
+    await asyncio.gather(*(station_loop(s) for s in order))
+    return requests
+
+
+# -- one run ---------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    stations: int
+    hubs: int
+    setup_s: float = 0.0
+    enroll_s: float = 0.0
+    sustained_entries: int = 0
+    sustained_s: float = 0.0
+    sustained_rate: float = 0.0
+    catchup_entries: int = 0
+    catchup_s: float = 0.0
+    catchup_rate: float = 0.0
+    steady_rate: float = 0.0
+    root_s: float = 0.0
+    root_city_s: float = 0.0
+    accept_s: float = 0.0
+    accept_passed: bool = False
+    rss: dict[str, tuple[int, int]] = field(default_factory=dict)
+    catchup_cpu: dict[str, float] = field(default_factory=dict)
+
+    def peak(self, tier: str) -> int:
+        depth = {"province": 0, "city": 1, "county": 2}[tier]
+        return max((p for n, (p, _) in self.rss.items() if n.count(".") == depth), default=0)
+
+
+def run(args: argparse.Namespace, stations: int) -> Figures:
+    topology = Topology(args.cities, args.counties, stations)
+    root = Path(tempfile.mkdtemp(prefix="guantong-province-"))
+    fed = Federation(root, topology, args.province_db)
+    figures = Figures(stations, len(topology.hubs()))
+    say = _say(stations)
+    ctx = multiprocessing.get_context("fork")
+    try:
+        started = time.perf_counter()
+        with ctx.Pool(args.generators) as pool:
+            fed.build(pool)
+        fed.start()
+        figures.setup_s = time.perf_counter() - started
+        say(
+            f"{figures.hubs} hub processes initialised, enrolled and serving "
+            f"({figures.setup_s:.1f} s)"
+        )
+        limits = httpx.Limits(
+            max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+        )
+        with province_store(fed) as store:
+            watch = Watch(store)
+            started = time.perf_counter()
+            asyncio.run(_enroll(fed, limits, args.concurrency))
+            enrolled = time_after(None)
+            waited = _wait_keys(watch, stations, timeout=args.timeout)
+            figures.enroll_s = time.perf_counter() - started
+            say(
+                f"{stations:,} stations enrolled online; the province knows every key "
+                f"({figures.enroll_s:.1f} s, of which {waited:.1f} s relaying certificates)"
+            )
+            with ctx.Pool(args.generators, initializer=_pool_init, initargs=(fed.secret,)) as pool:
+                gen_started = time.perf_counter()
+                bodies = generate(fed, pool, args.sustain_pushes, args.sustain_entries, enrolled)
+                written = time_after(None)
+                say(
+                    f"sustained load written ({time.perf_counter() - gen_started:.1f} s, not timed)"
+                )
+                base = watch.held()
+                target = base + stations * args.sustain_pushes * args.sustain_entries
+                t0 = time.perf_counter()
+                requests = asyncio.run(_push(fed, bodies, limits, args.concurrency))
+                sent_s = time.perf_counter() - t0
+                figures.sustained_s = watch.until(target, args.timeout) + sent_s
+                figures.sustained_entries = target - base
+                figures.sustained_rate = figures.sustained_entries / figures.sustained_s
+                say(
+                    f"sustained: {figures.sustained_entries:,} entries in {requests:,} pushes of "
+                    f"{args.sustain_entries}; the province held them all after "
+                    f"{figures.sustained_s:.1f} s = {figures.sustained_rate:,.0f} entries/s"
+                )
+                del bodies
+                gen_started = time.perf_counter()
+                bodies = generate(fed, pool, 1, args.backlog, time_after(written))
+                say(
+                    f"a day's backlog written offline "
+                    f"({time.perf_counter() - gen_started:.1f} s, not timed)"
+                )
+            base = watch.held()
+            target = base + stations * args.backlog
+            cpu_before = fed.cpu()
+            sender = threading.Thread(
+                target=asyncio.run, args=(_push(fed, bodies, limits, args.concurrency),)
+            )
+            sender.start()
+            figures.catchup_s = watch.until(target, args.timeout)
+            sender.join()
+            figures.catchup_cpu = {k: v - cpu_before[k] for k, v in fed.cpu().items()}
+            figures.catchup_entries = target - base
+            figures.catchup_rate = figures.catchup_entries / figures.catchup_s
+            figures.steady_rate = watch.steady_rate(base, target)
+            say(
+                f"catch-up: {figures.catchup_entries:,} entries through counties and cities "
+                f"into the province in {figures.catchup_s:.1f} s "
+                f"({figures.catchup_rate:,.0f} entries/s; {figures.steady_rate:,.0f}/s steady)"
+            )
+            del bodies
+            say(
+                "catch-up CPU seconds: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in figures.catchup_cpu.items())
+                + f" (of {2 * figures.catchup_s:.0f} on 2 cores)"
+            )
+        figures.root_s, figures.root_city_s, figures.accept_s, figures.accept_passed = asyncio.run(
+            _queries(fed)
+        )
+        say(
+            f"/v1/root at the province: whole province {figures.root_s * 1000:.0f} ms, "
+            f"one city with its children {figures.root_city_s * 1000:.0f} ms"
+        )
+        say(
+            f"acceptance of js.c01 against the live city hub: {figures.accept_s:.1f} s "
+            f"({'passed' if figures.accept_passed else 'not passed'})"
+        )
+        figures.rss = fed.rss()
+        say(
+            f"peak RSS: province {figures.peak('province') / 2**20:.0f} MiB, "
+            f"largest city {figures.peak('city') / 2**20:.0f} MiB, "
+            f"largest county {figures.peak('county') / 2**20:.0f} MiB"
+        )
+    finally:
+        fed.stop()
+        if args.keep:
+            print(f"  homes and logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+async def _enroll(fed: Federation, limits: httpx.Limits, concurrency: int) -> None:
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        await fed.enroll_stations(http, concurrency)
+
+
+async def _push(
+    fed: Federation, bodies: dict[str, list[bytes]], limits: httpx.Limits, concurrency: int
+) -> int:
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        return await push_all(fed, http, bodies, concurrency)
+
+
+async def _queries(fed: Federation) -> tuple[float, float, float, bool]:
+    province = Node.open(NodeSettings(home=fed.home("js")))
+    try:
+        auth = NodeAuth(province.id, province.signer, province.clock)
+        async with httpx.AsyncClient(timeout=300, auth=auth) as http:
+            started = time.perf_counter()
+            response = await http.get(f"{fed.url('js')}/v1/root", params={"prefix": "js"})
+            root_s = time.perf_counter() - started
+            response.raise_for_status()
+            started = time.perf_counter()
+            response = await http.get(
+                f"{fed.url('js')}/v1/root", params={"prefix": "js.c01", "children": 1}
+            )
+            city_s = time.perf_counter() - started
+            response.raise_for_status()
+            started = time.perf_counter()
+            report = await accept(province, "js.c01", lower=RemoteRoots(http, fed.url("js.c01")))
+            accept_s = time.perf_counter() - started
+        return root_s, city_s, accept_s, bool(report["passed"])
+    finally:
+        province.close()
+
+
+def _wait_keys(watch: Watch, stations: int, timeout: float) -> float:
+    started = time.perf_counter()
+    while watch.keys() < stations:
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"the province knows {watch.keys()} of {stations} station keys")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
+def _say(stations: int) -> Any:
+    def say(message: str) -> None:
+        print(f"  [{stations:>6,}] {message}", flush=True)
+
+    return say
+
+
+def table(rows: list[Figures], backend: str) -> None:
+    print(f"\nprovince on {backend}; {rows[0].hubs} hub processes; 2 cores")
+    header = (
+        f"{'stations':>9} {'sustained/s':>12} {'catch-up':>14} {'catch-up/s':>11} "
+        f"{'root':>8} {'accept city':>12} {'RSS prov':>9} {'city':>7} {'county':>7}"
+    )
+    print(header)
+    for f in rows:
+        print(
+            f"{f.stations:>9,} {f.sustained_rate:>12,.0f} "
+            f"{f.catchup_entries / 1e6:>5.2f}M {f.catchup_s:>6.1f} s {f.catchup_rate:>11,.0f} "
+            f"{f.root_s * 1000:>6.0f}ms {f.accept_s:>10.1f} s "
+            f"{f.peak('province') / 2**20:>5.0f}MiB {f.peak('city') / 2**20:>4.0f}MiB "
+            f"{f.peak('county') / 2**20:>4.0f}MiB"
+        )
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        scale = b.stations / a.stations
+        print(
+            f"growth ×{scale:.0f} stations: catch-up time ×{b.catchup_s / a.catchup_s:.1f}, "
+            f"province RSS ×{b.peak('province') / max(a.peak('province'), 1):.2f}, "
+            f"acceptance ×{b.accept_s / max(a.accept_s, 1e-9):.1f}"
+        )
+    last = rows[-1]
+    if last.catchup_entries >= 1_000_000:
+        print(
+            f"goals: 1M entries in < 120 s: {'met' if last.catchup_s < 120 else 'NOT met'} "
+            f"({last.catchup_s:.1f} s); every hub < 1 GiB: "
+            f"{'met' if max(p for p, _ in last.rss.values()) < GiB else 'NOT met'}; "
+            f"acceptance < 30 s: {'met' if last.accept_s < 30 else 'NOT met'}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--stations", default="1000,10000", help="comma-separated station counts, one run each"
+    )
+    parser.add_argument("--cities", type=int, default=13)
+    parser.add_argument("--counties", type=int, default=8, help="counties per city")
+    parser.add_argument("--backlog", type=int, default=100, help="entries per station, catch-up")
+    parser.add_argument("--sustain-pushes", type=int, default=2)
+    parser.add_argument("--sustain-entries", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=128, help="pushes in flight")
+    parser.add_argument("--generators", type=int, default=2, help="entry-writing processes")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--province-db", default=None, help="PostgreSQL URL for the province")
+    parser.add_argument("--keep", action="store_true", help="keep homes and logs")
+    args = parser.parse_args(argv)
+    backend = "PostgreSQL" if args.province_db else "SQLite"
+    rows = []
+    for count in (int(s) for s in args.stations.split(",")):
+        print(f"simulated province, {count:,} stations, province on {backend}:", flush=True)
+        rows.append(run(args, count))
+    table(rows, backend)
+
+
+if __name__ == "__main__":
+    main()

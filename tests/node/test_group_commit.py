@@ -1,0 +1,138 @@
+"""Group commit in ingest: requests that queue while one is applied share one transaction,
+each is answered with its own results, and one failing request does not fail the others."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+
+from hub.auth import remember
+from node.ingest import Ingestor, _GroupCommit, _Job
+from node.runtime import Node
+from schemas.errors import ErrorCode, GuantongError
+from schemas.segments import Segment
+from tests.federation.harness import Federation
+
+
+def _job() -> _Job:
+    return _Job(segments=[], caller=None, recovering=False, check=None, verified=[], early=[])
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.005)
+
+
+def test_requests_queued_behind_a_leader_are_applied_in_one_batch() -> None:
+    release = threading.Event()
+    batches: list[list[_Job]] = []
+
+    def apply(batch: list[_Job]) -> None:
+        batches.append(batch)
+        if len(batches) == 1:
+            release.wait(10)
+
+    group = _GroupCommit(apply)
+    jobs = [_job() for _ in range(4)]
+    threads = [threading.Thread(target=group.run, args=(job,)) for job in jobs]
+    threads[0].start()
+    _wait_for(lambda: len(batches) == 1)
+    for thread in threads[1:]:
+        thread.start()
+    _wait_for(lambda: len(group._queue) == 3)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert [len(b) for b in batches] == [1, 3]
+    assert batches[0] == [jobs[0]] and batches[1] == jobs[1:]
+    assert not group._busy and not group._queue
+
+
+def test_a_lone_request_leads_itself() -> None:
+    batches: list[list[_Job]] = []
+    group = _GroupCommit(batches.append)
+    job = _job()
+    group.run(job)
+    group.run(_job())
+    assert batches == [[job], batches[1]] and len(batches[1]) == 1
+
+
+@pytest.fixture
+def county(fed: Federation) -> Node:
+    return fed.add("js.wx.jy")
+
+
+def _segment(fed: Federation, station: str, entries: int) -> Segment:
+    node = fed.add(station)
+    fed.write(station, entries)
+    segment = node.log.read_segment(station, 0)
+    assert segment is not None
+    return segment
+
+
+def test_a_failing_request_in_a_batch_leaves_the_others_applied(
+    fed: Federation, county: Node
+) -> None:
+    segments = {n: _segment(fed, f"js.wx.jy.s{n}", 3) for n in range(1, 5)}
+    ingestor = Ingestor(
+        store=county.store,
+        hub_id=county.id,
+        registry=county.registry,
+        keyring=county.keyring,
+        clock=county.clock,
+    )
+    leader_in = threading.Event()
+    release = threading.Event()
+
+    def hold(conn: Connection) -> None:
+        leader_in.set()
+        release.wait(10)
+
+    def broken(conn: Connection) -> None:
+        raise RuntimeError("a bug in one request")
+
+    def replay(conn: Connection) -> None:
+        remember(conn, "same-signature", "2999-01-01T00:00:00.000Z")
+
+    outcomes: dict[int, Any] = {}
+
+    def push(n: int, check: Callable[[Connection], None]) -> None:
+        try:
+            outcomes[n] = ingestor.ingest([segments[n]], caller=f"js.wx.jy.s{n}", check=check)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is tested
+            outcomes[n] = exc
+
+    threads = {1: threading.Thread(target=push, args=(1, hold))}
+    threads[1].start()
+    assert leader_in.wait(10)
+    for n, check in ((2, broken), (3, replay), (4, replay)):
+        threads[n] = threading.Thread(target=push, args=(n, check))
+        threads[n].start()
+    _wait_for(lambda: len(ingestor._group._queue) == 3)
+    release.set()
+    for thread in threads.values():
+        thread.join(10)
+        assert not thread.is_alive()
+
+    assert [r.to_dict() for r in outcomes[1]] == [
+        {"origin": "js.wx.jy.s1", "held": 3, "status": "ok"}
+    ]
+    assert isinstance(outcomes[2], RuntimeError)
+    # the same signature twice: whichever queued first is applied, the other is a replay
+    first, second = sorted((3, 4), key=lambda n: isinstance(outcomes[n], Exception))
+    assert [r.status for r in outcomes[first]] == ["ok"], outcomes[first]
+    assert isinstance(outcomes[second], GuantongError)
+    assert outcomes[second].code is ErrorCode.REPLAY
+    held = {h.origin: h.seq for h in county.log.heads()}
+    assert held.get("js.wx.jy.s1") == 3
+    assert held.get(f"js.wx.jy.s{first}") == 3
+    assert held.get("js.wx.jy.s2", 0) == 0  # its request failed: nothing of it stored
+    assert held.get(f"js.wx.jy.s{second}", 0) == 0  # a replay: nothing of it stored
