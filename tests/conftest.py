@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from contracts.registry import Registry
-from node.db import normalise_url
+from node.db import Store, normalise_url
 from node.runtime import Node
 from node.settings import NodeSettings
 
@@ -54,6 +55,25 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _dispose_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Dispose every store a test opened and left open (a node re-opened by hand, a
+    federation's replacement nodes). Otherwise its pooled PostgreSQL connections are
+    freed by the garbage collector during some later test, whose ResourceWarning then
+    fails that innocent test."""
+    opened: weakref.WeakSet[Store] = weakref.WeakSet()
+    init = Store.__init__
+
+    def tracked(self: Store, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.add(self)
+
+    monkeypatch.setattr(Store, "__init__", tracked)
+    yield
+    for store in list(opened):
+        store.dispose()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
