@@ -42,6 +42,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -251,6 +252,32 @@ class Federation:
 
     def stop(self) -> None:
         stop_servers(self.servers.values(), timeout=30)
+
+    def profile(self, folder: Path, stations: int) -> list[subprocess.Popen[bytes]]:
+        """py-spy (a development tool, not a dependency) sampling the province, the first
+        city and its first county until interrupted; flame graphs land in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        city = self.topology.city_ids()[0]
+        county = next(c for c in self.topology.county_ids() if parent_of(c) == city)
+        return [
+            subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.servers[node_id].pid),
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(folder / f"{stations}-{node_id}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for node_id in ("js", city, county)
+        ]
 
     # -- observation ---------------------------------------------------------------------
 
@@ -510,6 +537,8 @@ class Figures:
     accept_passed: bool = False
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)
     catchup_cpu: dict[str, float] = field(default_factory=dict)
+    idle_cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per tier while no station pushed (background jobs), per minute."""
 
     def peak(self, tier: str) -> int:
         depth = {"province": 0, "city": 1, "county": 2}[tier]
@@ -569,20 +598,34 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 )
                 del bodies
                 gen_started = time.perf_counter()
+                idle_before = fed.cpu()
                 bodies = generate(fed, pool, 1, args.backlog, time_after(written))
+                idle_s = time.perf_counter() - gen_started
+                figures.idle_cpu = {
+                    k: (v - idle_before[k]) * 60 / idle_s
+                    for k, v in fed.cpu().items()
+                    if k != "stations"
+                }
                 say(
-                    f"a day's backlog written offline "
-                    f"({time.perf_counter() - gen_started:.1f} s, not timed)"
+                    f"a day's backlog written offline ({idle_s:.1f} s, not timed); meanwhile "
+                    "the idle hubs used "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in figures.idle_cpu.items())
+                    + " CPU-s per minute"
                 )
             base = watch.held()
             target = base + stations * args.backlog
             cpu_before = fed.cpu()
+            profilers = fed.profile(args.profile, stations) if args.profile else []
             sender = threading.Thread(
                 target=asyncio.run, args=(_push(fed, bodies, limits, args.concurrency),)
             )
             sender.start()
             figures.catchup_s = watch.until(target, args.timeout)
             sender.join()
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+            for profiler in profilers:
+                profiler.wait(60)
             figures.catchup_cpu = {k: v - cpu_before[k] for k, v in fed.cpu().items()}
             figures.catchup_entries = target - base
             figures.catchup_rate = figures.catchup_entries / figures.catchup_s
@@ -723,6 +766,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--province-db", default=None, help="PostgreSQL URL for the province")
     parser.add_argument("--keep", action="store_true", help="keep homes and logs")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="folder for py-spy profiles (collapsed stacks) of three hubs during catch-up",
+    )
     args = parser.parse_args(argv)
     backend = "PostgreSQL" if args.province_db else "SQLite"
     rows = []
