@@ -45,6 +45,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -262,7 +263,7 @@ class Federation:
         return [
             subprocess.Popen(
                 [
-                    "py-spy",
+                    shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
                     "record",
                     "--pid",
                     str(self.servers[node_id].pid),
@@ -759,7 +760,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cities", type=int, default=13)
     parser.add_argument("--counties", type=int, default=8, help="counties per city")
     parser.add_argument("--backlog", type=int, default=100, help="entries per station, catch-up")
-    parser.add_argument("--sustain-pushes", type=int, default=2)
+    parser.add_argument("--sustain-pushes", type=int, default=1)
     parser.add_argument("--sustain-entries", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=128, help="pushes in flight")
     parser.add_argument("--generators", type=int, default=2, help="entry-writing processes")

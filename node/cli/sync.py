@@ -63,14 +63,16 @@ def serve(
     import uvicorn
 
     from node.app import create_app
+    from node.server import QuietServer
 
     settings = load_settings(home)
     bind_host = host or settings.host
     bind_port = port if port is not None else settings.port
     if workers == 1:
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings), host=bind_host, port=bind_port, log_config=None, access_log=False
         )
+        QuietServer(config).run()
         return
     os.environ["GUANTONG_HOME"] = str(settings.home)
     uvicorn.run(
