@@ -36,6 +36,7 @@ from node.tables import ENTRIES, KEYS, RECORDS, ROLLUPS
 __all__ = [
     "ON_TIME_DAYS",
     "apply_deltas",
+    "contribute",
     "contribution",
     "entry_counts",
     "rebuild",
@@ -52,53 +53,75 @@ def contribution(
     origin: str, contract: str, data: dict[str, Any] | None, rules: dict[str, Any]
 ) -> Counter[Key]:
     out: Counter[Key] = Counter()
+    contribute(out, 1, origin, contract, data, rules)
+    return out
+
+
+def contribute(
+    out: dict[Key, int],
+    sign: int,
+    origin: str,
+    contract: str,
+    data: dict[str, Any] | None,
+    rules: dict[str, Any],
+) -> None:
+    """Add ``sign`` × the contribution of one record state to ``out`` (the hot path of
+    every hub: one call per applied record, so no intermediate counters)."""
     if data is None:
-        return out
-    if contract == "opinion" and isinstance(data.get("received_at"), str):
-        day = data["received_at"][:10]
+        return
+
+    def add(day: str, metric: str, key: str, amount: int = 1) -> None:
+        k = (origin, day, metric, key)
+        out[k] = out.get(k, 0) + sign * amount
+
+    if contract == "opinion":
+        received = data.get("received_at")
+        if type(received) is not str:
+            return
+        day = received[:10]
         status = str(data.get("status"))
-        out[(origin, day, "opinion", "total")] += 1
-        out[(origin, day, "opinion", f"status:{status}")] += 1
-        out[(origin, day, "opinion", f"category:{data.get('category')}")] += 1
+        add(day, "opinion", "total")
+        add(day, "opinion", f"status:{status}")
+        add(day, "opinion", f"category:{data.get('category')}")
         if status in ("resolved", "closed"):
-            out[(origin, day, "opinion", "resolved")] += 1
+            add(day, "opinion", "resolved")
             resolved = data.get("resolved_at") or data.get("closed_at")
-            if isinstance(resolved, str) and _days(data["received_at"], resolved) <= ON_TIME_DAYS:
-                out[(origin, day, "opinion", "on_time")] += 1
-        if isinstance(data.get("rating"), int):
-            out[(origin, day, "opinion", "rating_sum")] += data["rating"]
-            out[(origin, day, "opinion", "rating_count")] += 1
+            if isinstance(resolved, str) and _days(received, resolved) <= ON_TIME_DAYS:
+                add(day, "opinion", "on_time")
+        rating = data.get("rating")
+        if isinstance(rating, int):
+            add(day, "opinion", "rating_sum", rating)
+            add(day, "opinion", "rating_count")
     elif contract == "suggestion" and isinstance(data.get("submitted_at"), str):
         day = data["submitted_at"][:10]
-        out[(origin, day, "suggestion", "total")] += 1
-        out[(origin, day, "suggestion", f"status:{data.get('status')}")] += 1
+        add(day, "suggestion", "total")
+        add(day, "suggestion", f"status:{data.get('status')}")
         if data.get("satisfaction"):
-            out[(origin, day, "suggestion", f"satisfaction:{data['satisfaction']}")] += 1
+            add(day, "suggestion", f"satisfaction:{data['satisfaction']}")
     elif contract == "livelihood_project" and isinstance(data.get("year"), int):
         day = f"{data['year']:04d}-01-01"
-        out[(origin, day, "livelihood", "total")] += 1
+        add(day, "livelihood", "total")
         slipped = any(
             isinstance(m, dict) and m.get("done") and m.get("due") and m["done"] > m["due"]
             for m in data.get("milestones") or []
         )
         if data.get("status") == "delayed" or slipped:
-            out[(origin, day, "livelihood", "warning")] += 1
+            add(day, "livelihood", "warning")
     elif contract == "duty_activity" and isinstance(data.get("date"), str):
         day = data["date"][:10]
         kind = str(data.get("kind"))
-        out[(origin, day, "activity", f"kind:{kind}")] += 1
+        add(day, "activity", f"kind:{kind}")
         rule = (rules.get("points") or {}).get(kind)
         if rule:
             dim, points = str(rule["dimension"]), int(rule["points"])
-            out[(origin, day, "index", f"dim:{dim}")] += points
-            out[(origin, day, "index", f"deputy:{data.get('deputy_id')}:{dim}")] += points
+            add(day, "index", f"dim:{dim}", points)
+            add(day, "index", f"deputy:{data.get('deputy_id')}:{dim}", points)
     elif contract == "reception" and isinstance(data.get("date"), str):
         day = data["date"][:10]
-        out[(origin, day, "reception", "count")] += 1
-        out[(origin, day, "reception", "visitors")] += int(data.get("visitor_count") or 0)
+        add(day, "reception", "count")
+        add(day, "reception", "visitors", int(data.get("visitor_count") or 0))
     elif contract == "warning" and isinstance(data.get("raised_at"), str):
-        out[(origin, data["raised_at"][:10], "warning", f"level:{data.get('level')}")] += 1
-    return out
+        add(data["raised_at"][:10], "warning", f"level:{data.get('level')}")
 
 
 def _days(start: str, end: str) -> int:
@@ -148,9 +171,9 @@ def record_deltas(
         if before is not None and (before.origin != row["origin"] or before.seq >= row["seq"]):
             continue
         if not row["deleted"]:
-            deltas.update(contribution(row["origin"], row["contract"], row["data"], rules))
+            contribute(deltas, 1, row["origin"], row["contract"], row["data"], rules)
         if before is not None and not before.deleted:
-            deltas.subtract(contribution(before.origin, before.contract, before.data, rules))
+            contribute(deltas, -1, before.origin, before.contract, before.data, rules)
     return deltas
 
 
@@ -164,7 +187,7 @@ def rebuild(store: Store, rules: dict[str, Any]) -> int:
                 RECORDS.c.deleted.is_(False)
             )
         ):
-            total.update(contribution(row.origin, row.contract, row.data, rules))
+            contribute(total, 1, row.origin, row.contract, row.data, rules)
         day = func.substr(ENTRIES.c.time, 1, 10)
         for origin, entry_day, count in conn.execute(
             select(ENTRIES.c.origin, day, func.count()).group_by(ENTRIES.c.origin, day)

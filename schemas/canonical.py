@@ -20,7 +20,14 @@ import orjson
 
 from schemas.errors import CanonicalError, ErrorCode
 
-__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "find_nul", "parse_canonical", "parse_json"]
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "canonical_bytes",
+    "find_nul",
+    "is_plain_canonical",
+    "parse_canonical",
+    "parse_json",
+]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 64
@@ -75,6 +82,50 @@ def parse_canonical(data: bytes) -> Any:
             "minimal escaping, no duplicate keys)",
         )
     return value
+
+
+def is_plain_canonical(value: dict[str, Any], data: bytes) -> bool:
+    """True if ``data`` is the canonical form of ``value`` (an object just parsed from it)
+    and every member name of its objects is ASCII; False means "take the full path", not
+    "refused".
+
+    The fast lane of :func:`parse_canonical` for the hub's hot path: with ASCII names
+    orjson's key order is JCS's, so one re-encoding decides, and the value space is
+    checked without a call per scalar.
+    """
+    if not _plain(value, 0):
+        return False
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == data
+
+
+def _plain(value: dict[str, Any], depth: int) -> bool:
+    """:func:`_check` for an object, inline for scalars; False instead of raising, and for
+    a member name that is not ASCII (whose JCS order may differ from orjson's)."""
+    if depth >= MAX_DEPTH:
+        return False
+    for key, item in value.items():
+        if not key.isascii():
+            return False
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if kind is dict:
+            if _plain(item, depth + 1):
+                continue
+            return False
+        if kind is list:
+            try:
+                if _check(item, depth + 1):
+                    return False  # a wide member name in an object inside the list
+            except CanonicalError:
+                return False
+            continue
+        return False
+    return True
 
 
 def find_nul(value: Any) -> str | None:

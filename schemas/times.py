@@ -10,7 +10,7 @@ from schemas.errors import ErrorCode, GuantongError
 
 __all__ = ["Clock", "format_time", "is_time", "parse_time", "system_clock"]
 
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 
 Clock = Callable[[], datetime]
 """An injected clock: returns an aware UTC datetime. Tests pass a fake one."""

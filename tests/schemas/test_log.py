@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from schemas.errors import ErrorCode, FramingError, GuantongError
+from schemas.canonical import parse_canonical
+from schemas.errors import CanonicalError, ErrorCode, FramingError, GuantongError
 from schemas.hashing import ZERO_HASH, sha256_hex
 from schemas.log import MAX_ENTRY_BYTES, Entry, SignedHead, build_entry, sign_head
 from schemas.segments import decode_segments, encode_segment, split_lines
@@ -164,3 +169,124 @@ def test_split_lines_allows_one_final_newline() -> None:
     assert split_lines(b"a\nb\n") == [b"a", b"b"]
     assert split_lines(b"a\nb") == [b"a", b"b"]
     assert split_lines(b"") == []
+
+
+# -- the fast lane of Entry.parse agrees with the full path ------------------------------
+
+_JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_JSON = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_FIELD_VALUES: dict[str, Any] = {
+    "origin": st.sampled_from(["js.wx.jy.s1", "js", "JS.wx", "js..wx", "js.wx.jy.s1 ", 7]),
+    "seq": st.one_of(st.integers(min_value=-1, max_value=3), st.just(2**53), st.just(True)),
+    "prev": st.sampled_from([ZERO_HASH, "a" * 64, "A" * 64, "a" * 63, None]),
+    "time": st.sampled_from(
+        [T, "2026-02-30T08:00:00.000Z", "2026-11-21T08:00:00Z", "٢٠٢٦-11-21T08:00:00.000Z"]
+    ),
+    "contract": st.sampled_from(["opinion", "Opinion", "1x", ""]),
+    "version": st.sampled_from(["1.0", "01.0", "1", "1.0.0"]),
+    "id": st.sampled_from([RID, RID.upper(), RID[:-1]]),
+    "op": st.sampled_from(["put", "del", "get", None]),
+    "data": st.one_of(st.none(), st.dictionaries(st.text(max_size=6), _JSON, max_size=4), _JSON),
+}
+
+
+def _both(raw: bytes) -> tuple[Entry | None, Entry | None]:
+    """(fast lane, full path) of ``raw``: None where it gives no entry."""
+    from schemas.log import _parse_plain
+
+    try:
+        full: Entry | None = Entry.model_validate(parse_canonical(raw))
+    except (CanonicalError, ValidationError):
+        full = None
+    return _parse_plain(raw), full
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_lane_accepts_only_what_the_full_path_accepts(data: st.DataObject) -> None:
+    fields = {
+        "origin": "js.wx.jy.s1",
+        "seq": 2,
+        "prev": "b" * 64,
+        "time": T,
+        "contract": "opinion",
+        "version": "1.0",
+        "id": RID,
+        "op": "put",
+        "data": {"text": "民意", "n": 1},
+    }
+    for name in data.draw(st.sets(st.sampled_from([*_FIELD_VALUES, "extra"]), max_size=3)):
+        if name == "extra":
+            fields["extra"] = 1
+        elif data.draw(st.booleans()):
+            fields[name] = data.draw(_FIELD_VALUES[name])
+        else:
+            fields.pop(name, None)
+    try:
+        raw = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return
+    if data.draw(st.booleans()):  # also bytes that are not canonical
+        raw = data.draw(
+            st.sampled_from(
+                [
+                    raw.replace(b",", b", ", 1),
+                    raw.replace(b'"', b"'", 1),
+                    raw + b" ",
+                    orjson.dumps(fields),
+                ]
+            )
+        )
+    fast, full = _both(raw)
+    if fast is not None:
+        assert full is not None, raw
+        assert fast == full and fast.model_fields_set == full.model_fields_set
+        assert fast.model_dump() == full.model_dump()
+    elif full is not None:
+        # the fast lane may pass on a valid entry only for a reason it names in its rule
+        assert any(not k.isascii() for k in _keys(full.data)), raw
+
+
+def _keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [k for k, v in value.items() for k in (k, *_keys(v))]
+    if isinstance(value, list):
+        return [k for item in value for k in _keys(item)]
+    return []
+
+
+def test_fast_lane_takes_ordinary_entries_and_refuses_nothing_itself() -> None:
+    from schemas.log import _parse_plain
+
+    for raw, _ in _chain(3):
+        fast = _parse_plain(raw)
+        assert fast is not None and fast == Entry.model_validate(parse_canonical(raw))
+    _, raw, _ = build_entry(
+        origin="js.wx.jy.s1",
+        seq=4,
+        prev="c" * 64,
+        time=T,
+        contract="opinion",
+        version="1.0",
+        record_id=RID,
+        op="del",
+        data=None,
+    )
+    fast = _parse_plain(raw)
+    assert fast is not None and fast.data is None and "data" not in fast.model_fields_set
+    assert _parse_plain(raw.replace(b'"op"', b'"op" ')) is None  # the full path refuses it
+    with pytest.raises(GuantongError) as err:
+        Entry.parse(raw.replace(b'"op"', b'"op" '))
+    assert err.value.code is ErrorCode.MALFORMED
