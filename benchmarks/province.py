@@ -269,6 +269,7 @@ class Federation:
                     str(self.servers[node_id].pid),
                     "--rate",
                     "100",
+                    "--gil",  # samples holding the GIL: where the CPU goes, not who waits
                     "--format",
                     "raw",
                     "--output",
