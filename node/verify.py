@@ -97,8 +97,12 @@ def verify_log(
 ) -> Iterator[Problem]:
     """Yield the first problem of each broken origin; fill ``report`` with what was checked."""
     report = report if report is not None else VerifyReport()
+    # Heads first, keys after: a key is stored no later than the entries it signs, so every
+    # head read here has its keys in the later read, even while children push (the other
+    # order failed a sound store whose new child arrived in between: bad_signature).
+    heads = log.heads(prefix)
     keys = _known_keys(log)
-    for info in log.heads(prefix):
+    for info in heads:
         report.origins += 1
         problem = _verify_origin(log, info.origin, info.seq, info.head, keys, report, fast)
         if problem is not None:
