@@ -64,7 +64,7 @@ from node.db import Store, dialect_insert, insert_ignore, lock_head, storable_te
 from node.keyring import Keyring
 from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
-from node.rollups import apply_deltas, entry_counts
+from node.rollups import Key, apply_deltas
 from node.tables import ENTRIES, HEADS, PEERS, REJECTIONS, SIGNED_HEADS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
@@ -180,6 +180,37 @@ class _Reject(Exception):
         self.body = {"code": code.value, "message": message, **details}
 
 
+class _Materials:
+    """Records and entry counts of one write transaction, applied once at its end.
+
+    A county's batch holds many stations' pushes; applying their records and rollups in
+    one statement each (instead of one per segment) lets rollup rows of the same origin
+    and day fold into one upsert. The newest state of a record wins, as the newer-seq
+    guard of :func:`apply_records` would decide row by row; a record id already taken by
+    another origin in this batch flushes first, so that guard still decides between them.
+    """
+
+    def __init__(self, rules: dict[str, Any]) -> None:
+        self.rules = rules
+        self.records: dict[str, dict[str, Any]] = {}
+        self.counts: dict[Key, int] = {}
+
+    def record(self, conn: Connection, row: dict[str, Any]) -> None:
+        held = self.records.get(row["record_id"])
+        if held is not None and held["origin"] != row["origin"]:
+            self.flush(conn)
+        self.records[row["record_id"]] = row
+
+    def count(self, origin: str, time: str) -> None:
+        key = (origin, time[:10], "entries", "count")
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self, conn: Connection) -> None:
+        apply_records(conn, list(self.records.values()), self.rules)
+        apply_deltas(conn, self.counts)
+        self.records, self.counts = {}, {}
+
+
 class Ingestor:
     def __init__(
         self, *, store: Store, hub_id: str, registry: Registry, keyring: Keyring, clock: Clock
@@ -244,8 +275,10 @@ class Ingestor:
                     }
                 )
                 held = {origin: lock_head(conn, origin, now) for origin in origins}
+                materials = _Materials(self.registry.rules("performance_index"))
                 for job in jobs:
-                    self._apply_job(conn, job, held, now)
+                    self._apply_job(conn, job, held, now, materials)
+                materials.flush(conn)
         except Exception as exc:  # noqa: BLE001 - raised again in the request's own thread
             if len(jobs) == 1:
                 jobs[0].error = exc
@@ -255,7 +288,12 @@ class Ingestor:
                 self._apply_batch([job])
 
     def _apply_job(
-        self, conn: Connection, job: _Job, held: dict[str, tuple[int, str]], now: str
+        self,
+        conn: Connection,
+        job: _Job,
+        held: dict[str, tuple[int, str]],
+        now: str,
+        materials: _Materials,
     ) -> None:
         if job.check is not None:
             try:
@@ -269,12 +307,12 @@ class Ingestor:
             if item is None:
                 continue
             try:
-                results[i] = self._apply(conn, item, held, now, unlearnt)
+                results[i] = self._apply(conn, item, held, now, unlearnt, materials)
             except _Reject as reject:
                 origin = item.segment.origin
                 results[i] = SegmentResult(origin, held[origin][0], "rejected", error=reject.body)
         self._retry_unknown(
-            conn, job.segments, results, held, now, unlearnt, job.caller, job.recovering
+            conn, job.segments, results, held, now, unlearnt, job.caller, job.recovering, materials
         )
         caller = job.caller
         if caller is not None:
@@ -305,6 +343,7 @@ class Ingestor:
         unlearnt: list[tuple[str, dict[str, Any], str]],
         caller: str | None,
         recovering: bool,
+        materials: _Materials,
     ) -> None:
         """Certificates and the segments they unlock may arrive in one request: a county's
         log announcing a station's key comes before the station's segments. Retry what
@@ -331,7 +370,7 @@ class Ingestor:
                 if segment.origin not in held:
                     held[segment.origin] = lock_head(conn, segment.origin, now)
                 try:
-                    results[i] = self._apply(conn, checked, held, now, unlearnt)
+                    results[i] = self._apply(conn, checked, held, now, unlearnt, materials)
                 except _Reject as reject:
                     results[i] = SegmentResult(
                         segment.origin, held[segment.origin][0], "rejected", error=reject.body
@@ -445,6 +484,7 @@ class Ingestor:
         held: dict[str, tuple[int, str]],
         now: str,
         unlearnt: list[tuple[str, dict[str, Any], str]],
+        materials: _Materials,
     ) -> SegmentResult:
         segment = item.segment
         origin, start, end = segment.origin, segment.start, segment.end
@@ -479,7 +519,6 @@ class Ingestor:
                 seq=start,
             )
         rows: list[dict[str, Any]] = []
-        records: dict[str, dict[str, Any]] = {}
         pending: list[dict[str, Any]] = []
         for entry, digest, raw, status in zip(
             item.entries[first_new:],
@@ -489,13 +528,12 @@ class Ingestor:
             strict=True,
         ):
             rows.append(entry_row(entry, raw, digest, status, now))
+            materials.count(origin, entry.time)
             if status == "pending":
                 pending.append(_pending(entry, self.registry))
             if status == "valid":
-                records[entry.id] = record_row(entry, raw)
+                materials.record(conn, record_row(entry, raw))
         insert_entries(conn, rows)
-        apply_records(conn, list(records.values()), self.registry.rules("performance_index"))
-        apply_deltas(conn, entry_counts((origin, row["time"]) for row in rows))
         note_reports(
             conn,
             (

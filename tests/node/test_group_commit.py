@@ -9,11 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from hub.auth import remember
 from node.ingest import Ingestor, _GroupCommit, _Job
+from node.rollups import rebuild
 from node.runtime import Node
+from node.tables import RECORDS, ROLLUPS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.segments import Segment
 from tests.federation.harness import Federation
@@ -136,3 +138,46 @@ def test_a_failing_request_in_a_batch_leaves_the_others_applied(
     assert held.get(f"js.wx.jy.s{first}") == 3
     assert held.get("js.wx.jy.s2", 0) == 0  # its request failed: nothing of it stored
     assert held.get(f"js.wx.jy.s{second}", 0) == 0  # a replay: nothing of it stored
+
+
+def test_records_and_rollups_of_a_batch_equal_a_rebuild(fed: Federation, county: Node) -> None:
+    """One transaction holding a record written and updated (two segments of one origin),
+    and the same record id claimed by another origin: the first writer keeps it, its
+    newest state wins, and the rollups equal what a rebuild counts."""
+    ingestor = Ingestor(
+        store=county.store,
+        hub_id=county.id,
+        registry=county.registry,
+        keyring=county.keyring,
+        clock=county.clock,
+    )
+    one, two = fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")
+    record_id = fed.write("js.wx.jy.s1", 3, seed=4)[0]
+    first = one.log.read_segment("js.wx.jy.s1", 0)
+    updated = {**_data(one, record_id), "id": record_id, "status": "resolved"}
+    updated.setdefault("resolved_at", fed.now())
+    one.put("opinion", [(None, updated)])
+    second = one.log.read_segment("js.wx.jy.s1", 3)
+    fed.write("js.wx.jy.s2", 2, seed=5)
+    claim = {**_data(two, fed.write("js.wx.jy.s2", 1, seed=6)[0]), "id": record_id}
+    two.put("opinion", [(None, claim)])
+    other = two.log.read_segment("js.wx.jy.s2", 0)
+    assert first is not None and second is not None and other is not None
+    results = ingestor.ingest([first, second, other], caller=None)
+    assert [r.status for r in results] == ["ok", "ok", "ok"], [r.to_dict() for r in results]
+
+    with county.store.read() as conn:
+        row = conn.execute(select(RECORDS).where(RECORDS.c.record_id == record_id)).one()
+        counted = sorted(conn.execute(select(ROLLUPS)).all())
+    assert row.origin == "js.wx.jy.s1" and row.data["status"] == "resolved"
+    rebuild(county.store, county.registry.rules("performance_index"))
+    with county.store.read() as conn:
+        assert sorted(conn.execute(select(ROLLUPS)).all()) == counted
+
+
+def _data(node: Node, record_id: str) -> dict[str, Any]:
+    with node.store.read() as conn:
+        data = conn.execute(
+            select(RECORDS.c.data).where(RECORDS.c.record_id == record_id)
+        ).scalar_one()
+    return dict(data)
