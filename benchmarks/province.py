@@ -397,8 +397,9 @@ def _generate(
 ) -> list[tuple[str, list[bytes], int, str]]:
     """Per station: ``pushes`` gzip bodies of ``per_push`` new entries each."""
     stations, pushes, per_push, start, spacing = job
-    version, templates = _POOL_STATE["version"], _POOL_STATE["templates"]
+    version = _POOL_STATE["version"]
     t0 = parse_time(start)
+    templates = [_as_of(t, t0) for t in _POOL_STATE["templates"]]
     out = []
     rng = random.Random(len(stations) * 7919 + pushes)
     for station_id, seed, seq, prev in stations:
@@ -426,6 +427,20 @@ def _generate(
             bodies.append(gzip.compress(encode_segment(head, first, raws), 6))
         out.append((station_id, bodies, seq, prev))
     return out
+
+
+_MOMENTS = ("received_at", "accepted_at", "assigned_at", "resolved_at", "closed_at")
+
+
+def _as_of(record: dict[str, Any], moment: Any) -> dict[str, Any]:
+    """``record`` moved in time so that its latest change happened on ``moment``'s day:
+    a day's entries record that day's work (opinions received, handled or closed that
+    day), so they fall on the days a real day's would, not over the whole year."""
+    times = {k: parse_time(record[k]) for k in _MOMENTS if isinstance(record.get(k), str)}
+    if not times:
+        return record
+    shift = moment - max(times.values())
+    return {**record, **{k: format_time(t + shift) for k, t in times.items()}}
 
 
 def time_after(moment: str | None) -> str:

@@ -28,9 +28,10 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, bulk
+from node.db import Store, bulk, driver_rows
 from node.tables import ENTRIES, KEYS, RECORDS, ROLLUPS
 
 __all__ = [
@@ -136,7 +137,7 @@ def entry_counts(entries: Iterable[tuple[str, str]]) -> Counter[Key]:
     return out
 
 
-def apply_deltas(conn: Connection, deltas: Counter[Key]) -> None:
+def apply_deltas(conn: Connection, deltas: dict[Key, int]) -> None:
     bulk(conn, _ADD, [(o, d, m, k[:200], v) for (o, d, m, k), v in deltas.items() if v])
 
 
@@ -154,26 +155,27 @@ def record_deltas(
     old: dict[str, Any] = {}
     ids = [r["record_id"] for r in rows]
     for i in range(0, len(ids), _CHUNK):
-        found = conn.execute(
-            select(
-                RECORDS.c.record_id,
-                RECORDS.c.origin,
-                RECORDS.c.contract,
-                RECORDS.c.seq,
-                RECORDS.c.deleted,
-                RECORDS.c.data,
-            ).where(RECORDS.c.record_id.in_(ids[i : i + _CHUNK]))
-        ).all()
-        old.update({r.record_id: r for r in found})
+        chunk = ids[i : i + _CHUNK]
+        # hand-written, on the driver: SQLAlchemy's expanding IN costs more than the lookup
+        found = driver_rows(
+            conn,
+            "SELECT record_id, origin, contract, seq, deleted, data FROM records "
+            f"WHERE record_id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        old.update({r[0]: r for r in found})
     deltas: Counter[Key] = Counter()
     for row in rows:
         before = old.get(row["record_id"])
-        if before is not None and (before.origin != row["origin"] or before.seq >= row["seq"]):
+        if before is not None and (before[1] != row["origin"] or before[3] >= row["seq"]):
             continue
         if not row["deleted"]:
             contribute(deltas, 1, row["origin"], row["contract"], row["data"], rules)
-        if before is not None and not before.deleted:
-            contribute(deltas, -1, before.origin, before.contract, before.data, rules)
+        if before is not None and not before[4]:
+            data = before[5]
+            if isinstance(data, str | bytes):  # SQLite hands JSON back as text
+                data = orjson.loads(data)
+            contribute(deltas, -1, before[1], before[2], data, rules)
     return deltas
 
 
