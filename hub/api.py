@@ -105,12 +105,13 @@ async def push(request: Request) -> dict[str, Any]:
         caller, sig_hash, expires = check_request(request, node, raw)
         if parent_of(caller) != node.id:
             raise GuantongError(ErrorCode.FORBIDDEN, f"{caller} is not a direct child of {node.id}")
-        body = _decode(request, raw)
-        return ingestor.push(
-            body,
-            caller=caller,
-            check=functools.partial(remember, sig_hash=sig_hash, expires=expires),
-        )
+        with ingestor.admitted():  # bounded: memory does not grow with the children
+            body = _decode(request, raw)
+            return ingestor.push(
+                body,
+                caller=caller,
+                check=functools.partial(remember, sig_hash=sig_hash, expires=expires),
+            )
 
     results = await run_in_threadpool(receive)
     kick = getattr(request.app.state, "kick", None)

@@ -181,3 +181,35 @@ def _data(node: Node, record_id: str) -> dict[str, Any]:
             select(RECORDS.c.data).where(RECORDS.c.record_id == record_id)
         ).scalar_one()
     return dict(data)
+
+
+def test_at_most_a_few_requests_are_ingested_at_once(county: Node) -> None:
+    """Memory does not grow with the number of children pushing at once."""
+    from node.ingest import MAX_ADMITTED
+
+    ingestor = Ingestor(
+        store=county.store,
+        hub_id=county.id,
+        registry=county.registry,
+        keyring=county.keyring,
+        clock=county.clock,
+    )
+    inside, most = 0, 0
+    lock = threading.Lock()
+
+    def request() -> None:
+        nonlocal inside, most
+        with ingestor.admitted():
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.05)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=request) for _ in range(4 * MAX_ADMITTED)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most == MAX_ADMITTED and inside == 0
