@@ -38,8 +38,7 @@ bench: $(STAMP)
 bench-province: $(STAMP)
 	$(BIN)/python -m benchmarks.province --stations 1000,10000
 	@if [ -n "$$GUANTONG_TEST_PG_URL" ]; then \
-		$(BIN)/python -c 'import os, uuid, sqlalchemy as sa; u = os.environ["GUANTONG_TEST_PG_URL"]; s = "province_" + uuid.uuid4().hex[:8]; e = sa.create_engine(u.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"); e.connect().execute(sa.text(f"CREATE SCHEMA {s}")); print(f"{u}?options=-csearch_path%3D{s}")' > .province-pg-url && \
-		$(BIN)/python -m benchmarks.province --stations 1000,10000 --province-db "$$(cat .province-pg-url)"; \
+		$(BIN)/python -m benchmarks.province --stations 1000,10000 --province-db "$$GUANTONG_TEST_PG_URL"; \
 	fi
 
 soak: $(STAMP)

@@ -565,7 +565,8 @@ class Figures:
 def run(args: argparse.Namespace, stations: int) -> Figures:
     topology = Topology(args.cities, args.counties, stations)
     root = Path(tempfile.mkdtemp(prefix="guantong-province-"))
-    fed = Federation(root, topology, args.province_db)
+    schema = _fresh_schema(args.province_db) if args.province_db else None
+    fed = Federation(root, topology, schema[1] if schema else None)
     figures = Figures(stations, len(topology.hubs()))
     say = _say(stations)
     ctx = multiprocessing.get_context("fork")
@@ -678,10 +679,38 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
     finally:
         fed.stop()
         if args.keep:
-            print(f"  homes and logs kept in {root}")
+            print(f"  homes and logs kept in {root}" + (f", schema {schema[0]}" if schema else ""))
         else:
             shutil.rmtree(root, ignore_errors=True)
+            if schema and args.province_db:
+                _drop_schema(args.province_db, schema[0])
     return figures
+
+
+def _admin_engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+
+    driver = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return create_engine(driver, isolation_level="AUTOCOMMIT")
+
+
+def _fresh_schema(url: str) -> tuple[str, str]:
+    """A new schema for one run's province (each run starts from an empty store), and the
+    URL that puts the province in it."""
+    name = f"province_{uuid.uuid4().hex[:8]}"
+    engine = _admin_engine(url)
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {name}"))
+    engine.dispose()
+    joiner = "&" if "?" in url else "?"
+    return name, f"{url}{joiner}options=-csearch_path%3D{name}"
+
+
+def _drop_schema(url: str, name: str) -> None:
+    engine = _admin_engine(url)
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    engine.dispose()
 
 
 async def _enroll(fed: Federation, limits: httpx.Limits, concurrency: int) -> None:
@@ -781,7 +810,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=128, help="pushes in flight")
     parser.add_argument("--generators", type=int, default=2, help="entry-writing processes")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--province-db", default=None, help="PostgreSQL URL for the province")
+    parser.add_argument(
+        "--province-db",
+        default=None,
+        help="PostgreSQL URL for the province: each run gets a fresh schema there",
+    )
     parser.add_argument("--keep", action="store_true", help="keep homes and logs")
     parser.add_argument(
         "--profile",
