@@ -401,8 +401,11 @@ def _generate(
     t0 = parse_time(start)
     templates = [_as_of(t, t0) for t in _POOL_STATE["templates"]]
     out = []
-    rng = random.Random(len(stations) * 7919 + pushes)
     for station_id, seed, seq, prev in stations:
+        # record ids of one station's own: one seed for every batch of stations would give
+        # stations of different batches the same ids, and a hub keeps a record id for
+        # the first origin that wrote it
+        rng = random.Random(f"{station_id}/{seq}")
         signer = Signer.from_seed(seed.to_bytes(32, "big"))
         bodies = []
         for push in range(pushes):

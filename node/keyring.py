@@ -13,6 +13,7 @@ may add keys directly with :meth:`Keyring.add`.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +96,7 @@ class Keyring:
             not_before=row.not_before,
             not_after=row.not_after,
             revoked_from=row.revoked_from,
-            cert=Certificate.parse_obj(_json(row.cert)) if row.cert else None,
+            cert=_certificate(bytes(row.cert)) if row.cert else None,
         )
 
     def keys_of(self, node: str, conn: Connection | None = None) -> list[KnownKey]:
@@ -278,3 +279,11 @@ class Keyring:
 
 def _json(raw: bytes) -> Any:
     return orjson.loads(raw)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _certificate(raw: bytes) -> Certificate:
+    """A stored certificate's model: the same bytes always give the same (frozen) model,
+    so a hub checking thousands of stations' heads parses each certificate once. The key
+    row itself, with its revocation, is read fresh every time."""
+    return Certificate.parse_obj(_json(raw))
