@@ -25,7 +25,7 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, bulk, insert_ignore, lock_head, storable_json, upsert
+from node.db import Store, bulk, driver_rows, insert_ignore, lock_head, storable_json, upsert
 from node.logs import get_logger
 from node.reports import note_reports
 from node.rollups import apply_deltas, entry_counts, record_deltas
@@ -281,20 +281,16 @@ class Log:
             held = conn.execute(select(_HEADS.c.seq).where(_HEADS.c.origin == origin)).scalar()
             if held is None or held <= after:
                 return None
-            rows = conn.execute(
-                select(_ENTRIES.c.seq, _ENTRIES.c.hash, _ENTRIES.c.raw)
-                .where(_ENTRIES.c.origin == origin, _ENTRIES.c.seq > after)
-                .order_by(_ENTRIES.c.seq)
-                .limit(max_entries)
-            ).all()
-            if not rows or int(rows[0].seq) != after + 1:
+            # (seq, hash, raw) straight from the driver: the relay's read of every entry
+            rows = driver_rows(conn, _READ_ENTRIES, (origin, after, max_entries))
+            if not rows or int(rows[0][0]) != after + 1:
                 return None
             size, end = 0, after
-            for row in rows:
-                size += len(row.raw) + 1
+            for seq, _, raw in rows:
+                size += len(raw) + 1
                 if size > max_bytes and end > after:
                     break
-                end = int(row.seq)
+                end = int(seq)
             signed = conn.execute(
                 select(_SIGNED.c.seq, _SIGNED.c.raw)
                 .where(_SIGNED.c.origin == origin, _SIGNED.c.seq >= after + 1, _SIGNED.c.seq <= end)
@@ -307,13 +303,13 @@ class Log:
             head = SignedHead.parse_obj(parse_canonical(bytes(signed.raw)))
         else:
             return self._read_to_next_head(origin, after)
-        entries = tuple(bytes(r.raw) for r in rows if int(r.seq) <= head.seq)
+        entries = tuple(bytes(raw) for seq, _, raw in rows if int(seq) <= head.seq)
         return Segment(head=head, start=after + 1, entries=entries)
 
     def _sign_prefix(self, rows: Sequence[Any], end: int) -> SignedHead:
-        last = next(r for r in rows if int(r.seq) == end)
+        last_hash = next(digest for seq, digest, _ in rows if int(seq) == end)
         now = format_time(self.clock())
-        head = sign_head(self.signer, origin=self.origin, seq=end, head=str(last.hash), time=now)
+        head = sign_head(self.signer, origin=self.origin, seq=end, head=str(last_hash), time=now)
         with self.store.write() as conn:
             insert_ignore(
                 conn,
@@ -409,6 +405,9 @@ _UPSERT_RECORDS = (
 
 
 _entry_tuple = operator.itemgetter(*_ENTRY_COLUMNS)
+_READ_ENTRIES = (
+    "SELECT seq, hash, raw FROM entries WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
 
 
 def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
