@@ -602,13 +602,20 @@ def plan(iterations: int, seed: int) -> list[str]:
     return [rng.choice(FAULTS) for _ in range(iterations)]
 
 
-def run(iterations: int, seed: int = 1, db_url: str | None = None) -> dict[str, Any]:
+def run(
+    iterations: int,
+    seed: int = 1,
+    db_url: str | None = None,
+    progress: Callable[[int, Counter[str]], None] | None = None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         soak = Soak(Path(tmp), random.Random(seed + 1), db_url)
         try:
             soak.build()
-            for fault in plan(iterations, seed):
+            for done, fault in enumerate(plan(iterations, seed), 1):
                 soak.iteration(fault)
+                if progress is not None:
+                    progress(done, soak.faults)
             tiers = soak.heal()
             entries = soak.seq(STATION)
         except BaseException:
@@ -641,7 +648,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    figures = run(args.iterations, args.seed, args.db)
+
+    def progress(done: int, faults: Counter[str]) -> None:
+        if done % 10 == 0 and done < args.iterations:
+            took = time.monotonic() - started
+            print(
+                f"  {done} iterations, {sum(faults.values())} kills, {took:.0f} s", file=sys.stderr
+            )
+
+    figures = run(args.iterations, args.seed, args.db, progress)
     took = time.monotonic() - started
     backend = "hubs on PostgreSQL" if args.db else "SQLite"
     print(f"crash soak ({backend}): {figures['iterations']} iterations in {took:.0f} s")
