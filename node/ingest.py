@@ -61,12 +61,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from contracts.registry import Registry, Violation
-from node.db import Store, dialect_insert, insert_ignore, lock_head, storable_text
+from node.db import Store, bulk, dialect_insert, lock_head, storable_text
 from node.keyring import Keyring
 from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
 from node.rollups import Key, apply_deltas
-from node.tables import ENTRIES, HEADS, PEERS, REJECTIONS, SIGNED_HEADS
+from node.tables import ENTRIES, HEADS, PEERS, REJECTIONS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
 from schemas.ids import is_in_subtree
@@ -565,23 +565,21 @@ class Ingestor:
                 if not self.keyring.learn(*learnt, conn):
                     unlearnt.append(learnt)
         raw_head = segment.head.canonical()
-        insert_ignore(
-            conn, SIGNED_HEADS, [{"origin": origin, "seq": end, "raw": raw_head}], ["origin", "seq"]
-        )
-        conn.execute(
-            HEADS.update()
-            .where(HEADS.c.origin == origin)
-            .values(
-                seq=end,
-                hash=segment.head.head,
-                signed_seq=end,
-                signed_head=raw_head,
-                updated_at=now,
-            )
-        )
+        bulk(conn, _KEEP_HEAD, [(origin, end, raw_head)])
+        bulk(conn, _ADVANCE, [(end, segment.head.head, end, raw_head, now, origin)])
         held[origin] = (end, segment.head.head)
         new_invalid = [i for i in item.invalid if i["seq"] > held_seq]
         return SegmentResult(origin, end, "ok", invalid=new_invalid, pending=pending)
+
+
+_KEEP_HEAD = (
+    "INSERT INTO signed_heads (origin, seq, raw) VALUES (?, ?, ?) "
+    "ON CONFLICT (origin, seq) DO NOTHING"
+)
+_ADVANCE = (
+    "UPDATE heads SET seq = ?, hash = ?, signed_seq = ?, signed_head = ?, updated_at = ? "
+    "WHERE origin = ?"
+)
 
 
 def _note_peer(conn: Connection, caller: str, results: list[SegmentResult], now: str) -> None:
