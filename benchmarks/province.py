@@ -557,6 +557,7 @@ class Figures:
     accept_passed: bool = False
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)
     catchup_cpu: dict[str, float] = field(default_factory=dict)
+    sustained_cpu: dict[str, float] = field(default_factory=dict)
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
 
@@ -607,6 +608,7 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 base = watch.held()
                 target = base + stations * args.sustain_pushes * args.sustain_entries
                 t0 = time.perf_counter()
+                cpu_before = fed.cpu()
                 requests = asyncio.run(_push(fed, bodies, limits, args.concurrency))
                 sent_s = time.perf_counter() - t0
                 figures.sustained_s = watch.until(target, args.timeout) + sent_s
@@ -616,6 +618,14 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                     f"sustained: {figures.sustained_entries:,} entries in {requests:,} pushes of "
                     f"{args.sustain_entries}; the province held them all after "
                     f"{figures.sustained_s:.1f} s = {figures.sustained_rate:,.0f} entries/s"
+                )
+                figures.sustained_cpu = {k: v - cpu_before[k] for k, v in fed.cpu().items()}
+                say(
+                    "sustained CPU ms per push: "
+                    + ", ".join(
+                        f"{k} {v * 1000 / max(requests, 1):.1f}"
+                        for k, v in figures.sustained_cpu.items()
+                    )
                 )
                 del bodies
                 gen_started = time.perf_counter()
