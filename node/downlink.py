@@ -29,7 +29,7 @@ from node.runtime import Node
 from node.tables import DOWNLINK
 from node.tasks import ReceiveReport, receive_tasks
 from schemas.canonical import parse_json
-from schemas.errors import ErrorCode, GuantongError, code_of
+from schemas.errors import ErrorCode, GuantongError, code_of, describe
 from schemas.segments import split_lines
 from schemas.times import format_time
 
@@ -117,7 +117,7 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
             )
         except httpx.HTTPError as exc:
             raise GuantongError(
-                ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {exc}"
+                ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {describe(exc)}"
             ) from exc
         if response.status_code != 200:
             error = _error(response)

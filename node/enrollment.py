@@ -18,7 +18,7 @@ from node.runtime import Node
 from node.settings import load_settings, update_config
 from schemas.certs import Certificate
 from schemas.enrollment import decode_token, sign_proof
-from schemas.errors import ErrorCode, GuantongError, code_of
+from schemas.errors import ErrorCode, GuantongError, code_of, describe
 from schemas.signing import Signer
 
 __all__ = [
@@ -87,7 +87,7 @@ async def enroll_online(
         response = await client.post(f"{parent_url.rstrip('/')}/v1/enroll", json=request)
     except httpx.HTTPError as exc:
         raise GuantongError(
-            ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {exc}"
+            ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {describe(exc)}"
         ) from exc
     body = orjson.loads(response.content) if response.content else {}
     if response.status_code != 200:
@@ -113,7 +113,7 @@ async def rotate_online(node: Node, fresh: Signer, client: httpx.AsyncClient) ->
         response = await client.post(f"{parent.rstrip('/')}/v1/rotate", content=orjson.dumps(body))
     except httpx.HTTPError as exc:
         raise GuantongError(
-            ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {exc}"
+            ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {describe(exc)}"
         ) from exc
     answer = orjson.loads(response.content) if response.content else {}
     if response.status_code != 200:

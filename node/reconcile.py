@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from node.db import Store
 from node.tables import HEADS
-from schemas.errors import ErrorCode, GuantongError
+from schemas.errors import ErrorCode, GuantongError, describe
 from schemas.merkle import head_leaf, merkle_root
 
 __all__ = ["Difference", "LocalRoots", "RemoteRoots", "RootInfo", "bisect", "subtree_roots"]
@@ -101,7 +101,7 @@ class RemoteRoots:
             )
         except httpx.HTTPError as exc:
             raise GuantongError(
-                ErrorCode.PARENT_UNREACHABLE, f"{self.url} unreachable: {exc}"
+                ErrorCode.PARENT_UNREACHABLE, f"{self.url} unreachable: {describe(exc)}"
             ) from exc
         if response.status_code != 200:
             raise GuantongError(

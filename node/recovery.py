@@ -26,7 +26,7 @@ from node.ingest import Ingestor
 from node.runtime import Node
 from node.tables import UPLINK_CURSOR
 from schemas.certs import Certificate
-from schemas.errors import ErrorCode, GuantongError
+from schemas.errors import ErrorCode, GuantongError, describe
 from schemas.segments import decode_segments, split_lines
 from schemas.times import format_time
 
@@ -69,7 +69,7 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
             )
         except httpx.HTTPError as exc:
             raise GuantongError(
-                ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {exc}"
+                ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {describe(exc)}"
             ) from exc
         if response.status_code != 200:
             raise GuantongError(
@@ -125,7 +125,7 @@ async def _learn_chain(node: Node, client: httpx.AsyncClient, parent_url: str, k
         response = await client.get(f"{parent_url.rstrip('/')}/v1/chain", params={"key_id": kid})
     except httpx.HTTPError as exc:
         raise GuantongError(
-            ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {exc}"
+            ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {describe(exc)}"
         ) from exc
     if response.status_code != 200:
         return  # not enrolled yet, or the parent does not know the key: nothing to learn

@@ -44,7 +44,7 @@ from sqlalchemy import func, select
 from node.db import Store, storable_text, upsert
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
-from schemas.errors import ErrorCode, GuantongError, code_of
+from schemas.errors import ErrorCode, GuantongError, code_of, describe
 from schemas.segments import Segment, encode_segment
 from schemas.times import Clock, format_time, parse_time
 
@@ -195,9 +195,10 @@ class Uplink:
                 headers=headers,
             )
         except httpx.HTTPError as exc:
-            await anyio.to_thread.run_sync(self._failed, f"{type(exc).__name__}: {exc}")
+            reason = describe(exc)
+            await anyio.to_thread.run_sync(self._failed, reason)
             raise GuantongError(
-                ErrorCode.PARENT_UNREACHABLE, f"parent {self.parent_url} unreachable: {exc}"
+                ErrorCode.PARENT_UNREACHABLE, f"parent {self.parent_url} unreachable: {reason}"
             ) from exc
         if response.status_code in (429, 503) or response.status_code >= 500:
             wait = _retry_after(response.headers.get("retry-after"))

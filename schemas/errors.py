@@ -16,7 +16,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["CanonicalError", "ErrorCode", "FramingError", "GuantongError", "code_of"]
+__all__ = [
+    "CanonicalError",
+    "ErrorCode",
+    "FramingError",
+    "GuantongError",
+    "code_of",
+    "describe",
+]
 
 
 class ErrorCode(StrEnum):
@@ -110,3 +117,9 @@ class CanonicalError(GuantongError):
 
 class FramingError(GuantongError):
     """Broken NDJSON or segment framing; ``line`` names the 1-based line when known."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a message: its kind always (httpx's timeouts say nothing else)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -61,3 +61,12 @@ def test_key_ids_and_contract_names() -> None:
     for bad in ("", "Opinion", "1opinion", "task-report", "a" * 65, "opinion\x00"):
         assert not is_contract_name(bad)
     assert not is_uuid("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\x00")
+
+
+def test_an_exception_is_described_by_its_kind_even_without_a_message() -> None:
+    import httpx
+
+    from schemas.errors import describe
+
+    assert describe(httpx.ReadTimeout("")) == "ReadTimeout"
+    assert describe(ValueError("bad")) == "ValueError: bad"
