@@ -84,13 +84,7 @@ def test_a_failing_request_in_a_batch_leaves_the_others_applied(
     fed: Federation, county: Node
 ) -> None:
     segments = {n: _segment(fed, f"js.wx.jy.s{n}", 3) for n in range(1, 5)}
-    ingestor = Ingestor(
-        store=county.store,
-        hub_id=county.id,
-        registry=county.registry,
-        keyring=county.keyring,
-        clock=county.clock,
-    )
+    ingestor = _ingestor(county)
     leader_in = threading.Event()
     release = threading.Event()
 
@@ -144,13 +138,7 @@ def test_records_and_rollups_of_a_batch_equal_a_rebuild(fed: Federation, county:
     """One transaction holding a record written and updated (two segments of one origin),
     and the same record id claimed by another origin: the first writer keeps it, its
     newest state wins, and the rollups equal what a rebuild counts."""
-    ingestor = Ingestor(
-        store=county.store,
-        hub_id=county.id,
-        registry=county.registry,
-        keyring=county.keyring,
-        clock=county.clock,
-    )
+    ingestor = _ingestor(county)
     one, two = fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")
     record_id = fed.write("js.wx.jy.s1", 3, seed=4)[0]
     first = one.log.read_segment("js.wx.jy.s1", 0)
@@ -187,13 +175,7 @@ def test_at_most_a_few_requests_are_ingested_at_once(county: Node) -> None:
     """Memory does not grow with the number of children pushing at once."""
     from node.ingest import MAX_ADMITTED
 
-    ingestor = Ingestor(
-        store=county.store,
-        hub_id=county.id,
-        registry=county.registry,
-        keyring=county.keyring,
-        clock=county.clock,
-    )
+    ingestor = _ingestor(county)
     inside, most = 0, 0
     lock = threading.Lock()
 
@@ -213,3 +195,13 @@ def test_at_most_a_few_requests_are_ingested_at_once(county: Node) -> None:
     for thread in threads:
         thread.join(10)
     assert most == MAX_ADMITTED and inside == 0
+
+
+def _ingestor(hub: Node) -> Ingestor:
+    return Ingestor(
+        store=hub.store,
+        hub_id=hub.id,
+        registry=hub.registry,
+        keyring=hub.keyring,
+        clock=hub.clock,
+    )
