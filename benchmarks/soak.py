@@ -20,12 +20,17 @@ interpreter's start; a kill counts only if the process was still running. A serv
 always running, so its kills always count; ``outstanding`` says how many of them found
 a transfer unfinished (the push still running, or the tier above holding less).
 
+Commands the soak does not kill (``verify``, a ``put`` or ``sync`` left alone, ``export``)
+run in forks of one process that imported the command line once, which saves a second of
+imports each; killed commands and the servers are fresh interpreters.
+
 After every iteration the hubs are given a few seconds to relay (then ``guantong sync
 --once`` relays by hand), every store passes ``guantong verify``, the station's batch is
 all or nothing, and each tier holds a prefix of the tier below, origin by origin (county ≤
-station, city ≤ county, province ≤ city, by seq and hash). At the end the links heal and
-every tier must hold exactly what every origin below it wrote: lost = 0, duplicated = 0,
-counted at the county, the city and the province.
+station, city ≤ county, province ≤ city, by seq and hash). At the end the station syncs,
+the hubs must relay everything on their own (within ``HEAL_S``), every tier syncs until its
+backlog is empty, and every hub must hold exactly what every origin below it wrote: lost =
+0, duplicated = 0, counted at the county, the city and the province.
 
 Run: ``python -m benchmarks.soak [--iterations 100] [--seed 1] [--db postgresql://…]``.
 With ``--db`` the three hubs store on that PostgreSQL server, each in a fresh schema
