@@ -57,6 +57,9 @@ HUB_JOB_INTERVAL_S = 60.0
 KICK_DELAY_S = 1.0
 RECONCILE_INTERVAL_S = 300.0
 RETRY_AFTER_S = 30
+BUSY_RETRY_AFTER_S = 2
+"""A busy hub (admission full) asks for a short wait: it will have room in seconds, and
+its children add jitter of their own so they do not come back all at once."""
 STORAGE_RETRY_AFTER_S = 120
 """A full, read-only or corrupt store needs an operator: children come back less often."""
 WRITE_WATCH_S = 2.0
@@ -71,6 +74,7 @@ _STATUS = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_IN_SUBTREE: 403,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.BUSY: 503,
     ErrorCode.STORE_ERROR: 503,
     ErrorCode.STORAGE_FULL: 503,
     ErrorCode.STORAGE_READ_ONLY: 503,
@@ -159,7 +163,13 @@ def create_app(
     async def _on_error(_request: Request, exc: GuantongError) -> JSONResponse:
         status = _STATUS.get(exc.code, 400)
         # back-pressure (PROTOCOL §4): a hub that cannot write now says when to come back
-        wait = STORAGE_RETRY_AFTER_S if exc.code in _STORAGE_FAULTS else RETRY_AFTER_S
+        wait = (
+            STORAGE_RETRY_AFTER_S
+            if exc.code in _STORAGE_FAULTS
+            else BUSY_RETRY_AFTER_S
+            if exc.code is ErrorCode.BUSY
+            else RETRY_AFTER_S
+        )
         headers = {"Retry-After": str(wait)} if status in (429, 503) else None
         return JSONResponse(exc.to_body(), status_code=status, headers=headers)
 
@@ -310,6 +320,16 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
 
     app.state.kick = kick
 
+    def wake(delay: float) -> None:
+        """Run the uplink when its backoff ends, if that is sooner than its next tick (a
+        busy parent asks for two seconds; the interval is fifteen)."""
+        job = jobs.get_job("uplink")
+        at = _soon(delay)
+        if job is not None and (job.next_run_time is None or job.next_run_time > at):
+            job.modify(next_run_time=at)
+
+    state.wake = wake
+
     async def sync_now() -> None:
         if uplink is not None and client is not None:
             await _sync_job(node, uplink, client, state, full=True)
@@ -354,13 +374,17 @@ class _SyncState:
     recovered: bool = False
     reconciled_at: float = -math.inf
     pulled_at: float = -math.inf
+    wake: Callable[[float], None] | None = None
 
 
 async def _sync_job(
     node: Node, uplink: Uplink, client: httpx.AsyncClient, state: _SyncState, *, full: bool = False
 ) -> None:
     log = get_logger("guantong.uplink")
-    if not uplink.due():
+    wait = uplink.wait()
+    if wait > 0:
+        if state.wake is not None:
+            state.wake(wait)
         return
     now = time.monotonic()
     reconcile = full or now - state.reconciled_at >= RECONCILE_INTERVAL_S
@@ -384,6 +408,8 @@ async def _sync_job(
     except GuantongError as exc:
         state.reconciled_at = -math.inf
         log.warning("uplink.failed", code=exc.code.value, error=exc.message)
+        if state.wake is not None:
+            state.wake(uplink.wait())
         return
     if report.requests:
         log.info("uplink.pushed", **report.to_dict())

@@ -82,8 +82,13 @@ MAX_BATCH_ENTRIES = 20_000
 MAX_ADMITTED = 4
 """Requests decoded, verified and applied at once; more wait their turn. Two cores gain
 nothing from more, and each holds its body and every entry parsed (about 7 KB an entry,
-up to 4 MiB of segments a request): a province taking 13 cities' relays at once would
-otherwise hold them all, and its memory would grow with the number of children."""
+about 1 MiB of segments in a hub's relay): a province taking 13 cities' relays at once
+would otherwise hold them all, and its memory would grow with the number of children."""
+ADMISSION_WAIT_S = 5.0
+"""How long a request waits for one of those places before the hub answers ``503 busy``
+with a short ``Retry-After``. Waiting longer would spend the sender's timeout (30 s at
+hubs): a relay that times out backs off exponentially and later resends what the hub had
+in fact stored, which is then verified a second time."""
 
 
 @dataclass(slots=True)
@@ -228,13 +233,22 @@ class Ingestor:
         self.clock = clock
         self._group = _GroupCommit(self._apply_batch)
         self._admission = threading.BoundedSemaphore(MAX_ADMITTED)
+        self.admission_wait = ADMISSION_WAIT_S
 
     @contextmanager
     def admitted(self) -> Iterator[None]:
         """Hold one of the :data:`MAX_ADMITTED` places while a request is decoded and
-        ingested (its waiting time then counts against the caller's timeout, not memory)."""
-        with self._admission:
+        ingested; after :attr:`admission_wait` seconds without one, refuse it as ``busy``
+        (nothing of it was read; the sender keeps it and comes back after ``Retry-After``)."""
+        if not self._admission.acquire(timeout=self.admission_wait):
+            raise GuantongError(
+                ErrorCode.BUSY,
+                f"busy: {MAX_ADMITTED} requests are being ingested; try again after Retry-After",
+            )
+        try:
             yield
+        finally:
+            self._admission.release()
 
     def push(
         self,

@@ -259,7 +259,9 @@ _DESCRIPTIONS = {
     404: "`not_found`",
     413: "`too_large`: the body is over the limit, before or after gzip",
     422: "Parameters outside their schema (`malformed`, with the framework's `errors`)",
-    503: "`store_error`: the store cannot be written now; try again after `Retry-After`",
+    503: "`busy` (a push found the hub ingesting as much as it takes at once) or "
+    "`store_error`, `storage_full`, `storage_read_only`, `store_corrupt` (the store cannot "
+    "be written now): nothing of the request was stored; try again after `Retry-After`",
 }
 
 

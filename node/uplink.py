@@ -23,7 +23,14 @@ Answers move cursors only as far as the parent says it durably holds:
 While the parent is unreachable (connection errors, timeouts, 5xx, 429/503) the uplink
 backs off exponentially with full jitter, capped, and stores the failure count and next
 attempt time, so a restart does not hammer a parent that is down; the first answer resets
-it and the loop continues at once.
+it and the loop continues at once. A ``Retry-After`` in the answer sets the wait instead,
+stretched by up to half again at random: a busy parent (``503 busy``) asks all its
+children for the same two seconds, and they should not all come back in the same one.
+
+Pushes are at most 1 MiB of segments (about a thousand entries): large enough that the
+per-request costs (authentication, a transaction, an answer) are spread thin, small enough
+that a parent admitting a few requests at once holds little memory for each and answers
+each within seconds, long before the sender's timeout.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ __all__ = ["Backlog", "SyncReport", "Uplink", "backlog", "backoff_delay", "colle
 
 BASE_DELAY = 2.0
 MAX_DELAY = 600.0
+PUSH_MAX_BYTES = 1 << 20
+RETRY_AFTER_JITTER = 0.5
 
 
 def backoff_delay(failures: int, rng: random.Random) -> float:
@@ -100,7 +109,7 @@ class Uplink:
         parent_url: str,
         client: httpx.AsyncClient,
         clock: Clock,
-        max_bytes: int = 4 << 20,
+        max_bytes: int = PUSH_MAX_BYTES,
         rng: random.Random | None = None,
         compresslevel: int = 6,
     ) -> None:
@@ -295,14 +304,24 @@ class Uplink:
 
     def due(self) -> bool:
         """Whether the backoff allows an attempt now."""
+        return self.wait() == 0.0
+
+    def wait(self) -> float:
+        """Seconds until the backoff allows the next attempt (0: now)."""
         next_at = self.state()["next_attempt_at"]
-        return next_at is None or parse_time(next_at) <= self.clock()
+        if next_at is None:
+            return 0.0
+        return max(0.0, (parse_time(next_at) - self.clock()).total_seconds())
 
     def _failed(self, reason: str, retry_after: float | None = None) -> None:
         """Back off: as the parent asked (``Retry-After``), else exponentially."""
         state = self.state()
         failures = state["failures"] + 1
-        delay = retry_after if retry_after is not None else backoff_delay(failures, self.rng)
+        delay = (
+            retry_after * self.rng.uniform(1.0, 1.0 + RETRY_AFTER_JITTER)
+            if retry_after is not None
+            else backoff_delay(failures, self.rng)
+        )
         next_at = self.clock() + timedelta(seconds=delay)
         self._save(failures, format_time(next_at), reason[:500], state["last_contact"])
 

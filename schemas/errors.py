@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     CLOCK_SKEW = "clock_skew"
     REPLAY = "replay"
     FORBIDDEN = "forbidden"
+    # Back-pressure: the hub is ingesting as much as it takes at once (503, Retry-After).
+    BUSY = "busy"
     # Values and identifiers.
     NOT_CANONICAL = "not_canonical"
     FLOAT_NOT_ALLOWED = "float_not_allowed"

@@ -3,6 +3,7 @@ each is answered with its own results, and one failing request does not fail the
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -195,6 +196,23 @@ def test_at_most_a_few_requests_are_ingested_at_once(county: Node) -> None:
     for thread in threads:
         thread.join(10)
     assert most == MAX_ADMITTED and inside == 0
+
+
+def test_a_request_that_finds_no_place_is_refused_as_busy(county: Node) -> None:
+    """Waiting is bounded: past ``admission_wait`` the hub says ``busy`` (503 with a
+    short Retry-After) rather than hold the request until its sender's timeout."""
+    from node.ingest import MAX_ADMITTED
+
+    ingestor = _ingestor(county)
+    ingestor.admission_wait = 0.05
+    with contextlib.ExitStack() as places:
+        for _ in range(MAX_ADMITTED):
+            places.enter_context(ingestor.admitted())
+        with pytest.raises(GuantongError) as refused, ingestor.admitted():
+            pass
+        assert refused.value.code is ErrorCode.BUSY
+    with ingestor.admitted(), ingestor.admitted():  # the places are given back
+        pass
 
 
 def _ingestor(hub: Node) -> Ingestor:

@@ -253,6 +253,86 @@ async def test_the_uplink_honours_retry_after(fed: Federation) -> None:
     assert parse_time(next_at) >= fed.clock() + timedelta(seconds=600)
 
 
+async def test_a_hub_with_no_room_says_busy_and_the_child_comes_back_in_seconds(
+    fed: Federation,
+) -> None:
+    """Back-pressure: a push that finds every ingest place taken is refused as ``busy``
+    with a short Retry-After instead of being held until its sender times out; the child
+    keeps its data, waits that long (plus jitter, not exponential backoff) and then
+    delivers it."""
+    from node.app import BUSY_RETRY_AFTER_S
+    from node.ingest import MAX_ADMITTED
+
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 3)
+    ingestor: Ingestor = fed.app(COUNTY).state.ingestor
+    ingestor.admission_wait = 0.05
+    with contextlib.ExitStack() as places:
+        for _ in range(MAX_ADMITTED):
+            places.enter_context(ingestor.admitted())
+        segment = station.log.read_segment(station.id, 0)
+        assert segment is not None
+        body = encode_segment(segment.head, segment.start, segment.entries)
+        async with fed.client(COUNTY, caller=station.id) as client:
+            response = await client.post(
+                "/v1/push", content=body, headers={"content-type": "application/x-ndjson"}
+            )
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "busy"
+        assert response.headers["retry-after"] == str(BUSY_RETRY_AFTER_S)
+
+        uplink = fed.uplink(station.id, rng=random.Random(5))
+        with pytest.raises(GuantongError, match="busy"):
+            await uplink.sync()
+        state = uplink.state()
+        assert state["failures"] == 1 and "busy" in state["last_error"]
+        assert BUSY_RETRY_AFTER_S <= uplink.wait() <= BUSY_RETRY_AFTER_S * 1.5
+    assert fed.nodes[COUNTY].log.head(station.id) is None  # nothing of it was read
+    assert not uplink.due()
+    fed.clock.advance(seconds=BUSY_RETRY_AFTER_S * 1.5)
+    assert uplink.due()
+    report = await uplink.sync()
+    await uplink.client.aclose()
+    assert report.entries == 3 and uplink.state()["failures"] == 0
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 3
+
+
+async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federation) -> None:
+    """The server's uplink job does not sit out its 15-second interval after a ``busy``:
+    it asks to be woken when the Retry-After ends, and a run that comes too early (kicked
+    by a write) pushes nothing and asks again for the time left."""
+    from node.app import _sync_job, _SyncState
+    from node.ingest import MAX_ADMITTED
+
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    ingestor: Ingestor = fed.app(COUNTY).state.ingestor
+    ingestor.admission_wait = 0.05
+    woken: list[float] = []
+    state = _SyncState(wake=woken.append)
+    uplink = fed.uplink(station.id, rng=random.Random(8))
+    client = fed.client(COUNTY, caller=station.id)
+    node = fed.nodes[station.id]
+    with contextlib.ExitStack() as places:
+        for _ in range(MAX_ADMITTED):
+            places.enter_context(ingestor.admitted())
+        await _sync_job(node, uplink, client, state)
+    assert len(woken) == 1 and 2.0 <= woken[0] <= 3.0
+    fed.clock.advance(seconds=1)
+    await _sync_job(node, uplink, client, state)  # too early: nothing is tried
+    assert len(woken) == 2 and woken[1] == pytest.approx(woken[0] - 1)
+    assert fed.nodes[COUNTY].log.head(station.id) is None
+    fed.clock.advance(seconds=woken[1])
+    await _sync_job(node, uplink, client, state)
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 2 and len(woken) == 2
+    await uplink.client.aclose()
+    await client.aclose()
+
+
 async def test_a_busy_hub_answers_503_with_retry_after(
     fed: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
