@@ -243,7 +243,7 @@ class Ingestor:
         if not self._admission.acquire(timeout=self.admission_wait):
             raise GuantongError(
                 ErrorCode.BUSY,
-                f"busy: {MAX_ADMITTED} requests are being ingested; try again after Retry-After",
+                f"{MAX_ADMITTED} requests are being ingested; try again after Retry-After",
             )
         try:
             yield
