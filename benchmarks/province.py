@@ -75,7 +75,7 @@ from node.runtime import Node
 from node.settings import NodeSettings
 from schemas.enrollment import sign_proof
 from schemas.hashing import ZERO_HASH
-from schemas.ids import Tier, parent_of
+from schemas.ids import Tier, parent_of, uuid7
 from schemas.log import build_entry, sign_head
 from schemas.segments import encode_segment
 from schemas.signing import Signer
@@ -413,7 +413,8 @@ def _generate(
             first = seq + 1
             for n in range(per_push):
                 seq += 1
-                moment = format_time(t0 + timedelta(seconds=spacing * (push * per_push + n)))
+                at = t0 + timedelta(seconds=spacing * (push * per_push + n))
+                moment = format_time(at)
                 _, raw, prev = build_entry(
                     origin=station_id,
                     seq=seq,
@@ -421,7 +422,8 @@ def _generate(
                     time=moment,
                     contract="opinion",
                     version=version,
-                    record_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    # a new record's id, as `Node.put` makes it: UUIDv7 of the moment
+                    record_id=uuid7(int(at.timestamp() * 1000), rng=rng),
                     op="put",
                     data=templates[rng.randrange(len(templates))],
                 )

@@ -9,6 +9,7 @@ what it cannot hold (PostgreSQL refuses U+0000 in text with an error, not a miss
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 import uuid
@@ -95,10 +96,11 @@ def is_contract_name(value: str) -> bool:
     return _CONTRACT.fullmatch(value) is not None
 
 
-def uuid7(unix_ms: int | None = None) -> str:
-    """A lowercase UUIDv7 string (RFC 9562): 48-bit millisecond time, then 74 random bits."""
+def uuid7(unix_ms: int | None = None, *, rng: random.Random | None = None) -> str:
+    """A lowercase UUIDv7 string (RFC 9562): 48-bit millisecond time, then 74 random bits
+    (from ``rng`` when given, for reproducible simulations; else the system's)."""
     ms = int(time.time() * 1000) if unix_ms is None else unix_ms
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = rng.getrandbits(80) if rng is not None else int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64

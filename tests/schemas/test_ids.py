@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import uuid
 
 import pytest
@@ -51,6 +52,13 @@ def test_uuid7_is_lowercase_v7_and_time_ordered() -> None:
     assert uuid.UUID(first).variant == uuid.RFC_4122
     assert first < second
     assert len({uuid7() for _ in range(1000)}) == 1000
+
+
+def test_uuid7_from_a_seeded_generator_is_reproducible() -> None:
+    made = [uuid7(1_700_000_000_000, rng=random.Random(7)) for _ in range(2)]
+    assert made[0] == made[1] and is_uuid(made[0])
+    assert uuid.UUID(made[0]).version == 7 and uuid.UUID(made[0]).variant == uuid.RFC_4122
+    assert made[0] != uuid7(1_700_000_000_000, rng=random.Random(8))
 
 
 def test_key_ids_and_contract_names() -> None:
