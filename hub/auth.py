@@ -21,7 +21,7 @@ from datetime import timedelta
 from fastapi import Request
 from sqlalchemy import Connection, delete
 
-from node.db import dialect_insert
+from node.db import driver_rows
 from node.runtime import Node
 from node.tables import REPLAY_CACHE
 from schemas.errors import ErrorCode, GuantongError
@@ -73,14 +73,15 @@ def authenticate(request: Request, node: Node, body: bytes) -> str:
 
 def remember(conn: Connection, sig_hash: str, expires: str) -> None:
     """Note a signed request as received; ``replay`` if it already was."""
-    stmt = (
-        dialect_insert(conn, REPLAY_CACHE)
-        .values(sig_hash=sig_hash, expires_at=expires)
-        .on_conflict_do_nothing(index_elements=["sig_hash"])
-        .returning(REPLAY_CACHE.c.sig_hash)  # psycopg reports no rowcount for this insert
-    )
-    if conn.execute(stmt).first() is None:
+    # on the driver: once per signed request; psycopg reports no rowcount for this insert
+    if not driver_rows(conn, _REMEMBER, (sig_hash, expires)):
         raise GuantongError(ErrorCode.REPLAY, "this signed request was already received")
+
+
+_REMEMBER = (
+    "INSERT INTO replay_cache (sig_hash, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (sig_hash) DO NOTHING RETURNING sig_hash"
+)
 
 
 def check_request(request: Request, node: Node, body: bytes) -> tuple[str, str, str]:

@@ -61,12 +61,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from contracts.registry import Registry, Violation
-from node.db import Store, bulk, dialect_insert, lock_head, storable_text
+from node.db import Store, bulk, lock_head, storable_text
 from node.keyring import Keyring
 from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
 from node.rollups import Key, apply_deltas
-from node.tables import ENTRIES, HEADS, PEERS, REJECTIONS
+from node.tables import ENTRIES, HEADS, REJECTIONS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
 from schemas.ids import is_in_subtree
@@ -600,14 +600,14 @@ def _note_peer(conn: Connection, caller: str, results: list[SegmentResult], now:
     """Remember when each child was last heard from, and how its last push went."""
     errors = [r.error["code"] for r in results if r.error is not None]
     last_error = f"{errors[0]} ({len(errors)} segment(s))" if errors else None
-    stmt = dialect_insert(conn, PEERS).values(
-        node=caller, last_seen=now, last_error=last_error, pushes=1
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["node"],
-        set_={"last_seen": now, "last_error": last_error, "pushes": PEERS.c.pushes + 1},
-    )
-    conn.execute(stmt)
+    bulk(conn, _NOTE_PEER, [(caller, now, last_error)])
+
+
+_NOTE_PEER = (
+    "INSERT INTO peers (node, last_seen, last_error, pushes) VALUES (?, ?, ?, 1) "
+    "ON CONFLICT (node) DO UPDATE SET last_seen = excluded.last_seen, "
+    "last_error = excluded.last_error, pushes = peers.pushes + 1"
+)
 
 
 def _pending(entry: Entry, registry: Registry) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from node.db import Store, upsert
+from node.db import Store, driver_rows, upsert
 from node.tables import KEYS, RECORDS
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
@@ -32,6 +32,10 @@ __all__ = ["KnownKey", "Keyring", "cert_record"]
 
 _HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 _COLUMNS = ["node", "public_key", "not_before", "not_after", "tier", "issuer", "cert"]
+_LOOKUP = (
+    "SELECT key_id, node, public_key, not_before, not_after, revoked_from, cert "
+    "FROM keys WHERE key_id = ?"
+)
 _CERT_FIELDS = ("node", "tier", "key", "key_id", "issuer", "not_before", "not_after", "sig")
 
 
@@ -81,14 +85,16 @@ class Keyring:
         (peers send key ids: one that breaks the grammar never reaches the store)."""
         if not is_key_id(kid):
             return None
-        query = select(KEYS).where(KEYS.c.key_id == kid)
+        # on the driver: once per push and per segment, where building the statement
+        # cost more than the lookup
         if conn is not None:
-            row = conn.execute(query).first()
+            rows = driver_rows(conn, _LOOKUP, (kid,))
         else:
             with self.store.read() as own:
-                row = own.execute(query).first()
-        if row is None:
+                rows = driver_rows(own, _LOOKUP, (kid,))
+        if not rows:
             return None
+        row = rows[0]
         return KnownKey(
             key_id=row.key_id,
             node=row.node,
