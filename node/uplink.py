@@ -218,6 +218,7 @@ class Uplink:
             raise GuantongError(
                 ErrorCode.PARENT_UNREACHABLE,
                 f"parent {self.parent_url} answered {response.status_code}{said}",
+                parent_code=str(error.get("code", "")) or None,
             )
         if response.status_code != 200:
             await anyio.to_thread.run_sync(self._contact)

@@ -86,6 +86,10 @@ def serve(
     )
 
 
+BUSY_PATIENCE_S = 60.0
+"""How long ``guantong sync`` waits, in all, on a parent that answers ``busy``."""
+
+
 async def _sync(node: Node, *, once: bool, interval: float, progress: Progress) -> SyncReport:
     parent = node.settings.parent_url
     if not parent:
@@ -97,7 +101,22 @@ async def _sync(node: Node, *, once: bool, interval: float, progress: Progress) 
         task = progress.add_task("pushing", total=sum(b.entries for b in uplink.backlog()))
         while True:
             skip: set[str] = set()
-            while await uplink.push_once(total, skip):
+            patience = BUSY_PATIENCE_S
+            while True:
+                try:
+                    if not await uplink.push_once(total, skip):
+                        break
+                except GuantongError as exc:
+                    # a busy parent asks for seconds: wait them here rather than fail a
+                    # run that would succeed a moment later (anything else is reported)
+                    wait = uplink.wait()
+                    if exc.details.get("parent_code") != ErrorCode.BUSY.value or wait > patience:
+                        raise
+                    patience -= wait
+                    progress.update(task, description=f"parent busy, again in {wait:.0f} s")
+                    await asyncio.sleep(wait)
+                    progress.update(task, description="pushing")
+                    continue
                 progress.update(task, completed=total.entries)
             pulled = await pull_tasks(node, http)
             total.tasks += pulled.stored

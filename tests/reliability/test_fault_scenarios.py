@@ -333,6 +333,37 @@ async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federa
     await client.aclose()
 
 
+async def test_sync_on_the_command_line_waits_out_a_busy_parent(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``guantong sync --once`` against a parent that is busy for a moment waits the
+    seconds it asks for and succeeds, instead of failing with ``parent_unreachable``."""
+    from rich.progress import Progress
+
+    from node.cli import sync as sync_cli
+    from node.ingest import MAX_ADMITTED
+
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    ingestor: Ingestor = fed.app(COUNTY).state.ingestor
+    ingestor.admission_wait = 0.05
+    monkeypatch.setattr(sync_cli, "client", lambda node: fed.client(COUNTY, caller=node.id))
+    places = contextlib.ExitStack()
+    for _ in range(MAX_ADMITTED):
+        places.enter_context(ingestor.admitted())
+    timer = threading.Timer(0.5, places.close)  # the hub has room again half a second later
+    timer.start()
+    try:
+        report = await sync_cli._sync(station, once=True, interval=0, progress=Progress())
+    finally:
+        timer.cancel()
+        places.close()
+    assert report.entries == 2
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 2
+
+
 async def test_a_busy_hub_answers_503_with_retry_after(
     fed: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
