@@ -274,33 +274,42 @@ class Log:
             after = int(rows[-1].seq)
 
     def read_segment(
-        self, origin: str, after: int, *, max_entries: int = 5000, max_bytes: int = 4 << 20
+        self,
+        origin: str,
+        after: int,
+        *,
+        max_entries: int = 5000,
+        max_bytes: int = 4 << 20,
+        conn: Connection | None = None,
     ) -> Segment | None:
-        """The next segment of ``origin`` after ``after``, ending at a signed head."""
-        with self.store.read() as conn:
-            held = conn.execute(select(_HEADS.c.seq).where(_HEADS.c.origin == origin)).scalar()
-            if held is None or held <= after:
-                return None
-            # (seq, hash, raw) straight from the driver: the relay's read of every entry
-            rows = driver_rows(conn, _READ_ENTRIES, (origin, after, max_entries))
-            if not rows or int(rows[0][0]) != after + 1:
-                return None
-            size, end = 0, after
-            for seq, _, raw in rows:
-                size += len(raw) + 1
-                if size > max_bytes and end > after:
-                    break
-                end = int(seq)
-            signed = conn.execute(
-                select(_SIGNED.c.seq, _SIGNED.c.raw)
-                .where(_SIGNED.c.origin == origin, _SIGNED.c.seq >= after + 1, _SIGNED.c.seq <= end)
-                .order_by(_SIGNED.c.seq.desc())
-                .limit(1)
-            ).first()
-        if origin == self.origin and (signed is None or int(signed.seq) != end):
+        """The next segment of ``origin`` after ``after``, ending at a signed head.
+
+        ``conn``: a read transaction the caller holds (the uplink reads every origin of a
+        push in one). The lookups are hand-written statements on the driver: a relay makes
+        them once per origin it forwards, and a county forwards a thousand stations."""
+        if conn is None:
+            with self.store.read() as own:
+                return self.read_segment(
+                    origin, after, max_entries=max_entries, max_bytes=max_bytes, conn=own
+                )
+        held = driver_rows(conn, _HELD, (origin,))
+        if not held or int(held[0][0]) <= after:
+            return None
+        rows = driver_rows(conn, _READ_ENTRIES, (origin, after, max_entries))
+        if not rows or int(rows[0][0]) != after + 1:
+            return None
+        size, end = 0, after
+        for seq, _, raw in rows:
+            size += len(raw) + 1
+            if size > max_bytes and end > after:
+                break
+            end = int(seq)
+        signed = driver_rows(conn, _LAST_SIGNED, (origin, after + 1, end))
+        if origin == self.origin and (not signed or int(signed[0][0]) != end):
+            # a write on another connection: the read transaction holds no lock against it
             head = self._sign_prefix(rows, end)
-        elif signed is not None:
-            head = SignedHead.parse_obj(parse_canonical(bytes(signed.raw)))
+        elif signed:
+            head = SignedHead.parse_obj(parse_canonical(bytes(signed[0][1])))
         else:
             return self._read_to_next_head(origin, after)
         entries = tuple(bytes(raw) for seq, _, raw in rows if int(seq) <= head.seq)
@@ -405,6 +414,11 @@ _UPSERT_RECORDS = (
 
 
 _entry_tuple = operator.itemgetter(*_ENTRY_COLUMNS)
+_HELD = "SELECT seq FROM heads WHERE origin = ?"
+_LAST_SIGNED = (
+    "SELECT seq, raw FROM signed_heads WHERE origin = ? AND seq >= ? AND seq <= ? "
+    "ORDER BY seq DESC LIMIT 1"
+)
 _READ_ENTRIES = (
     "SELECT seq, hash, raw FROM entries WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?"
 )

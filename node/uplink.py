@@ -46,7 +46,7 @@ from typing import Any
 import anyio
 import httpx
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from node.db import Store, storable_text, upsert
 from node.log import Log
@@ -349,7 +349,7 @@ class Uplink:
             )
 
 
-def backlog(store: Store) -> list[Backlog]:
+def backlog(store: Store, conn: Connection | None = None) -> list[Backlog]:
     """Per origin held: what the parent has acknowledged and what lies beyond it."""
     acked = func.coalesce(UPLINK_CURSOR.c.acked, 0)
     query = (
@@ -358,8 +358,10 @@ def backlog(store: Store) -> list[Backlog]:
         .where(HEADS.c.seq > acked)
         .order_by(HEADS.c.origin)
     )
-    with store.read() as conn:
-        return [Backlog(r.origin, int(r.acked), int(r.seq), r.blocked) for r in conn.execute(query)]
+    if conn is None:
+        with store.read() as own:
+            return backlog(store, own)
+    return [Backlog(r.origin, int(r.acked), int(r.seq), r.blocked) for r in conn.execute(query)]
 
 
 def collect_segments(
@@ -376,23 +378,24 @@ def collect_segments(
     segments: list[Segment] = []
     size = 0
     budget = max_bytes if max_bytes is not None else 1 << 62
-    for item in backlog(log.store):
-        if item.origin in skip:
-            continue
-        after = item.acked
-        while after < item.held and size < budget:
-            segment = log.read_segment(
-                item.origin, after, max_bytes=max(1, min(budget - size, 4 << 20))
-            )
-            if segment is None:
+    with log.store.read() as conn:  # one transaction for every origin of the push
+        for item in backlog(log.store, conn):
+            if item.origin in skip:
+                continue
+            after = item.acked
+            while after < item.held and size < budget:
+                segment = log.read_segment(
+                    item.origin, after, max_bytes=max(1, min(budget - size, 4 << 20)), conn=conn
+                )
+                if segment is None:
+                    break
+                segments.append(segment)
+                size += sum(len(e) + 1 for e in segment.entries) + 300
+                after = segment.end
+                if progress is not None:
+                    progress(len(segment.entries))
+            if size >= budget:
                 break
-            segments.append(segment)
-            size += sum(len(e) + 1 for e in segment.entries) + 300
-            after = segment.end
-            if progress is not None:
-                progress(len(segment.entries))
-        if size >= budget:
-            break
     return segments
 
 
