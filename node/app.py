@@ -293,8 +293,7 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
         def watch_writes() -> None:
             """Push on write: local writes may come from another process (``guantong put``),
             so the own head is polled (one indexed read) and a change kicks the uplink."""
-            head = node.log.head()
-            seq = head.seq if head else 0
+            seq = node.log.held()
             if seen["seq"] not in (-1, seq):
                 kick()
             seen["seq"] = seq
