@@ -70,7 +70,12 @@ def serve(
     bind_port = port if port is not None else settings.port
     if workers == 1:
         config = uvicorn.Config(
-            create_app(settings), host=bind_host, port=bind_port, log_config=None, access_log=False
+            create_app(settings),
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         QuietServer(config).run()
         return
@@ -83,9 +88,15 @@ def serve(
         port=bind_port,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 
+KEEP_ALIVE_S = 65
+"""How long the server keeps an idle connection open. Clients drop theirs after 5 s
+(httpx's default), so the server must wait longer: with uvicorn's own 5 s both ends let go
+at once, and a child reusing a connection the server was just closing lost its push to a
+``ReadError`` and backed off as if the parent were down."""
 BUSY_PATIENCE_S = 60.0
 """How long ``guantong sync`` waits, in all, on a parent that answers ``busy``."""
 

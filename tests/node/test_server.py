@@ -35,3 +35,14 @@ def test_it_serves_with_a_date_header_and_stops_within_a_tick() -> None:
     server.should_exit = True
     thread.join(timeout=TICK_S + 10)
     assert not thread.is_alive()
+
+
+def test_the_server_keeps_idle_connections_longer_than_its_clients_do() -> None:
+    """Otherwise both ends drop an idle connection at the same moment, and a child that
+    reuses it just then loses its push to a ReadError (and backs off)."""
+    from node.cli.sync import KEEP_ALIVE_S
+
+    client_expiry = httpx._config.DEFAULT_LIMITS.keepalive_expiry
+    assert client_expiry is not None
+    assert KEEP_ALIVE_S >= 2 * client_expiry
+    assert KEEP_ALIVE_S > uvicorn.Config(_app).timeout_keep_alive
