@@ -487,9 +487,11 @@ def generate(
 
 
 async def _retrying(send: Any, attempts: int = 30) -> httpx.Response:
-    """The uplink's rule: back off on 429/503/5xx and connection errors, else answer."""
+    """The uplink's rule: back off on 429/503/5xx and connection errors, as the answer's
+    ``Retry-After`` says (stretched by up to half again) or exponentially; else answer."""
     delay = 0.2
     for attempt in range(attempts):
+        wait = delay
         try:
             response: httpx.Response = await send()
         except httpx.HTTPError:
@@ -498,7 +500,10 @@ async def _retrying(send: Any, attempts: int = 30) -> httpx.Response:
         else:
             if response.status_code < 500 and response.status_code != 429:
                 return response
-        await asyncio.sleep(delay)
+            asked = response.headers.get("retry-after", "")
+            if asked.isdigit():
+                wait = int(asked) * random.uniform(1.0, 1.5)
+        await asyncio.sleep(wait)
         delay = min(delay * 2, 5.0)
     return response
 
