@@ -597,7 +597,7 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
         with province_store(fed) as store:
             watch = Watch(store)
             started = time.perf_counter()
-            asyncio.run(_enroll(fed, limits, args.concurrency))
+            asyncio.run(_enroll(fed, limits, min(args.concurrency, args.enroll_concurrency)))
             enrolled = time_after(None)
             waited = _wait_keys(watch, stations, timeout=args.timeout)
             figures.enroll_s = time.perf_counter() - started
@@ -828,6 +828,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sustain-pushes", type=int, default=1)
     parser.add_argument("--sustain-entries", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=128, help="pushes in flight")
+    parser.add_argument(
+        "--enroll-concurrency",
+        type=int,
+        default=128,
+        help="enrollments in flight (a retried enrollment finds its token used)",
+    )
     parser.add_argument("--generators", type=int, default=2, help="entry-writing processes")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
