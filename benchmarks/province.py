@@ -74,6 +74,7 @@ from node.reconcile import RemoteRoots
 from node.runtime import Node
 from node.settings import NodeSettings
 from schemas.enrollment import sign_proof
+from schemas.errors import describe
 from schemas.hashing import ZERO_HASH
 from schemas.ids import Tier, parent_of, uuid7
 from schemas.log import build_entry, sign_head
@@ -236,12 +237,17 @@ class Federation:
                 "token": token,
                 "proof": sign_proof(signer, station.id, token),
             }
+            failures: list[str] = []
             async with gate:
                 response = await _retrying(
-                    lambda: http.post(f"{self.url(station.county)}/v1/enroll", json=request)
+                    lambda: http.post(f"{self.url(station.county)}/v1/enroll", json=request),
+                    failures=failures,
                 )
             if response.status_code != 200:
-                raise RuntimeError(f"{station.id} enrollment: {response.text[:300]}")
+                raise RuntimeError(
+                    f"{station.id} enrollment: {response.text[:300]}"
+                    + (f" (after {'; '.join(failures)})" if failures else "")
+                )
             answer = orjson.loads(response.content)
             if answer["cert"]["key"] != signer.public_b64u:
                 raise RuntimeError(f"{station.id}: certificate for another key")
@@ -486,20 +492,27 @@ def generate(
 # -- pushing ---------------------------------------------------------------------------
 
 
-async def _retrying(send: Any, attempts: int = 30) -> httpx.Response:
+async def _retrying(
+    send: Any, attempts: int = 30, failures: list[str] | None = None
+) -> httpx.Response:
     """The uplink's rule: back off on 429/503/5xx and connection errors, as the answer's
-    ``Retry-After`` says (stretched by up to half again) or exponentially; else answer."""
+    ``Retry-After`` says (stretched by up to half again) or exponentially; else answer.
+    ``failures`` collects what each failed attempt met."""
     delay = 0.2
     for attempt in range(attempts):
         wait = delay
         try:
             response: httpx.Response = await send()
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            if failures is not None:
+                failures.append(describe(exc))
             if attempt == attempts - 1:
                 raise
         else:
             if response.status_code < 500 and response.status_code != 429:
                 return response
+            if failures is not None:
+                failures.append(f"{response.status_code} {response.text[:200]}")
             asked = response.headers.get("retry-after", "")
             if asked.isdigit():
                 wait = int(asked) * random.uniform(1.0, 1.5)
