@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -253,6 +254,29 @@ async def test_the_uplink_honours_retry_after(fed: Federation) -> None:
     assert parse_time(next_at) >= fed.clock() + timedelta(seconds=600)
 
 
+def _fill(ingestor: Ingestor) -> contextlib.ExitStack:
+    """Take every ingest place of ``ingestor`` (given back when the stack closes), and make
+    a request wait for one only 50 ms before the hub says ``busy``."""
+    from node.ingest import MAX_ADMITTED
+
+    ingestor.admission_wait = 0.05
+    places = contextlib.ExitStack()
+    for _ in range(MAX_ADMITTED):
+        places.enter_context(ingestor.admitted())
+    return places
+
+
+async def _push_own_log(fed: Federation, station: Node) -> httpx.Response:
+    """POST the station's log from seq 1 to its county, as one signed push."""
+    segment = station.log.read_segment(station.id, 0)
+    assert segment is not None
+    body = encode_segment(segment.head, segment.start, segment.entries)
+    async with fed.client(COUNTY, caller=station.id) as client:
+        return await client.post(
+            "/v1/push", content=body, headers={"content-type": "application/x-ndjson"}
+        )
+
+
 async def test_a_hub_with_no_room_says_busy_and_the_child_comes_back_in_seconds(
     fed: Federation,
 ) -> None:
@@ -261,23 +285,12 @@ async def test_a_hub_with_no_room_says_busy_and_the_child_comes_back_in_seconds(
     keeps its data, waits that long (plus jitter, not exponential backoff) and then
     delivers it."""
     from node.app import BUSY_RETRY_AFTER_S
-    from node.ingest import MAX_ADMITTED
 
     fed.add(COUNTY)
     station = fed.add(S1)
     fed.write(station.id, 3)
-    ingestor: Ingestor = fed.app(COUNTY).state.ingestor
-    ingestor.admission_wait = 0.05
-    with contextlib.ExitStack() as places:
-        for _ in range(MAX_ADMITTED):
-            places.enter_context(ingestor.admitted())
-        segment = station.log.read_segment(station.id, 0)
-        assert segment is not None
-        body = encode_segment(segment.head, segment.start, segment.entries)
-        async with fed.client(COUNTY, caller=station.id) as client:
-            response = await client.post(
-                "/v1/push", content=body, headers={"content-type": "application/x-ndjson"}
-            )
+    with _fill(fed.app(COUNTY).state.ingestor):
+        response = await _push_own_log(fed, station)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "busy"
         assert response.headers["retry-after"] == str(BUSY_RETRY_AFTER_S)
@@ -304,21 +317,16 @@ async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federa
     it asks to be woken when the Retry-After ends, and a run that comes too early (kicked
     by a write) pushes nothing and asks again for the time left."""
     from node.app import _sync_job, _SyncState
-    from node.ingest import MAX_ADMITTED
 
     fed.add(COUNTY)
     station = fed.add(S1)
     fed.write(station.id, 2)
-    ingestor: Ingestor = fed.app(COUNTY).state.ingestor
-    ingestor.admission_wait = 0.05
     woken: list[float] = []
     state = _SyncState(wake=woken.append)
     uplink = fed.uplink(station.id, rng=random.Random(8))
     client = fed.client(COUNTY, caller=station.id)
     node = fed.nodes[station.id]
-    with contextlib.ExitStack() as places:
-        for _ in range(MAX_ADMITTED):
-            places.enter_context(ingestor.admitted())
+    with _fill(fed.app(COUNTY).state.ingestor):
         await _sync_job(node, uplink, client, state)
     assert len(woken) == 1 and 2.0 <= woken[0] <= 3.0
     fed.clock.advance(seconds=1)
@@ -341,17 +349,12 @@ async def test_sync_on_the_command_line_waits_out_a_busy_parent(
     from rich.progress import Progress
 
     from node.cli import sync as sync_cli
-    from node.ingest import MAX_ADMITTED
 
     fed.add(COUNTY)
     station = fed.add(S1)
     fed.write(station.id, 2)
-    ingestor: Ingestor = fed.app(COUNTY).state.ingestor
-    ingestor.admission_wait = 0.05
     monkeypatch.setattr(sync_cli, "client", lambda node: fed.client(COUNTY, caller=node.id))
-    places = contextlib.ExitStack()
-    for _ in range(MAX_ADMITTED):
-        places.enter_context(ingestor.admitted())
+    places = _fill(fed.app(COUNTY).state.ingestor)
     timer = threading.Timer(0.5, places.close)  # the hub has room again half a second later
     timer.start()
     try:
@@ -377,13 +380,7 @@ async def test_a_busy_hub_answers_503_with_retry_after(
         raise GuantongError(ErrorCode.STORE_ERROR, "store error: database is locked")
 
     monkeypatch.setattr(ingestor, "push", locked)
-    segment = station.log.read_segment(station.id, 0)
-    assert segment is not None
-    body = encode_segment(segment.head, segment.start, segment.entries)
-    async with fed.client(COUNTY, caller=station.id) as client:
-        response = await client.post(
-            "/v1/push", content=body, headers={"content-type": "application/x-ndjson"}
-        )
+    response = await _push_own_log(fed, station)
     assert response.status_code == 503
     assert "retry-after" in response.headers
 
