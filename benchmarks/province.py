@@ -73,6 +73,7 @@ from node.enrollment import enrollment_request, install_enrollment
 from node.reconcile import RemoteRoots
 from node.runtime import Node
 from node.settings import NodeSettings
+from node.uplink import RETRY_AFTER_JITTER, parse_retry_after
 from schemas.enrollment import sign_proof
 from schemas.errors import describe
 from schemas.hashing import ZERO_HASH
@@ -513,9 +514,9 @@ async def _retrying(
                 return response
             if failures is not None:
                 failures.append(f"{response.status_code} {response.text[:200]}")
-            asked = response.headers.get("retry-after", "")
-            if asked.isdigit():
-                wait = int(asked) * random.uniform(1.0, 1.5)
+            asked = parse_retry_after(response.headers.get("retry-after"))
+            if asked is not None:
+                wait = asked * random.uniform(1.0, 1.0 + RETRY_AFTER_JITTER)
         await asyncio.sleep(wait)
         delay = min(delay * 2, 5.0)
     return response

@@ -80,9 +80,13 @@ _STATUS = {
     ErrorCode.STORAGE_READ_ONLY: 503,
     ErrorCode.STORE_CORRUPT: 503,
 }
-_STORAGE_FAULTS = frozenset(
-    {ErrorCode.STORAGE_FULL, ErrorCode.STORAGE_READ_ONLY, ErrorCode.STORE_CORRUPT}
-)
+_RETRY_AFTER = {
+    ErrorCode.BUSY: BUSY_RETRY_AFTER_S,
+    ErrorCode.STORAGE_FULL: STORAGE_RETRY_AFTER_S,
+    ErrorCode.STORAGE_READ_ONLY: STORAGE_RETRY_AFTER_S,
+    ErrorCode.STORE_CORRUPT: STORAGE_RETRY_AFTER_S,
+}
+"""``Retry-After`` of a 503 by its code; every other code asks for :data:`RETRY_AFTER_S`."""
 
 _HTTP_CODES = {
     401: ErrorCode.UNAUTHENTICATED,
@@ -163,13 +167,7 @@ def create_app(
     async def _on_error(_request: Request, exc: GuantongError) -> JSONResponse:
         status = _STATUS.get(exc.code, 400)
         # back-pressure (PROTOCOL §4): a hub that cannot write now says when to come back
-        wait = (
-            STORAGE_RETRY_AFTER_S
-            if exc.code in _STORAGE_FAULTS
-            else BUSY_RETRY_AFTER_S
-            if exc.code is ErrorCode.BUSY
-            else RETRY_AFTER_S
-        )
+        wait = _RETRY_AFTER.get(exc.code, RETRY_AFTER_S)
         headers = {"Retry-After": str(wait)} if status in (429, 503) else None
         return JSONResponse(exc.to_body(), status_code=status, headers=headers)
 

@@ -55,7 +55,16 @@ from schemas.errors import ErrorCode, GuantongError, code_of, describe
 from schemas.segments import Segment, encode_segment
 from schemas.times import Clock, format_time, parse_time
 
-__all__ = ["Backlog", "SyncReport", "Uplink", "backlog", "backoff_delay", "collect_segments"]
+__all__ = [
+    "RETRY_AFTER_JITTER",
+    "Backlog",
+    "SyncReport",
+    "Uplink",
+    "backlog",
+    "backoff_delay",
+    "collect_segments",
+    "parse_retry_after",
+]
 
 BASE_DELAY = 2.0
 MAX_DELAY = 600.0
@@ -210,7 +219,7 @@ class Uplink:
                 ErrorCode.PARENT_UNREACHABLE, f"parent {self.parent_url} unreachable: {reason}"
             ) from exc
         if response.status_code in (429, 503) or response.status_code >= 500:
-            wait = _retry_after(response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"))
             error = _error_of(response)
             said = f" ({error.get('code')}: {error.get('message', '')})" if error else ""
             reason = f"HTTP {response.status_code}{said}"
@@ -399,7 +408,7 @@ def collect_segments(
     return segments
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delay-seconds form), capped at a day."""
     if value is None or not value.strip().isdigit():
         return None
