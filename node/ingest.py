@@ -53,7 +53,7 @@ that a request is remembered exactly when its data is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +62,7 @@ from sqlalchemy import Connection, select
 
 from contracts.registry import Registry, Violation
 from node.db import Store, bulk, lock_head, storable_text
-from node.keyring import Keyring
+from node.keyring import Keyring, KnownKey
 from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
 from node.rollups import Key, apply_deltas
@@ -276,9 +276,10 @@ class Ingestor:
         """
         verified: list[_Checked | None] = [None] * len(segments)
         early: list[SegmentResult | None] = [None] * len(segments)
+        keys = self.keyring.lookup_many(s.head.key_id for s in segments)
         for i, segment in enumerate(segments):
             try:
-                verified[i] = self._verify(segment, caller, recovering)
+                verified[i] = self._verify(segment, caller, recovering, keys=keys)
             except _Reject as reject:
                 early[i] = SegmentResult(segment.origin, 0, "rejected", error=reject.body)
         job = _Job(segments, caller, recovering, check, verified, early)
@@ -428,7 +429,11 @@ class Ingestor:
         caller: str | None,
         recovering: bool,
         conn: Connection | None = None,
+        *,
+        keys: Mapping[str, KnownKey] | None = None,
     ) -> _Checked:
+        """Phase 1 for one segment. ``keys`` are the request's keys read up front
+        (:meth:`Keyring.lookup_many`); without them the key is looked up here."""
         origin, head = segment.origin, segment.head
         if recovering:
             if origin != self.hub_id:
@@ -473,7 +478,7 @@ class Ingestor:
                 f"signed head of {origin} seq {head.seq}: a signature is "
                 "'<16 hex key id>:<86 base64url characters>'",
             )
-        key = self.keyring.lookup(head.key_id, conn)
+        key = keys.get(head.key_id) if keys is not None else self.keyring.lookup(head.key_id, conn)
         if key is None or key.node != origin:
             raise _Reject(
                 ErrorCode.UNKNOWN_ORIGIN, f"no certificate of {origin} for key {head.key_id}"

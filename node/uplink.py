@@ -35,7 +35,6 @@ each within seconds, long before the sender's timeout.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import random
 from collections.abc import Callable, Collection
@@ -139,13 +138,12 @@ class Uplink:
 
     async def push_once(self, report: SyncReport, skip: set[str]) -> bool:
         """Push one request; True if anything was sent. Raises when the parent is away."""
-        collect = functools.partial(collect_segments, self.log, max_bytes=self.max_bytes, skip=skip)
-        segments = await anyio.to_thread.run_sync(collect)
+        segments, body = await anyio.to_thread.run_sync(self._prepare, skip)
         if not segments:
             return False
-        body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
         results = await self._post(body)
         if len(results) != len(segments):
+            await anyio.to_thread.run_sync(self._contact)
             raise GuantongError(
                 ErrorCode.MALFORMED,
                 f"parent answered {len(results)} results for {len(segments)} segments",
@@ -153,6 +151,13 @@ class Uplink:
         report.requests += 1
         await anyio.to_thread.run_sync(self._record, segments, results, report, skip)
         return True
+
+    def _prepare(self, skip: set[str]) -> tuple[list[Segment], bytes]:
+        """The next request's segments and its gzipped body, off the event loop (1 MiB
+        of compression would hold up every other request this node serves)."""
+        segments = collect_segments(self.log, max_bytes=self.max_bytes, skip=skip)
+        body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
+        return segments, gzip.compress(body, self.compresslevel) if segments else b""
 
     async def sync(self, *, reconcile: bool = True) -> SyncReport:
         """Push until the outbox is empty or only rejected origins remain; first lower the
@@ -202,15 +207,15 @@ class Uplink:
                     )
 
     async def _post(self, body: bytes) -> list[dict[str, Any]]:
+        """POST a gzipped push body; the parent's results. A 200 answer is recorded as
+        contact by :meth:`_record`, with the cursors it moves, in one transaction."""
         headers = {
             "Content-Type": "application/x-ndjson",
             "Content-Encoding": "gzip",
         }
         try:
             response = await self.client.post(
-                f"{self.parent_url}/v1/push",
-                content=gzip.compress(body, self.compresslevel),
-                headers=headers,
+                f"{self.parent_url}/v1/push", content=body, headers=headers
             )
         except httpx.HTTPError as exc:
             reason = describe(exc)
@@ -237,8 +242,15 @@ class Uplink:
                 f"parent refused the push ({response.status_code}): "
                 f"{error.get('message', response.text[:200])}",
             )
-        await anyio.to_thread.run_sync(self._contact)
-        results: list[dict[str, Any]] = orjson.loads(response.content)["results"]
+        try:
+            results = orjson.loads(response.content)["results"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            results = None
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            await anyio.to_thread.run_sync(self._contact)
+            raise GuantongError(
+                ErrorCode.MALFORMED, f"parent {self.parent_url} answered a push without results"
+            )
         return results
 
     def _record(
@@ -292,6 +304,7 @@ class Uplink:
                 ["origin"],
                 ["acked", "blocked", "updated_at"],
             )
+            self._save(0, None, None, now, conn)  # the parent answered: contact
 
     # -- backoff state -------------------------------------------------------------------
 
@@ -339,7 +352,12 @@ class Uplink:
         self._save(0, None, None, format_time(self.clock()))
 
     def _save(
-        self, failures: int, next_at: str | None, error: str | None, contact: str | None
+        self,
+        failures: int,
+        next_at: str | None,
+        error: str | None,
+        contact: str | None,
+        conn: Connection | None = None,
     ) -> None:
         row = {
             "id": 1,
@@ -348,14 +366,17 @@ class Uplink:
             "last_error": error,
             "last_contact": contact,
         }
-        with self.store.write(durable=False) as conn:
-            upsert(
-                conn,
-                UPLINK_STATE,
-                [row],
-                ["id"],
-                ["failures", "next_attempt_at", "last_error", "last_contact"],
-            )
+        if conn is None:
+            with self.store.write(durable=False) as own:
+                self._save(failures, next_at, error, contact, own)
+            return
+        upsert(
+            conn,
+            UPLINK_STATE,
+            [row],
+            ["id"],
+            ["failures", "next_attempt_at", "last_error", "last_contact"],
+        )
 
 
 def backlog(store: Store, conn: Connection | None = None) -> list[Backlog]:

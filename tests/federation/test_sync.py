@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from node.uplink import Uplink
 from node.verify import verify_log
+from schemas.errors import ErrorCode, GuantongError
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -85,3 +88,37 @@ async def test_cursor_survives_restart_and_only_moves_on_held(fed: Federation) -
     assert report.entries == 4
     assert restarted.state()["failures"] == 0
     assert restarted.backlog() == []
+
+
+async def test_a_push_records_contact_with_its_cursors(fed: Federation) -> None:
+    fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 3)
+    uplink = fed.uplink(station.id)
+    uplink._failed("earlier trouble")  # a failure before: contact clears it
+    fed.clock.advance(seconds=700)
+    report = await uplink.sync()
+    assert report.entries == 3
+    state = uplink.state()
+    assert (state["failures"], state["last_error"]) == (0, None)
+    assert state["last_contact"] == fed.now()
+    assert uplink.backlog() == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"not json", b'{"no":"results"}', b'{"results":[]}', b"[1,2]", b'{"results":"x"}'],
+)
+async def test_a_broken_answer_to_a_push_moves_no_cursor(fed: Federation, answer: bytes) -> None:
+    """A parent answering 200 with no usable results: a clean error, the cursor stays."""
+    fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 2)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=answer))
+    async with httpx.AsyncClient(transport=transport) as client:
+        uplink = Uplink(station.log, parent_url="http://js.wx.jy", client=client, clock=fed.clock)
+        with pytest.raises(GuantongError) as refused:
+            await uplink.sync(reconcile=False)
+    assert refused.value.code is ErrorCode.MALFORMED
+    assert [(b.acked, b.held) for b in uplink.backlog()] == [(0, 2)]
+    assert uplink.state()["last_contact"] == fed.now()  # it answered: not a failure

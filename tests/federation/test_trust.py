@@ -30,6 +30,22 @@ async def test_province_learns_every_key_through_the_logs(fed: Federation) -> No
     assert list(verify_log(province.log)) == []
 
 
+async def test_lookup_many_reads_the_same_keys_as_lookup(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        fed.add(f"js.wx.jy.s{n}")
+    hub = fed.nodes["js.wx.jy"]
+    kids = [fed.nodes[f"js.wx.jy.s{n}"].signer.key_id for n in range(3)]
+    unknown, malformed = "0" * 16, "not a key id"
+    monkeypatch.setattr("node.keyring._MANY", 2)  # several statements in one transaction
+    found = hub.keyring.lookup_many([*kids, kids[0], unknown, malformed])
+    assert sorted(found) == sorted(kids)
+    for kid in kids:
+        assert found[kid] == hub.keyring.lookup(kid)
+    assert hub.keyring.lookup_many([unknown, malformed]) == {}
+
+
 async def test_rotation_keeps_history_verifiable(fed: Federation, tmp_path: Path) -> None:
     station = fed.add("js.wx.jy.s1")
     old_key = station.signer.key_id
