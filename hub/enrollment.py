@@ -28,7 +28,7 @@ from schemas.certs import Certificate, issue_certificate
 from schemas.enrollment import decode_token, encode_token, token_hash, verify_proof
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier, check_node_id, parent_of
-from schemas.signing import b64u_decode
+from schemas.signing import b64u_decode, key_id
 from schemas.times import format_time, parse_time
 
 __all__ = [
@@ -148,10 +148,6 @@ def answer_enrollment(node: Node, request: Any) -> dict[str, Any]:
         row = conn.execute(select(TOKENS).where(TOKENS.c.token_hash == token_hash(token))).first()
     if row is None or payload["issuer"] != node.id:
         raise GuantongError(ErrorCode.TOKEN_INVALID, f"{node.id} did not issue this token")
-    if row.used_at is not None:
-        raise GuantongError(ErrorCode.TOKEN_USED, f"this token was already used at {row.used_at}")
-    if parse_time(row.expires_at) < now:
-        raise GuantongError(ErrorCode.TOKEN_EXPIRED, f"this token expired at {row.expires_at}")
     if row.child != child or payload["child"] != child or row.tier != tier.value:
         raise GuantongError(
             ErrorCode.TOKEN_MISMATCH,
@@ -159,6 +155,15 @@ def answer_enrollment(node: Node, request: Any) -> dict[str, Any]:
         )
     if not verify_proof(request["proof"], child, request["key"], token):
         raise GuantongError(ErrorCode.BAD_SIGNATURE, "proof of key possession does not verify")
+    if row.used_at is not None:
+        again = _answer_again(node, child, request["key"])
+        if again is None:
+            raise GuantongError(
+                ErrorCode.TOKEN_USED, f"this token was already used at {row.used_at}"
+            )
+        return again
+    if parse_time(row.expires_at) < now:
+        raise GuantongError(ErrorCode.TOKEN_EXPIRED, f"this token expired at {row.expires_at}")
 
     def spend(conn: Connection) -> None:
         spent = conn.execute(
@@ -169,5 +174,39 @@ def answer_enrollment(node: Node, request: Any) -> dict[str, Any]:
         if spent.rowcount != 1:  # raced with another request using the same token
             raise GuantongError(ErrorCode.TOKEN_USED, "this token was already used")
 
-    cert = issue_for(node, child, tier, request["key"], also=spend)
+    try:
+        cert = issue_for(node, child, tier, request["key"], also=spend)
+    except GuantongError as exc:
+        again = (
+            _answer_again(node, child, request["key"]) if exc.code is ErrorCode.TOKEN_USED else None
+        )
+        if again is None:
+            raise
+        return again
     return response_for(node, cert)
+
+
+def _answer_again(node: Node, child: str, key: str) -> dict[str, Any] | None:
+    """The answer to a request whose token is spent: the answer again if this hub has
+    certified this very key for this child (and not revoked it), else None (``token_used``).
+
+    A child on a bad link may lose the answer to its enrollment and ask again with the
+    same token; refusing would strand it until an operator makes a new token. The request
+    has proved possession of ``key`` under the child's own token, and a certificate is
+    public, so answering again tells the requester nothing it was not told the first time.
+    A request with another key is still refused."""
+    try:
+        public_raw = b64u_decode(key)
+    except ValueError:
+        return None
+    known = node.keyring.lookup(key_id(public_raw))
+    if (
+        known is not None
+        and known.public_raw == public_raw
+        and known.node == child
+        and known.cert is not None
+        and known.cert.issuer == node.id
+        and known.revoked_from is None
+    ):
+        return response_for(node, known.cert)
+    return None

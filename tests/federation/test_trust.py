@@ -113,15 +113,19 @@ def test_offline_enrollment_by_files_then_revocation(tmp_path: Path) -> None:
             )
         )
         assert enrolled["node"] == node_id
-        reused = runner.invoke(
-            app, ["token", "answer", str(request), "--out", str(answer), "--home", str(parent)]
-        )
-        assert reused.exit_code == 1 and reused.stderr.startswith("error: token_used:")
+        first = json.loads(answer.read_text())
+        again = tmp_path / f"{node_id}.again"  # the answer file was lost: answered again
+        _gt("token", "answer", str(request), "--out", str(again), "--home", str(parent))
+        assert json.loads(again.read_text())["cert"] == first["cert"]
     assert "province_secret" in (station / "node.toml").read_text()
     out = _gt("revoke", "js.wx.jy.s1", "--home", str(county))
     assert "revoked 1 key(s) of js.wx.jy.s1" in out
     listed = json.loads(_gt("list", "node_cert", "--json", "--home", str(county)).splitlines()[0])
     assert listed["data"]["status"] == "revoked"
+    revoked = runner.invoke(  # the station's request once more: its key is revoked now
+        app, ["token", "answer", str(request), "--out", str(answer), "--home", str(county)]
+    )
+    assert revoked.exit_code == 1 and revoked.stderr.startswith("error: token_used:")
 
 
 async def test_only_a_hub_certifies_and_only_its_direct_children(fed: Federation) -> None:
