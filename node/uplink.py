@@ -47,7 +47,7 @@ import httpx
 import orjson
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, storable_text, upsert
+from node.db import Store, bulk, storable_text
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
 from schemas.errors import ErrorCode, GuantongError, code_of, describe
@@ -69,6 +69,17 @@ BASE_DELAY = 2.0
 MAX_DELAY = 600.0
 PUSH_MAX_BYTES = 1 << 20
 RETRY_AFTER_JITTER = 0.5
+_SET_CURSOR = (
+    "INSERT INTO uplink_cursor (origin, acked, blocked, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (origin) DO UPDATE SET acked = excluded.acked, blocked = excluded.blocked, "
+    "updated_at = excluded.updated_at"
+)
+_SET_STATE = (
+    "INSERT INTO uplink_state (id, failures, next_attempt_at, last_error, last_contact) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET failures = excluded.failures, "
+    "next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error, "
+    "last_contact = excluded.last_contact"
+)
 
 
 def backoff_delay(failures: int, rng: random.Random) -> float:
@@ -261,17 +272,12 @@ class Uplink:
         skip: set[str],
     ) -> None:
         now = format_time(self.clock())
-        cursors: dict[str, dict[str, Any]] = {}
+        cursors: dict[str, tuple[int, str | None]] = {}  # origin: acked, blocked
         for segment, result in zip(segments, results, strict=True):
             origin = segment.origin
             if result.get("status") == "ok":
                 held = int(result["held"])
-                cursors[origin] = {
-                    "origin": origin,
-                    "acked": held,
-                    "blocked": None,
-                    "updated_at": now,
-                }
+                cursors[origin] = (held, None)
                 report.segments += 1
                 report.entries += max(0, min(held, segment.end) - segment.start + 1)
                 report.invalid += len(result.get("invalid", []))
@@ -279,31 +285,16 @@ class Uplink:
             error = result.get("error") or {}
             code = str(error.get("code", "malformed"))
             if code == ErrorCode.GAP.value and "expected" in error:
-                acked = int(error["expected"]) - 1
-                cursors[origin] = {
-                    "origin": origin,
-                    "acked": acked,
-                    "blocked": None,
-                    "updated_at": now,
-                }
+                cursors[origin] = (int(error["expected"]) - 1, None)
                 continue
             reason = storable_text(f"{code}: {error.get('message', '')}")[:500]
-            cursors[origin] = {
-                "origin": origin,
-                "acked": int(result.get("held", 0)),
-                "blocked": reason,
-                "updated_at": now,
-            }
+            cursors[origin] = (int(result.get("held", 0)), reason)
             report.rejected[origin] = reason
             skip.add(origin)
         with self.store.write(durable=False) as conn:  # lost: resent, compared by hash
-            upsert(
-                conn,
-                UPLINK_CURSOR,
-                list(cursors.values()),
-                ["origin"],
-                ["acked", "blocked", "updated_at"],
-            )
+            # on the driver: a city's relay moves a hundred cursors per push
+            rows = [(origin, acked, blocked, now) for origin, (acked, blocked) in cursors.items()]
+            bulk(conn, _SET_CURSOR, rows)
             self._save(0, None, None, now, conn)  # the parent answered: contact
 
     # -- backoff state -------------------------------------------------------------------
@@ -359,24 +350,11 @@ class Uplink:
         contact: str | None,
         conn: Connection | None = None,
     ) -> None:
-        row = {
-            "id": 1,
-            "failures": failures,
-            "next_attempt_at": next_at,
-            "last_error": error,
-            "last_contact": contact,
-        }
         if conn is None:
             with self.store.write(durable=False) as own:
                 self._save(failures, next_at, error, contact, own)
             return
-        upsert(
-            conn,
-            UPLINK_STATE,
-            [row],
-            ["id"],
-            ["failures", "next_attempt_at", "last_error", "last_contact"],
-        )
+        bulk(conn, _SET_STATE, [(1, failures, next_at, error, contact)])
 
 
 def backlog(store: Store, conn: Connection | None = None) -> list[Backlog]:
