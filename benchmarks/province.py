@@ -368,10 +368,16 @@ class Watch:
 
     def steady_rate(self, base: int, target: int) -> float:
         """Entries/s while the province received the middle 80 % of the phase."""
+        _, middle, _ = self.phases(base, target)
+        return 0.8 * (target - base) / max(middle, 1e-9)
+
+    def phases(self, base: int, target: int) -> tuple[float, float, float]:
+        """Seconds the province took for the first 10 % of the phase (the pipeline
+        filling), the middle 80 % and the last 10 % (the tail)."""
         lo, hi = base + 0.1 * (target - base), base + 0.9 * (target - base)
         t_lo = next(t for t, h in self.samples if h >= lo)
         t_hi = next(t for t, h in self.samples if h >= hi)
-        return (hi - lo) / max(t_hi - t_lo, 1e-9)
+        return t_lo, t_hi - t_lo, self.samples[-1][0] - t_hi
 
 
 # -- entry generation, in worker processes ---------------------------------------------
@@ -682,10 +688,12 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             figures.catchup_entries = target - base
             figures.catchup_rate = figures.catchup_entries / figures.catchup_s
             figures.steady_rate = watch.steady_rate(base, target)
+            first, middle, tail = watch.phases(base, target)
             say(
                 f"catch-up: {figures.catchup_entries:,} entries through counties and cities "
                 f"into the province in {figures.catchup_s:.1f} s "
-                f"({figures.catchup_rate:,.0f} entries/s; {figures.steady_rate:,.0f}/s steady)"
+                f"({figures.catchup_rate:,.0f} entries/s; {figures.steady_rate:,.0f}/s steady); "
+                f"first 10 % {first:.1f} s, middle 80 % {middle:.1f} s, last 10 % {tail:.1f} s"
             )
             del bodies
             say(
