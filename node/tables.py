@@ -306,10 +306,10 @@ class DownlinkRow(SQLModel, table=True):
 
 
 class RollupRow(SQLModel, table=True):
-    """Aggregates per origin, day and metric, kept incrementally (see ``node/rollups.py``)."""
+    """Aggregates per origin, day and metric, kept incrementally (see ``node/rollups.py``).
+    Read by subtree, the key's leading column; no index on ``day`` (migration 0011)."""
 
     __tablename__ = "rollups"
-    __table_args__ = (Index("ix_rollups_day", "day"),)
 
     origin: str = Field(sa_column=Column(String(128), primary_key=True))
     day: str = Field(sa_column=Column(String(10), primary_key=True))
