@@ -155,6 +155,8 @@ def answer_enrollment(node: Node, request: Any) -> dict[str, Any]:
         )
     if not verify_proof(request["proof"], child, request["key"], token):
         raise GuantongError(ErrorCode.BAD_SIGNATURE, "proof of key possession does not verify")
+    if parse_time(row.expires_at) < now:
+        raise GuantongError(ErrorCode.TOKEN_EXPIRED, f"this token expired at {row.expires_at}")
     if row.used_at is not None:
         again = _answer_again(node, child, request["key"])
         if again is None:
@@ -162,8 +164,6 @@ def answer_enrollment(node: Node, request: Any) -> dict[str, Any]:
                 ErrorCode.TOKEN_USED, f"this token was already used at {row.used_at}"
             )
         return again
-    if parse_time(row.expires_at) < now:
-        raise GuantongError(ErrorCode.TOKEN_EXPIRED, f"this token expired at {row.expires_at}")
 
     def spend(conn: Connection) -> None:
         spent = conn.execute(
@@ -194,7 +194,9 @@ def _answer_again(node: Node, child: str, key: str) -> dict[str, Any] | None:
     same token; refusing would strand it until an operator makes a new token. The request
     has proved possession of ``key`` under the child's own token, and a certificate is
     public, so answering again tells the requester nothing it was not told the first time.
-    A request with another key is still refused."""
+    A request with another key is still refused, and so is any request once the token has
+    expired: the request (token and proof) is as sensitive as the answer, which carries
+    the province secret, for the token's validity and no longer."""
     try:
         public_raw = b64u_decode(key)
     except ValueError:

@@ -237,6 +237,12 @@ async def test_tokens_are_one_time_and_bound_to_one_id(net: Federation, tmp_path
         s3.adopt_key(create_key(tmp_path / "other.key"), tmp_path / "other.key")
         reused = await client.post("/v1/enroll", json=enrollment_request(s3, token))
         assert (reused.status_code, _code(reused)) == (400, "token_used")  # another key
+        s5 = net.add("js.wx.jy.s5", enroll=False)
+        request = enrollment_request(s5, create_token(county, s5.id, Tier.STATION))
+        assert (await client.post("/v1/enroll", json=request)).status_code == 200
+        net.clock.advance(days=15)  # the token expired: not answered again, even to s5's key
+        late = await client.post("/v1/enroll", json=request)
+        assert (late.status_code, _code(late)) == (400, "token_expired")
         other = create_token(county, s3.id, Tier.STATION)
         request = {**enrollment_request(s3, other), "node": s4.id, "key": s4.signer.public_b64u}
         stolen = await client.post("/v1/enroll", json=request)
