@@ -7,8 +7,9 @@ child holds the key — then, in one transaction, issues the certificate, writes
 ``node_cert`` record into this hub's own log (so every tier above learns the key through
 the verified channel), trusts it locally and spends the token. The answer carries the chain
 up to the root and the province secret for ``hash`` privacy fields. A spent token's
-request is answered again, while the token is valid, if it brings the very key the token
-was spent on (the child lost the first answer); any other key gets ``token_used``.
+request is answered again, while the token is valid, if it brings a key this hub has
+certified for that child and not revoked (the child lost the first answer); any other key
+gets ``token_used``.
 
 Rotation uses the same issuing path: a child proves the current key by signing the
 request and the new key by a proof; the old certificate stays valid for what it signed (a
