@@ -82,6 +82,16 @@ _SET_STATE = (
 )
 
 
+def _is_result(value: Any) -> bool:
+    """A push result as PROTOCOL §4 has it: at least a ``status`` and what is ``held``."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("status"), str)
+        and type(value.get("held")) is int
+        and value["held"] >= 0
+    )
+
+
 def backoff_delay(failures: int, rng: random.Random) -> float:
     """Full jitter (AWS architecture blog): uniform in [0, min(cap, base·2^n)], at least 1 s."""
     ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** min(failures, 20)))
@@ -257,7 +267,7 @@ class Uplink:
             results = orjson.loads(response.content)["results"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             results = None
-        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        if not isinstance(results, list) or not all(_is_result(r) for r in results):
             await anyio.to_thread.run_sync(self._contact)
             raise GuantongError(
                 ErrorCode.MALFORMED, f"parent {self.parent_url} answered a push without results"

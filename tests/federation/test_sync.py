@@ -107,7 +107,16 @@ async def test_a_push_records_contact_with_its_cursors(fed: Federation) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    [b"not json", b'{"no":"results"}', b'{"results":[]}', b"[1,2]", b'{"results":"x"}'],
+    [
+        b"not json",
+        b'{"no":"results"}',
+        b'{"results":[]}',
+        b"[1,2]",
+        b'{"results":"x"}',
+        b'{"results":[{"status":"ok"}]}',
+        b'{"results":[{"status":"ok","held":"2"}]}',
+        b'{"results":[{"held":2}]}',
+    ],
 )
 async def test_a_broken_answer_to_a_push_moves_no_cursor(fed: Federation, answer: bytes) -> None:
     """A parent answering 200 with no usable results: a clean error, the cursor stays."""
