@@ -854,7 +854,7 @@ def main(argv: list[str] | None = None) -> None:
         "--enroll-concurrency",
         type=int,
         default=128,
-        help="enrollments in flight (a retried enrollment finds its token used)",
+        help="enrollments in flight",
     )
     parser.add_argument("--generators", type=int, default=2, help="entry-writing processes")
     parser.add_argument("--timeout", type=float, default=1800)

@@ -33,10 +33,6 @@ __all__ = ["KnownKey", "Keyring", "cert_record"]
 
 _HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 _COLUMNS = ["node", "public_key", "not_before", "not_after", "tier", "issuer", "cert"]
-_LOOKUP = (
-    "SELECT key_id, node, public_key, not_before, not_after, revoked_from, cert "
-    "FROM keys WHERE key_id = ?"
-)
 _LOOKUP_MANY = (
     "SELECT key_id, node, public_key, not_before, not_after, revoked_from, cert "
     "FROM keys WHERE key_id IN"
@@ -91,16 +87,7 @@ class Keyring:
     def lookup(self, kid: str, conn: Connection | None = None) -> KnownKey | None:
         """The key with id ``kid``; None if unknown, or if ``kid`` is not a key id at all
         (peers send key ids: one that breaks the grammar never reaches the store)."""
-        if not is_key_id(kid):
-            return None
-        # on the driver: once per push and per segment, where building the statement
-        # cost more than the lookup
-        if conn is not None:
-            rows = driver_rows(conn, _LOOKUP, (kid,))
-        else:
-            with self.store.read() as own:
-                rows = driver_rows(own, _LOOKUP, (kid,))
-        return _known(rows[0]) if rows else None
+        return self.lookup_many((kid,), conn).get(kid)
 
     def lookup_many(
         self, kids: Iterable[str], conn: Connection | None = None
@@ -108,8 +95,8 @@ class Keyring:
         """The known keys among ``kids``, by key id, read in one transaction and a few
         statements: a relay's push carries the heads of a hundred origins, and a read
         transaction and a statement for each cost a city a tenth of its CPU. Ids that
-        break the grammar or are unknown are absent; callers treat absence as
-        :meth:`lookup` returning None."""
+        break the grammar or are unknown are absent. On the driver: once per push, where
+        building the statement cost more than the lookup."""
         wanted = sorted({kid for kid in kids if is_key_id(kid)})
         if not wanted:
             return {}

@@ -286,7 +286,7 @@ class Uplink:
         for segment, result in zip(segments, results, strict=True):
             origin = segment.origin
             if result.get("status") == "ok":
-                held = int(result["held"])
+                held = result["held"]  # a whole count: checked by _is_result
                 cursors[origin] = (held, None)
                 report.segments += 1
                 report.entries += max(0, min(held, segment.end) - segment.start + 1)
@@ -298,7 +298,7 @@ class Uplink:
                 cursors[origin] = (int(error["expected"]) - 1, None)
                 continue
             reason = storable_text(f"{code}: {error.get('message', '')}")[:500]
-            cursors[origin] = (int(result.get("held", 0)), reason)
+            cursors[origin] = (result["held"], reason)
             report.rejected[origin] = reason
             skip.add(origin)
         with self.store.write(durable=False) as conn:  # lost: resent, compared by hash
