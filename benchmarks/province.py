@@ -143,6 +143,7 @@ class Federation:
     stations: list[Station] = field(default_factory=list)
     secret: bytes = b""
     tokens: dict[str, str] = field(default_factory=dict)
+    nice: dict[Tier, int] = field(default_factory=dict)
 
     def url(self, node_id: str) -> str:
         return f"http://127.0.0.1:{self.ports[node_id]}"
@@ -205,11 +206,15 @@ class Federation:
         logs.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
         env["GUANTONG_LOG_LEVEL"] = "WARNING"
-        for node_id, _ in self.topology.hubs():
+        for node_id, tier in self.topology.hubs():
             with (logs / f"{node_id}.log").open("wb") as log:
-                self.servers[node_id] = spawn_server(
+                server = self.servers[node_id] = spawn_server(
                     self.home(node_id), self.ports[node_id], log, env
                 )
+            if self.nice.get(tier, 0):
+                # the main thread's niceness, set before the interpreter has started any
+                # other thread: every thread the hub starts inherits it
+                os.setpriority(os.PRIO_PROCESS, server.pid, self.nice[tier])
         deadline = time.monotonic() + 600
         waiting = dict(self.ports)
         while waiting:
@@ -366,10 +371,13 @@ class Watch:
                 raise RuntimeError(f"the province holds {held:,} of {target:,} after {now:.0f} s")
             time.sleep(self.period)
 
-    def steady_rate(self, base: int, target: int) -> float:
-        """Entries/s while the province received the middle 80 % of the phase."""
+    def steady_rate(self, base: int, target: int) -> float | None:
+        """Entries/s while the province received the middle 80 % of the phase; None when
+        that took less than two sampling periods (too short to measure)."""
         _, middle, _ = self.phases(base, target)
-        return 0.8 * (target - base) / max(middle, 1e-9)
+        if middle < 2 * self.period:
+            return None
+        return 0.8 * (target - base) / middle
 
     def phases(self, base: int, target: int) -> tuple[float, float, float]:
         """Seconds the province took for the first 10 % of the phase (the pipeline
@@ -577,7 +585,8 @@ class Figures:
     catchup_entries: int = 0
     catchup_s: float = 0.0
     catchup_rate: float = 0.0
-    steady_rate: float = 0.0
+    steady_rate: float | None = None
+    """None when the middle 80 % of the catch-up fell between two samples of the watch."""
     root_s: float = 0.0
     root_city_s: float = 0.0
     accept_s: float = 0.0
@@ -587,6 +596,8 @@ class Figures:
     sustained_cpu: dict[str, float] = field(default_factory=dict)
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
+    niceness: dict[str, int] = field(default_factory=dict)
+    """Each hub's niceness as the kernel reports it once the hubs serve (``--nice``)."""
 
     def peak(self, tier: str) -> int:
         depth = {"province": 0, "city": 1, "county": 2}[tier]
@@ -597,7 +608,7 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
     topology = Topology(args.cities, args.counties, stations)
     root = Path(tempfile.mkdtemp(prefix="guantong-province-"))
     schema = _fresh_schema(args.province_db) if args.province_db else None
-    fed = Federation(root, topology, schema[1] if schema else None)
+    fed = Federation(root, topology, schema[1] if schema else None, nice=args.nice)
     figures = Figures(stations, len(topology.hubs()))
     say = _say(stations)
     ctx = multiprocessing.get_context("fork")
@@ -607,6 +618,10 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             fed.build(pool)
         fed.start()
         figures.setup_s = time.perf_counter() - started
+        figures.niceness = {
+            node_id: os.getpriority(os.PRIO_PROCESS, server.pid)
+            for node_id, server in fed.servers.items()
+        }
         say(
             f"{figures.hubs} hub processes initialised, enrolled and serving "
             f"({figures.setup_s:.1f} s)"
@@ -689,10 +704,15 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             figures.catchup_rate = figures.catchup_entries / figures.catchup_s
             figures.steady_rate = watch.steady_rate(base, target)
             first, middle, tail = watch.phases(base, target)
+            steady = (
+                "too short for a steady rate"
+                if figures.steady_rate is None
+                else f"{figures.steady_rate:,.0f}/s steady"
+            )
             say(
                 f"catch-up: {figures.catchup_entries:,} entries through counties and cities "
                 f"into the province in {figures.catchup_s:.1f} s "
-                f"({figures.catchup_rate:,.0f} entries/s; {figures.steady_rate:,.0f}/s steady); "
+                f"({figures.catchup_rate:,.0f} entries/s; {steady}); "
                 f"first 10 % {first:.1f} s, middle 80 % {middle:.1f} s, last 10 % {tail:.1f} s"
             )
             del bodies
@@ -839,7 +859,17 @@ def table(rows: list[Figures], backend: str) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def _niceness(text: str) -> dict[Tier, int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(0 <= v <= 19 for v in values):
+        raise argparse.ArgumentTypeError("three niceness values 0..19: province,city,county")
+    return dict(zip((Tier.PROVINCE, Tier.CITY, Tier.COUNTY), values, strict=True))
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--stations", default="1000,10000", help="comma-separated station counts, one run each"
@@ -863,6 +893,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="PostgreSQL URL for the province: each run gets a fresh schema there",
     )
+    parser.add_argument(
+        "--nice",
+        type=_niceness,
+        default={},
+        metavar="PROVINCE,CITY,COUNTY",
+        help="niceness of each tier's hub processes, e.g. 0,10,19: on two shared cores the "
+        "upper tiers run whenever they have work, as they would on machines of their own "
+        "(default: all 0)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep homes and logs")
     parser.add_argument(
         "--profile",
@@ -870,11 +909,24 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="folder for py-spy profiles (collapsed stacks) of three hubs during catch-up",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     backend = "PostgreSQL" if args.province_db else "SQLite"
     rows = []
     for count in (int(s) for s in args.stations.split(",")):
-        print(f"simulated province, {count:,} stations, province on {backend}:", flush=True)
+        print(
+            f"simulated province, {count:,} stations, province on {backend}"
+            + (
+                ", niceness " + ",".join(str(v) for v in args.nice.values())
+                if any(args.nice.values())
+                else ""
+            )
+            + ":",
+            flush=True,
+        )
         rows.append(run(args, count))
     table(rows, backend)
 

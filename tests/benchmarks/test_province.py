@@ -1,0 +1,47 @@
+"""The province simulator (``make bench-province``) at the smallest size: one city of two
+counties, six stations, every hub a real process. Its figures are not checked against
+goals here (that is what the benchmark is for), only that every phase ran and measured
+what it says."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks.province import Watch, _niceness, arguments, run
+from schemas.ids import Tier
+
+
+def test_niceness_is_three_values_from_0_to_19() -> None:
+    assert _niceness("0,10,19") == {Tier.PROVINCE: 0, Tier.CITY: 10, Tier.COUNTY: 19}
+    for bad in ("0,10", "0,10,20", "-1,0,0", "a,b,c", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _niceness(bad)
+
+
+def test_a_steady_rate_needs_two_samples_of_middle() -> None:
+    watch = Watch(store=None, period=0.5)  # type: ignore[arg-type]  # samples given below
+    watch.samples = [(0.0, 0), (0.5, 0), (1.0, 100)]  # every entry between two samples
+    assert watch.phases(0, 100) == (1.0, 0.0, 0.0)
+    assert watch.steady_rate(0, 100) is None
+    watch.samples = [(0.0, 0), (1.0, 10), (2.0, 50), (3.0, 90), (4.0, 100)]
+    assert watch.phases(0, 100) == (1.0, 2.0, 1.0)
+    assert watch.steady_rate(0, 100) == pytest.approx(40.0)
+
+
+@pytest.mark.slow
+def test_a_small_province_runs_every_phase() -> None:
+    args = arguments(
+        ["--cities", "1", "--counties", "2", "--backlog", "5", "--sustain-entries", "3"]
+        + ["--nice", "0,3,7", "--generators", "1"]
+    )
+    figures = run(args, 6)
+    assert figures.hubs == 4
+    assert figures.sustained_entries == 6 * 3
+    assert figures.catchup_entries == 6 * 5
+    assert figures.accept_passed
+    assert set(figures.rss) == {"js", "js.c01", "js.c01.k01", "js.c01.k02"}
+    assert all(peak > 0 for peak, _ in figures.rss.values())
+    assert figures.niceness == {"js": 0, "js.c01": 3, "js.c01.k01": 7, "js.c01.k02": 7}
+    assert set(figures.catchup_cpu) == {"province", "city", "county", "stations"}
