@@ -266,9 +266,10 @@ class Federation:
     def stop(self) -> None:
         stop_servers(self.servers.values(), timeout=30)
 
-    def profile(self, folder: Path, stations: int) -> list[subprocess.Popen[bytes]]:
+    def profile(self, folder: Path, stations: int, phase: str) -> list[subprocess.Popen[bytes]]:
         """py-spy (a development tool, not a dependency) sampling the province, the first
-        city and its first county until interrupted; flame graphs land in ``folder``."""
+        city and its first county until :func:`stop_profiles`; collapsed stacks land in
+        ``folder`` as ``<stations>-<phase>-<node>.txt``."""
         folder.mkdir(parents=True, exist_ok=True)
         city = self.topology.city_ids()[0]
         county = next(c for c in self.topology.county_ids() if parent_of(c) == city)
@@ -285,7 +286,7 @@ class Federation:
                     "--format",
                     "raw",
                     "--output",
-                    str(folder / f"{stations}-{node_id}.txt"),
+                    str(folder / f"{stations}-{phase}-{node_id}.txt"),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -651,9 +652,11 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 target = base + stations * args.sustain_pushes * args.sustain_entries
                 t0 = time.perf_counter()
                 cpu_before = fed.cpu()
+                profilers = fed.profile(args.profile, stations, "sustained") if args.profile else []
                 requests = asyncio.run(_push(fed, bodies, limits, args.concurrency))
                 sent_s = time.perf_counter() - t0
                 figures.sustained_s = watch.until(target, args.timeout) + sent_s
+                stop_profiles(profilers)
                 figures.sustained_entries = target - base
                 figures.sustained_rate = figures.sustained_entries / figures.sustained_s
                 say(
@@ -688,17 +691,14 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             base = watch.held()
             target = base + stations * args.backlog
             cpu_before = fed.cpu()
-            profilers = fed.profile(args.profile, stations) if args.profile else []
+            profilers = fed.profile(args.profile, stations, "catchup") if args.profile else []
             sender = threading.Thread(
                 target=asyncio.run, args=(_push(fed, bodies, limits, args.concurrency),)
             )
             sender.start()
             figures.catchup_s = watch.until(target, args.timeout)
             sender.join()
-            for profiler in profilers:
-                profiler.send_signal(signal.SIGINT)
-            for profiler in profilers:
-                profiler.wait(60)
+            stop_profiles(profilers)
             figures.catchup_cpu = {k: v - cpu_before[k] for k, v in fed.cpu().items()}
             figures.catchup_entries = target - base
             figures.catchup_rate = figures.catchup_entries / figures.catchup_s
@@ -747,6 +747,14 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             if schema and args.province_db:
                 _drop_schema(args.province_db, schema[0])
     return figures
+
+
+def stop_profiles(profilers: list[subprocess.Popen[bytes]]) -> None:
+    """Interrupt every py-spy at once (each writes its file as it stops), then wait."""
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler in profilers:
+        profiler.wait(60)
 
 
 def _admin_engine(url: str) -> Any:
@@ -907,7 +915,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="folder for py-spy profiles (collapsed stacks) of three hubs during catch-up",
+        help="folder for py-spy profiles (collapsed stacks) of three hubs, one file per hub "
+        "for the sustained phase and one for the catch-up",
     )
     return parser.parse_args(argv)
 
