@@ -212,9 +212,11 @@ class Federation:
                     self.home(node_id), self.ports[node_id], log, env
                 )
             if self.nice.get(tier, 0):
-                # the main thread's niceness, set before the interpreter has started any
-                # other thread: every thread the hub starts inherits it
-                os.setpriority(os.PRIO_PROCESS, server.pid, self.nice[tier])
+                # added to this process's own niceness, which the hub inherited (lowering
+                # it would need privileges); set on the hub's main thread before the
+                # interpreter has started any other, so every thread it starts inherits it
+                own = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, server.pid, min(19, own + self.nice[tier]))
         deadline = time.monotonic() + 600
         waiting = dict(self.ports)
         while waiting:
@@ -906,9 +908,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         type=_niceness,
         default={},
         metavar="PROVINCE,CITY,COUNTY",
-        help="niceness of each tier's hub processes, e.g. 0,10,19: on two shared cores the "
-        "upper tiers run whenever they have work, as they would on machines of their own "
-        "(default: all 0)",
+        help="niceness added to each tier's hub processes, e.g. 0,10,19: on two shared "
+        "cores the upper tiers run whenever they have work, as they would on machines of "
+        "their own (default: all 0)",
     )
     parser.add_argument("--keep", action="store_true", help="keep homes and logs")
     parser.add_argument(
