@@ -144,6 +144,7 @@ class Federation:
     secret: bytes = b""
     tokens: dict[str, str] = field(default_factory=dict)
     nice: dict[Tier, int] = field(default_factory=dict)
+    province_workers: int = 1
 
     def url(self, node_id: str) -> str:
         return f"http://127.0.0.1:{self.ports[node_id]}"
@@ -209,7 +210,11 @@ class Federation:
         for node_id, tier in self.topology.hubs():
             with (logs / f"{node_id}.log").open("wb") as log:
                 server = self.servers[node_id] = spawn_server(
-                    self.home(node_id), self.ports[node_id], log, env
+                    self.home(node_id),
+                    self.ports[node_id],
+                    log,
+                    env,
+                    workers=self.province_workers if tier is Tier.PROVINCE else 1,
                 )
             if self.nice.get(tier, 0):
                 # added to this process's own niceness, which the hub inherited (lowering
@@ -280,6 +285,7 @@ class Federation:
                 [
                     shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
                     "record",
+                    "--subprocesses",  # a hub's worker processes, if it has any
                     "--pid",
                     str(self.servers[node_id].pid),
                     "--rate",
@@ -299,30 +305,50 @@ class Federation:
     # -- observation ---------------------------------------------------------------------
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each tier's hub processes, and by this simulator."""
+        """CPU seconds used so far by each tier's hub processes (a hub's worker processes
+        included), and by this simulator."""
         ticks = os.sysconf("SC_CLK_TCK")
         out = {"province": 0.0, "city": 0.0, "county": 0.0}
         for node_id, proc in self.servers.items():
-            with suppress(OSError):
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
-                tier = ("province", "city", "county")[min(node_id.count("."), 2)]
-                out[tier] += (int(fields[11]) + int(fields[12])) / ticks
+            tier = ("province", "city", "county")[min(node_id.count("."), 2)]
+            for pid in _process_tree(proc.pid):
+                with suppress(OSError):
+                    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                    out[tier] += (int(fields[11]) + int(fields[12])) / ticks
         usage = os.times()
         out["stations"] = usage.user + usage.system
         return out
 
     def rss(self) -> dict[str, tuple[int, int]]:
-        """Per hub: (peak, current) resident set size in bytes."""
+        """Per hub: (peak, current) resident set size in bytes; for a hub with worker
+        processes, the sums over its processes (the sum of peaks bounds the peak of the
+        sum from above)."""
         out: dict[str, tuple[int, int]] = {}
         for node_id, proc in self.servers.items():
-            fields = {}
-            with suppress(OSError):
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    name, _, value = line.partition(":")
-                    if name in ("VmHWM", "VmRSS"):
-                        fields[name] = int(value.split()[0]) * 1024
-            out[node_id] = (fields.get("VmHWM", 0), fields.get("VmRSS", 0))
+            peak = current = 0
+            for pid in _process_tree(proc.pid):
+                with suppress(OSError):
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        name, _, value = line.partition(":")
+                        if name == "VmHWM":
+                            peak += int(value.split()[0]) * 1024
+                        elif name == "VmRSS":
+                            current += int(value.split()[0]) * 1024
+            out[node_id] = (peak, current)
         return out
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it (Linux ``/proc/<pid>/task/*/children``)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        with suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with suppress(OSError):
+                    queue.extend(int(c) for c in (task / "children").read_text().split())
+    return found
 
 
 @contextmanager
@@ -599,6 +625,8 @@ class Figures:
     sustained_cpu: dict[str, float] = field(default_factory=dict)
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
+    processes: dict[str, int] = field(default_factory=dict)
+    """Each hub's processes at the end (a server with workers: the master and its workers)."""
     niceness: dict[str, int] = field(default_factory=dict)
     """Each hub's niceness as the kernel reports it once the hubs serve (``--nice``)."""
 
@@ -611,7 +639,13 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
     topology = Topology(args.cities, args.counties, stations)
     root = Path(tempfile.mkdtemp(prefix="guantong-province-"))
     schema = _fresh_schema(args.province_db) if args.province_db else None
-    fed = Federation(root, topology, schema[1] if schema else None, nice=args.nice)
+    fed = Federation(
+        root,
+        topology,
+        schema[1] if schema else None,
+        nice=args.nice,
+        province_workers=args.province_workers,
+    )
     figures = Figures(stations, len(topology.hubs()))
     say = _say(stations)
     ctx = multiprocessing.get_context("fork")
@@ -735,6 +769,9 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             f"({'passed' if figures.accept_passed else 'not passed'})"
         )
         figures.rss = fed.rss()
+        figures.processes = {
+            node_id: len(_process_tree(server.pid)) for node_id, server in fed.servers.items()
+        }
         say(
             f"peak RSS: province {figures.peak('province') / 2**20:.0f} MiB, "
             f"largest city {figures.peak('city') / 2**20:.0f} MiB, "
@@ -904,6 +941,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL URL for the province: each run gets a fresh schema there",
     )
     parser.add_argument(
+        "--province-workers",
+        type=int,
+        default=1,
+        help="worker processes of the province's server (several need --province-db)",
+    )
+    parser.add_argument(
         "--nice",
         type=_niceness,
         default={},
@@ -920,7 +963,10 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder for py-spy profiles (collapsed stacks) of three hubs, one file per hub "
         "for the sustained phase and one for the catch-up",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.province_workers < 1 or (args.province_workers > 1 and not args.province_db):
+        parser.error("--province-workers above 1 needs --province-db (SQLite has one writer)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -930,6 +976,7 @@ def main(argv: list[str] | None = None) -> None:
     for count in (int(s) for s in args.stations.split(",")):
         print(
             f"simulated province, {count:,} stations, province on {backend}"
+            + (f" with {args.province_workers} workers" if args.province_workers > 1 else "")
             + (
                 ", niceness " + ",".join(str(v) for v in args.nice.values())
                 if any(args.nice.values())

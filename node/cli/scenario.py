@@ -404,14 +404,21 @@ async def _accept(province: Node, city: str, url: str) -> dict[str, Any]:
 
 
 def spawn_server(
-    home: Path, port: int, stderr: IO[bytes], env: dict[str, str] | None = None
+    home: Path,
+    port: int,
+    stderr: IO[bytes],
+    env: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
 ) -> subprocess.Popen[bytes]:
-    """``guantong serve`` of the node at ``home`` as a process of its own; by default with
-    this environment minus every ``GUANTONG_*`` variable (the home's settings rule)."""
+    """``guantong serve`` of the node at ``home`` as a process of its own (with ``workers``
+    worker processes under it); by default with this environment minus every
+    ``GUANTONG_*`` variable (the home's settings rule)."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
+    extra = ["--workers", str(workers)] if workers > 1 else []
     return subprocess.Popen(
-        [sys.executable, "-m", "node", "serve", "--home", str(home), "--port", str(port)],
+        [sys.executable, "-m", "node", "serve", "--home", str(home), "--port", str(port)] + extra,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         env=env,

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.province import Watch, _niceness, arguments, run
 from schemas.ids import Tier
+from tests.conftest import PG_URL
 
 
 def test_niceness_is_three_values_from_0_to_19() -> None:
@@ -19,6 +20,13 @@ def test_niceness_is_three_values_from_0_to_19() -> None:
     for bad in ("0,10", "0,10,20", "-1,0,0", "a,b,c", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             _niceness(bad)
+
+
+def test_province_workers_need_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        arguments(["--province-workers", "2"])
+    assert "needs --province-db" in capsys.readouterr().err
+    assert arguments(["--province-workers", "2", "--province-db", "postgresql://x/y"])
 
 
 def test_a_steady_rate_needs_two_samples_of_middle() -> None:
@@ -52,3 +60,18 @@ def test_a_small_province_runs_every_phase() -> None:
         "js.c01.k02": min(19, own + 7),
     }
     assert set(figures.catchup_cpu) == {"province", "city", "county", "stations"}
+
+
+@pytest.mark.slow
+@pytest.mark.pg
+def test_a_postgresql_province_with_two_workers() -> None:
+    args = arguments(
+        ["--cities", "1", "--counties", "1", "--backlog", "5", "--sustain-entries", "3"]
+        + ["--province-db", PG_URL, "--province-workers", "2", "--generators", "1"]
+    )
+    figures = run(args, 4)
+    assert figures.catchup_entries == 4 * 5
+    assert figures.accept_passed
+    # the master and its two workers (uvicorn may add a helper process of its own)
+    assert figures.processes["js"] >= 3
+    assert figures.processes["js.c01"] == figures.processes["js.c01.k01"] == 1
