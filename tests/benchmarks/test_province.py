@@ -1,7 +1,7 @@
-"""The province simulator (``make bench-province``) at the smallest size: one city of two
-counties, six stations, every hub a real process. Its figures are not checked against
-goals here (that is what the benchmark is for), only that every phase ran and measured
-what it says."""
+"""The province simulator (``make bench-province``) at the smallest sizes: one city of one
+or two counties, a few stations, every hub a real process. Its figures are not checked
+against goals here (that is what the benchmark is for), only that every phase ran and
+measured what it says."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_province_workers_need_postgresql(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         arguments(["--province-workers", "2"])
     assert "needs --province-db" in capsys.readouterr().err
-    assert arguments(["--province-workers", "2", "--province-db", "postgresql://x/y"])
+    args = arguments(["--province-workers", "2", "--province-db", "postgresql://x/y"])
+    assert args.province_workers == 2
 
 
 def test_a_steady_rate_needs_two_samples_of_middle() -> None:
