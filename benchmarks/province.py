@@ -19,7 +19,8 @@ Phases, each printed with its figures:
    pushes); the rate is what the province receives.
 3. **Catch-up**: every station was offline for a day and holds ``--backlog`` entries
    (written beforehand, not timed); all reconnect at once; timed until the province holds
-   every station's head. Goal: 1,000,000 entries (10,000 × 100) in < 120 s.
+   every station's head, with how busy the machine's cores were in its first 10 %, middle
+   80 % and last 10 %. Goal: 1,000,000 entries (10,000 × 100) in < 120 s.
 4. **Queries**: ``/v1/root`` at the province (whole province, one city with its children),
    and the acceptance check of one city against the live city hub (goal < 30 s).
 5. **Memory**: peak RSS (``VmHWM``) of every hub process (goal: none above 1 GiB).
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import itertools
 import multiprocessing
 import os
 import random
@@ -376,6 +378,8 @@ class Watch:
         self.store = store
         self.period = period
         self.samples: list[tuple[float, int]] = []
+        self.machine: list[tuple[int, int] | None] = []
+        """Per sample: the machine's busy and total CPU time so far (``/proc/stat``)."""
 
     def held(self) -> int:
         with self.store.read() as conn:
@@ -389,11 +393,12 @@ class Watch:
     def until(self, target: int, timeout: float) -> float:
         """Seconds until the province holds ``target`` station entries in all."""
         started = time.perf_counter()
-        self.samples = []
+        self.samples, self.machine = [], []
         while True:
             held = self.held()
             now = time.perf_counter() - started
             self.samples.append((now, held))
+            self.machine.append(machine_cpu())
             if held >= target:
                 return now
             if now > timeout:
@@ -411,10 +416,43 @@ class Watch:
     def phases(self, base: int, target: int) -> tuple[float, float, float]:
         """Seconds the province took for the first 10 % of the phase (the pipeline
         filling), the middle 80 % and the last 10 % (the tail)."""
-        lo, hi = base + 0.1 * (target - base), base + 0.9 * (target - base)
-        t_lo = next(t for t, h in self.samples if h >= lo)
-        t_hi = next(t for t, h in self.samples if h >= hi)
+        i_lo, i_hi = self._marks(base, target)
+        t_lo, t_hi = self.samples[i_lo][0], self.samples[i_hi][0]
         return t_lo, t_hi - t_lo, self.samples[-1][0] - t_hi
+
+    def busy(self, base: int, target: int) -> tuple[float, float, float] | None:
+        """The share of the whole machine's CPU time that was busy (every process: the
+        hubs, this simulator, a PostgreSQL server) during the first 10 %, the middle 80 %
+        and the last 10 % of the phase; None without ``/proc/stat`` or when a part fell
+        between two samples."""
+        i_lo, i_hi = self._marks(base, target)
+        marks = [self.machine[i] for i in (0, i_lo, i_hi, len(self.machine) - 1)]
+        shares = []
+        for start, end in itertools.pairwise(marks):
+            if start is None or end is None or end[1] <= start[1]:
+                return None
+            shares.append((end[0] - start[0]) / (end[1] - start[1]))
+        first, middle, last = shares
+        return first, middle, last
+
+    def _marks(self, base: int, target: int) -> tuple[int, int]:
+        """The samples at which the province first held 10 % and 90 % of the phase."""
+        lo, hi = base + 0.1 * (target - base), base + 0.9 * (target - base)
+        i_lo = next(i for i, (_, h) in enumerate(self.samples) if h >= lo)
+        i_hi = next(i for i, (_, h) in enumerate(self.samples) if h >= hi)
+        return i_lo, i_hi
+
+
+def machine_cpu() -> tuple[int, int] | None:
+    """The machine's busy and total CPU time so far, in clock ticks, from ``/proc/stat``
+    (idle and I/O wait count as not busy); None where there is no such file."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    total = sum(ticks[:8])  # user … steal; guest time is already in user
+    return total - ticks[3] - ticks[4], total
 
 
 # -- entry generation, in worker processes ---------------------------------------------
@@ -625,6 +663,8 @@ class Figures:
     sustained_cpu: dict[str, float] = field(default_factory=dict)
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
+    busy: tuple[float, float, float] | None = None
+    """The machine's busy share in the catch-up's first 10 %, middle 80 % and last 10 %."""
     processes: dict[str, int] = field(default_factory=dict)
     """Each hub's processes at the end (a server with workers: the master and its workers)."""
     niceness: dict[str, int] = field(default_factory=dict)
@@ -740,6 +780,7 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             figures.catchup_rate = figures.catchup_entries / figures.catchup_s
             figures.steady_rate = watch.steady_rate(base, target)
             first, middle, tail = watch.phases(base, target)
+            figures.busy = watch.busy(base, target)
             steady = (
                 "too short for a steady rate"
                 if figures.steady_rate is None
@@ -751,6 +792,18 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 f"({figures.catchup_rate:,.0f} entries/s; {steady}); "
                 f"first 10 % {first:.1f} s, middle 80 % {middle:.1f} s, last 10 % {tail:.1f} s"
             )
+            if figures.busy is not None:
+                say(
+                    "the machine's cores busy (every process"
+                    + (", the PostgreSQL server included" if args.province_db else "")
+                    + "): "
+                    + ", ".join(
+                        f"{name} {share:.0%}"
+                        for name, share in zip(
+                            ("first 10 %", "middle 80 %", "last 10 %"), figures.busy, strict=True
+                        )
+                    )
+                )
             del bodies
             say(
                 "catch-up CPU seconds: "

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from benchmarks.province import Watch, _niceness, arguments, run
+from benchmarks.province import Watch, _niceness, arguments, machine_cpu, run
 from schemas.ids import Tier
 from tests.conftest import PG_URL
 
@@ -38,6 +38,30 @@ def test_a_steady_rate_needs_two_samples_of_middle() -> None:
     watch.samples = [(0.0, 0), (1.0, 10), (2.0, 50), (3.0, 90), (4.0, 100)]
     assert watch.phases(0, 100) == (1.0, 2.0, 1.0)
     assert watch.steady_rate(0, 100) == pytest.approx(40.0)
+
+
+def test_the_machine_busy_share_per_part_of_the_phase() -> None:
+    watch = Watch(store=None, period=0.5)  # type: ignore[arg-type]  # samples given below
+    watch.samples = [(0.0, 0), (1.0, 10), (2.0, 50), (3.0, 90), (4.0, 100)]
+    # busy and total CPU ticks at each sample: all busy, then a half, then a quarter
+    watch.machine = [(0, 0), (200, 200), (300, 400), (400, 600), (450, 800)]
+    assert watch.busy(0, 100) == (1.0, 0.5, 0.25)
+    watch.machine[2] = None  # a sample without /proc/stat does not matter ...
+    assert watch.busy(0, 100) == (1.0, 0.5, 0.25)
+    watch.machine[1] = None  # ... one at a mark does
+    assert watch.busy(0, 100) is None
+    watch.machine = [(0, 0), (200, 200), (300, 400), (400, 600), (450, 800)]
+    watch.samples = [(0.0, 0), (1.0, 100), (2.0, 100), (3.0, 100), (4.0, 100)]
+    assert watch.busy(0, 100) is None  # the middle fell between two samples
+
+
+def test_machine_cpu_reads_proc_stat() -> None:
+    sample = machine_cpu()
+    if sample is None:
+        pytest.skip("no /proc/stat here")
+    busy, total = sample
+    assert 0 <= busy <= total
+    assert total > 0
 
 
 @pytest.mark.slow
