@@ -22,12 +22,11 @@ def test_niceness_is_three_values_from_0_to_19() -> None:
             _niceness(bad)
 
 
-def test_province_workers_need_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+def test_province_workers_are_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        arguments(["--province-workers", "2"])
-    assert "needs --province-db" in capsys.readouterr().err
-    args = arguments(["--province-workers", "2", "--province-db", "postgresql://x/y"])
-    assert args.province_workers == 2
+        arguments(["--province-workers", "0"])
+    assert "at least 1" in capsys.readouterr().err
+    assert arguments(["--province-workers", "2"]).province_workers == 2
 
 
 def test_a_steady_rate_needs_two_samples_of_middle() -> None:

@@ -1,5 +1,6 @@
-"""A city hub on PostgreSQL served by two uvicorn workers: counties push concurrently, each
-twice at once, and every chain stays intact (per-origin head-row locks)."""
+"""A city hub served by two uvicorn workers: counties push concurrently, each twice at
+once, and every chain stays intact (per-origin head-row locks on PostgreSQL; on SQLite the
+database's one writer at a time)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import pytest
 
 from tests.federation.test_processes import Servers, _enroll, _free_port, gt
 
-pytestmark = [pytest.mark.pg, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 COUNTIES = [f"js.wx.c{i}" for i in range(1, 5)]
 
 
-def test_two_workers_keep_every_chain(tmp_path: Path, pg_schemas: Callable[[], str]) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def test_two_workers_keep_every_chain(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    db: list[str] = []
+    if backend == "postgresql":
+        pg_schemas: Callable[[], str] = request.getfixturevalue("pg_schemas")
+        db = ["--db", pg_schemas()]
     servers = Servers()
     try:
         province, city = tmp_path / "js", tmp_path / "wx"
@@ -32,8 +40,7 @@ def test_two_workers_keep_every_chain(tmp_path: Path, pg_schemas: Callable[[], s
             "city",
             "--parent",
             f"http://127.0.0.1:{p_port}",
-            "--db",
-            pg_schemas(),
+            *db,
             home=city,
         )
         token = (
