@@ -223,7 +223,8 @@ class Federation:
                 # it would need privileges); set on the hub's main thread before the
                 # interpreter has started any other, so every thread it starts inherits it
                 own = os.getpriority(os.PRIO_PROCESS, 0)
-                os.setpriority(os.PRIO_PROCESS, server.pid, min(19, own + self.nice[tier]))
+                with suppress(ProcessLookupError):  # exited already: reported just below
+                    os.setpriority(os.PRIO_PROCESS, server.pid, min(19, own + self.nice[tier]))
         deadline = time.monotonic() + 600
         waiting = dict(self.ports)
         while waiting:
