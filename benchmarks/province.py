@@ -209,6 +209,7 @@ class Federation:
         logs.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
         env["GUANTONG_LOG_LEVEL"] = "WARNING"
+        own = os.getpriority(os.PRIO_PROCESS, 0)  # the hubs inherit it; --nice adds to it
         for node_id, tier in self.topology.hubs():
             with (logs / f"{node_id}.log").open("wb") as log:
                 server = self.servers[node_id] = spawn_server(
@@ -219,10 +220,9 @@ class Federation:
                     workers=self.province_workers if tier is Tier.PROVINCE else 1,
                 )
             if self.nice.get(tier, 0):
-                # added to this process's own niceness, which the hub inherited (lowering
-                # it would need privileges); set on the hub's main thread before the
-                # interpreter has started any other, so every thread it starts inherits it
-                own = os.getpriority(os.PRIO_PROCESS, 0)
+                # added to the niceness the hub inherited (lowering it would need
+                # privileges); set on the hub's main thread before the interpreter has
+                # started any other, so every thread it starts inherits it
                 with suppress(ProcessLookupError):  # exited already: reported just below
                     os.setpriority(os.PRIO_PROCESS, server.pid, min(19, own + self.nice[tier]))
         deadline = time.monotonic() + 600

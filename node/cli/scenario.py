@@ -416,9 +416,9 @@ def spawn_server(
     ``GUANTONG_*`` variable (the home's settings rule)."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANTONG_")}
-    extra = ["--workers", str(workers)] if workers > 1 else []
     return subprocess.Popen(
-        [sys.executable, "-m", "node", "serve", "--home", str(home), "--port", str(port)] + extra,
+        [sys.executable, "-m", "node", "serve", "--home", str(home), "--port", str(port)]
+        + ["--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         env=env,
