@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from contracts.privacy import project
@@ -63,7 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stations", type=int, default=100)
     parser.add_argument("--entries", type=int, default=100)
     parser.add_argument("--db", default=None, help="a PostgreSQL URL (default: SQLite)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="pushes ingested at once from this many threads, as a hub admits them",
+    )
     args = parser.parse_args(argv)
+    if min(args.stations, args.entries, args.threads) < 1:
+        parser.error("--stations, --entries and --threads are at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         hub = Node.init(
             NodeSettings(home=Path(tmp) / "hub", id="js", tier="province", db_url=args.db)
@@ -82,13 +91,16 @@ def main(argv: list[str] | None = None) -> None:
             ingestor._verify(segment, None, False)
         verify_s, verify_cpu = time.perf_counter() - started, time.process_time() - cpu
         started, cpu = time.perf_counter(), time.process_time()
-        for segment in work:
-            (result,) = ingestor.ingest([segment], caller=None)
-            assert result.status == "ok", result
+        with ThreadPoolExecutor(max_workers=args.threads) as pool:
+            for (result,) in pool.map(lambda s: ingestor.ingest([s], caller=None), work):
+                assert result.status == "ok", result
         ingest_s, ingest_cpu = time.perf_counter() - started, time.process_time() - cpu
         hub.close()
     backend = "PostgreSQL" if args.db else "SQLite"
-    print(f"hub ingest, {args.stations} pushes × {args.entries} entries ({backend}):")
+    print(
+        f"hub ingest, {args.stations} pushes × {args.entries} entries ({backend}, "
+        f"{args.threads} thread{'s' if args.threads > 1 else ''}):"
+    )
     for name, seconds, cpu in (
         ("verify (phase 1)", verify_s, verify_cpu),
         ("ingest (whole)", ingest_s, ingest_cpu),

@@ -1,0 +1,23 @@
+"""One hub's ingest benchmark (``python -m benchmarks.ingest``, part of ``make bench``) at
+the smallest size: it runs, ingests everything it built, and prints both phases."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.ingest import main
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_benchmark_ingests_every_push(threads: int, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--stations", "6", "--entries", "4", "--threads", str(threads)])
+    out = capsys.readouterr().out
+    plural = "s" if threads > 1 else ""
+    assert f"6 pushes × 4 entries (SQLite, {threads} thread{plural})" in out
+    assert "verify (phase 1)" in out and "ingest (whole)" in out
+
+
+def test_sizes_are_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--threads", "0"])
+    assert "at least 1" in capsys.readouterr().err
