@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from hub.api import router as hub_router
 from hub.auth import purge_replay_cache
@@ -63,6 +64,8 @@ its children add jitter of their own so they do not come back all at once."""
 STORAGE_RETRY_AFTER_S = 120
 """A full, read-only or corrupt store needs an operator: children come back less often."""
 WRITE_WATCH_S = 2.0
+CLIENT_GONE = 499
+"""Logged for a request whose sender disconnected before its body arrived (nginx's code)."""
 
 _STATUS = {
     ErrorCode.NOT_FOUND: 404,
@@ -178,6 +181,19 @@ def create_app(
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         body = GuantongError(ErrorCode.MALFORMED, "invalid request parameters", errors=errors)
         return JSONResponse(body.to_body(), status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _on_gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # A sender whose link dropped mid-upload (a station on a bad line, a relay that
+        # timed out): routine, nothing of the request was stored, and nobody is left to
+        # answer. One line in the log instead of a traceback; 499 as proxies log it.
+        get_logger("guantong.app").info(
+            "request.disconnected",
+            method=request.method,
+            path=request.url.path,
+            caller=request.headers.get("guantong-node"),
+        )
+        return Response(status_code=CLIENT_GONE)
 
     @app.exception_handler(HTTPException)
     async def _on_http(_request: Request, exc: HTTPException) -> Response:
@@ -309,6 +325,8 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
         """After a push or a local write: relay it soon (debounced); with ``maintenance``
         (invalid or pending entries arrived) also run the hub job soon."""
         for job_id in ("uplink", "hub") if maintenance else ("uplink",):
+            if job_id == "uplink" and not state.note_kick():
+                continue  # the running uplink job runs again as it ends
             job = jobs.get_job(job_id)
             if job is not None and (
                 job.next_run_time is None or job.next_run_time > _soon(KICK_DELAY_S)
@@ -372,10 +390,37 @@ class _SyncState:
     reconciled_at: float = -math.inf
     pulled_at: float = -math.inf
     wake: Callable[[float], None] | None = None
+    running: int = 0
+    """Runs in progress (the scheduled job, and ``sync_now`` from a request)."""
+    kicked: bool = False
+
+    def note_kick(self) -> bool:
+        """A local write or a child's push to relay: True if the job should be moved up.
+        While it runs, it is marked to run again as it ends instead: a run moved up that
+        finds it still running is skipped by the scheduler, and what arrived after its
+        last push would wait a whole interval (at the tail of a burst, every relay)."""
+        if self.running:
+            self.kicked = True
+            return False
+        return True
 
 
 async def _sync_job(
     node: Node, uplink: Uplink, client: httpx.AsyncClient, state: _SyncState, *, full: bool = False
+) -> None:
+    state.running += 1
+    state.kicked = False
+    try:
+        await _sync(node, uplink, client, state, full=full)
+    finally:
+        state.running -= 1
+        if state.kicked and not state.running and state.wake is not None:
+            state.kicked = False
+            state.wake(KICK_DELAY_S)
+
+
+async def _sync(
+    node: Node, uplink: Uplink, client: httpx.AsyncClient, state: _SyncState, *, full: bool
 ) -> None:
     log = get_logger("guantong.uplink")
     wait = uplink.wait()

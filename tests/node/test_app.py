@@ -23,3 +23,56 @@ async def test_status_healthz_and_metrics(make_node: NodeFactory) -> None:
             metrics = (await client.get("/metrics")).text
             assert "guantong_own_seq 1.0" in metrics
             assert (await client.get("/openapi.json")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_a_sender_gone_mid_upload_is_one_line_not_a_traceback(
+    make_node: NodeFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A station's link dropping mid-push is routine: the hub logs it in one line, stores
+    nothing, and the exception does not escape to the server (which would log a
+    traceback as an error)."""
+    import json
+
+    from node.logs import configure_logging
+
+    node = make_node("js")
+    app = create_app(node.settings, node=node, scheduler=False)
+    configure_logging(node_id="js", tier="province")
+    capsys.readouterr()
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"origin":"js.wx"', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/push",
+        "raw_path": b"/v1/push",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-length", b"100000"), (b"guantong-node", b"js.wx")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8700),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(x["event"], x["path"], x["caller"]) for x in lines] == [
+        ("request.disconnected", "/v1/push", "js.wx")
+    ]
+    assert node.log.heads() == []

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -337,6 +338,43 @@ async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federa
     await _sync_job(node, uplink, client, state)
     held = fed.nodes[COUNTY].log.head(station.id)
     assert held is not None and held.seq == 2 and len(woken) == 2
+    await uplink.client.aclose()
+    await client.aclose()
+
+
+async def test_a_write_during_the_uplink_job_is_relayed_as_it_ends(fed: Federation) -> None:
+    """What is written (or pushed by a child) after the running job's last push is not
+    left for its next interval: the kick marks the running job, which asks to run again
+    as it ends (moving a running job up would only have the scheduler skip it)."""
+    from node.app import KICK_DELAY_S, _sync_job, _SyncState
+
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    woken: list[float] = []
+    state = _SyncState(wake=woken.append)
+    uplink = fed.uplink(station.id, rng=random.Random(9))
+    client = fed.client(COUNTY, caller=station.id)
+    node = fed.nodes[station.id]
+    pushed = uplink.sync
+    kicks: list[bool] = []
+
+    async def sync_then_write(**kwargs: Any) -> Any:
+        report = await pushed(**kwargs)
+        fed.write(station.id, 1, seed=2)  # after the last push of this run
+        kicks.append(state.note_kick())
+        return report
+
+    uplink.sync = sync_then_write  # type: ignore[method-assign]
+    await _sync_job(node, uplink, client, state)
+    assert kicks == [False] and woken == [KICK_DELAY_S]
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 2
+    uplink.sync = pushed  # type: ignore[method-assign]
+    assert state.note_kick() and not state.kicked  # no run in progress: moved up as before
+    await _sync_job(node, uplink, client, state)
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 3 and woken == [KICK_DELAY_S]
     await uplink.client.aclose()
     await client.aclose()
 
