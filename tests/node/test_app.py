@@ -76,3 +76,45 @@ async def test_a_sender_gone_mid_upload_is_one_line_not_a_traceback(
         ("request.disconnected", "/v1/push", "js.wx")
     ]
     assert node.log.heads() == []
+
+
+@pytest.mark.anyio
+async def test_a_tick_that_finds_its_job_still_running_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One run at a time is the design (a busy relay is still relaying): the scheduler's
+    warning for each tick that finds the run going would fill a busy hub's log. Its other
+    warnings still pass."""
+    import logging
+
+    import anyio
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from node.app import _SCHEDULER_LOG
+
+    runs: list[int] = []
+
+    async def slow() -> None:
+        runs.append(1)
+        await anyio.sleep(0.6)
+
+    with caplog.at_level(logging.INFO, logger="guantong.scheduler"):
+        jobs = AsyncIOScheduler(logger=_SCHEDULER_LOG)
+        jobs.add_job(slow, "interval", seconds=0.1, max_instances=1, coalesce=True)
+        jobs.start()
+        await anyio.sleep(0.5)
+        jobs.shutdown(wait=False)
+        _SCHEDULER_LOG.warning("Run time of job %s was missed", "x")
+    messages = [r.getMessage() for r in caplog.records]
+    assert runs and "Scheduler started" in messages
+    assert not [m for m in messages if "maximum number of running instances" in m]
+    assert "Run time of job x was missed" in messages
+
+
+def test_the_node_scheduler_logs_through_the_filtered_logger(make_node: NodeFactory) -> None:
+    from node.app import _SCHEDULER_LOG, _schedule
+
+    node = make_node("js")
+    app = create_app(node.settings, node=node, scheduler=False)
+    jobs = _schedule(app, node, None)
+    assert jobs._logger is _SCHEDULER_LOG
