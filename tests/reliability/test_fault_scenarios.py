@@ -37,6 +37,7 @@ from node.runtime import Node
 from node.tables import TASK_EVENTS, TASKS
 from node.taskfeed import link
 from node.tasks import _store, amend_task, issue_task, report_task, task_views
+from node.uplink import Uplink
 from node.verify import verify_log
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import ZERO_HASH
@@ -313,20 +314,29 @@ async def test_a_hub_with_no_room_says_busy_and_the_child_comes_back_in_seconds(
     assert held is not None and held.seq == 3
 
 
-async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federation) -> None:
-    """The server's uplink job does not sit out its 15-second interval after a ``busy``:
-    it asks to be woken when the Retry-After ends, and a run that comes too early (kicked
-    by a write) pushes nothing and asks again for the time left."""
-    from node.app import _sync_job, _SyncState
+def _served_uplink(fed: Federation, seed: int) -> tuple[Node, Uplink, Any, Any, list[float]]:
+    """A station with two entries under a county, its uplink and signed client, and the
+    state of a server's uplink job that records when it asks to be woken."""
+    from node.app import _SyncState
 
     fed.add(COUNTY)
     station = fed.add(S1)
     fed.write(station.id, 2)
     woken: list[float] = []
     state = _SyncState(wake=woken.append)
-    uplink = fed.uplink(station.id, rng=random.Random(8))
+    uplink = fed.uplink(station.id, rng=random.Random(seed))
     client = fed.client(COUNTY, caller=station.id)
-    node = fed.nodes[station.id]
+    return station, uplink, client, state, woken
+
+
+async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federation) -> None:
+    """The server's uplink job does not sit out its 15-second interval after a ``busy``:
+    it asks to be woken when the Retry-After ends, and a run that comes too early (kicked
+    by a write) pushes nothing and asks again for the time left."""
+    from node.app import _sync_job
+
+    node, uplink, client, state, woken = _served_uplink(fed, seed=8)
+    station = node
     with _fill(fed.app(COUNTY).state.ingestor):
         await _sync_job(node, uplink, client, state)
     assert len(woken) == 1 and 2.0 <= woken[0] <= 3.0
@@ -346,16 +356,10 @@ async def test_a_write_during_the_uplink_job_is_relayed_as_it_ends(fed: Federati
     """What is written (or pushed by a child) after the running job's last push is not
     left for its next interval: the kick marks the running job, which asks to run again
     as it ends (moving a running job up would only have the scheduler skip it)."""
-    from node.app import KICK_DELAY_S, _sync_job, _SyncState
+    from node.app import KICK_DELAY_S, _sync_job
 
-    fed.add(COUNTY)
-    station = fed.add(S1)
-    fed.write(station.id, 2)
-    woken: list[float] = []
-    state = _SyncState(wake=woken.append)
-    uplink = fed.uplink(station.id, rng=random.Random(9))
-    client = fed.client(COUNTY, caller=station.id)
-    node = fed.nodes[station.id]
+    node, uplink, client, state, woken = _served_uplink(fed, seed=9)
+    station = node
     pushed = uplink.sync
     kicks: list[bool] = []
 
