@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from contracts.registry import DEFAULT_BUNDLE, Registry
 from hub.pending import apply_pending
+from node.app import _SyncState
 from node.bundles import export_bundle, import_bundle
 from node.ingest import Ingestor
 from node.log import Write
@@ -314,11 +315,11 @@ async def test_a_hub_with_no_room_says_busy_and_the_child_comes_back_in_seconds(
     assert held is not None and held.seq == 3
 
 
-def _served_uplink(fed: Federation, seed: int) -> tuple[Node, Uplink, Any, Any, list[float]]:
+def _served_uplink(
+    fed: Federation, seed: int
+) -> tuple[Node, Uplink, httpx.AsyncClient, _SyncState, list[float]]:
     """A station with two entries under a county, its uplink and signed client, and the
     state of a server's uplink job that records when it asks to be woken."""
-    from node.app import _SyncState
-
     fed.add(COUNTY)
     station = fed.add(S1)
     fed.write(station.id, 2)
@@ -335,17 +336,16 @@ async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federa
     by a write) pushes nothing and asks again for the time left."""
     from node.app import _sync_job
 
-    node, uplink, client, state, woken = _served_uplink(fed, seed=8)
-    station = node
+    station, uplink, client, state, woken = _served_uplink(fed, seed=8)
     with _fill(fed.app(COUNTY).state.ingestor):
-        await _sync_job(node, uplink, client, state)
+        await _sync_job(station, uplink, client, state)
     assert len(woken) == 1 and 2.0 <= woken[0] <= 3.0
     fed.clock.advance(seconds=1)
-    await _sync_job(node, uplink, client, state)  # too early: nothing is tried
+    await _sync_job(station, uplink, client, state)  # too early: nothing is tried
     assert len(woken) == 2 and woken[1] == pytest.approx(woken[0] - 1)
     assert fed.nodes[COUNTY].log.head(station.id) is None
     fed.clock.advance(seconds=woken[1])
-    await _sync_job(node, uplink, client, state)
+    await _sync_job(station, uplink, client, state)
     held = fed.nodes[COUNTY].log.head(station.id)
     assert held is not None and held.seq == 2 and len(woken) == 2
     await uplink.client.aclose()
@@ -358,8 +358,7 @@ async def test_a_write_during_the_uplink_job_is_relayed_as_it_ends(fed: Federati
     as it ends (moving a running job up would only have the scheduler skip it)."""
     from node.app import KICK_DELAY_S, _sync_job
 
-    node, uplink, client, state, woken = _served_uplink(fed, seed=9)
-    station = node
+    station, uplink, client, state, woken = _served_uplink(fed, seed=9)
     pushed = uplink.sync
     kicks: list[bool] = []
 
@@ -370,13 +369,13 @@ async def test_a_write_during_the_uplink_job_is_relayed_as_it_ends(fed: Federati
         return report
 
     uplink.sync = sync_then_write  # type: ignore[method-assign]
-    await _sync_job(node, uplink, client, state)
+    await _sync_job(station, uplink, client, state)
     assert kicks == [False] and woken == [KICK_DELAY_S]
     held = fed.nodes[COUNTY].log.head(station.id)
     assert held is not None and held.seq == 2
     uplink.sync = pushed  # type: ignore[method-assign]
     assert state.note_kick() and not state.kicked  # no run in progress: moved up as before
-    await _sync_job(node, uplink, client, state)
+    await _sync_job(station, uplink, client, state)
     held = fed.nodes[COUNTY].log.head(station.id)
     assert held is not None and held.seq == 3 and woken == [KICK_DELAY_S]
     await uplink.client.aclose()
