@@ -293,7 +293,9 @@ class Federation:
                     str(self.servers[node_id].pid),
                     "--rate",
                     "100",
-                    "--gil",  # samples holding the GIL: where the CPU goes, not who waits
+                    # every thread that is running, not only the one holding the GIL:
+                    # worker threads let go of it inside SQLite, hashing and compression,
+                    # and --gil would put their CPU on whoever holds the lock meanwhile
                     "--format",
                     "raw",
                     "--output",
