@@ -58,7 +58,7 @@ class EntryRow(SQLModel, table=True):
 
     __tablename__ = "entries"
     __table_args__ = (
-        Index("ix_entries_record", "record_id"),
+        Index("ix_entries_origin_record", "origin", "record_id"),
         Index("ix_entries_status", "status"),
     )
 

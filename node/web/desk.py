@@ -106,7 +106,9 @@ def record(request: Request, contract: str, record_id: str, account: Reader) -> 
     with node.store.read() as conn:
         history = conn.execute(
             select(ENTRIES.c.origin, ENTRIES.c.seq, ENTRIES.c.time, ENTRIES.c.status)
-            .where(ENTRIES.c.record_id == record_id)
+            # a record is written by its origin alone: its history is among that
+            # origin's entries (the index leads with the origin)
+            .where(ENTRIES.c.origin == view.origin, ENTRIES.c.record_id == record_id)
             .order_by(ENTRIES.c.time)
         ).all()
     editable = view.origin == node.id

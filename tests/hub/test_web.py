@@ -174,3 +174,30 @@ async def test_ids_from_a_browser_are_checked_before_the_store(
         assert (task.status_code, task.json()["error"]["code"]) == (404, "not_found")
         run = await client.post("/acceptance", data={"csrf": csrf, "prefix": "js\x00"})
         assert (run.status_code, run.json()["error"]["code"]) == (400, "invalid_node_id")
+
+
+async def test_a_records_page_shows_its_lifecycle_where_it_is_held(
+    fed: Federation, station: str
+) -> None:
+    """The history under a record is its origin's entries of that id, in time order, at the
+    station that wrote it and at the hub it was relayed to; another origin's entry of the
+    same id (which the hub keeps, but does not apply) is not part of it."""
+    node = fed.nodes[station]
+    (record_id,) = fed.write(station, 1)
+    (first,) = node.list("opinion")
+    assert first.data is not None
+    node.put("opinion", [(None, {**first.data, "id": record_id, "status": "accepted"})])
+    fed.write(station, 3, seed=1)  # other records: not in this one's history
+    await fed.cascade_up(station)
+    other = fed.add("js.wx.jy.s2")
+    other.put("opinion", [(None, {**first.data, "id": record_id})])
+    await fed.cascade_up(other.id)
+    county = fed.nodes["js.wx.jy"]
+    add_user(county, "admin", "admin", PASSWORD)
+    for node_id, name in ((station, "op"), (county.id, "admin")):
+        async with _client(fed, node_id) as client:
+            await _login(client, name)
+            page = await client.get(f"/desk/record/opinion/{record_id}")
+            assert page.status_code == 200, page.text
+            rows = re.findall(r"<td>([^<]+) #(\d+)</td>", page.text)
+            assert rows == [(station, "1"), (station, "2")]

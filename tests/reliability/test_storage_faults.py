@@ -529,7 +529,7 @@ async def test_a_corrupt_index_page_loses_nothing_even_offline(fed: Federation) 
     station = fed.add(S1)
     fed.write(S1, 300)
     before = list(station.log.iter_entries(S1))
-    station = _corrupt(fed, S1, "ix_entries_record")
+    station = _corrupt(fed, S1, "ix_entries_origin_record")
     check = check_store(station.log)
     assert check.damage and check.problem is None  # the chains themselves read fine
     station.close()
@@ -541,7 +541,7 @@ async def test_a_corrupt_index_page_loses_nothing_even_offline(fed: Federation) 
     assert check_store(station.log).damage == []
 
 
-@pytest.mark.parametrize("btree", ["entries", "ix_entries_record"])
+@pytest.mark.parametrize("btree", ["entries", "ix_entries_origin_record"])
 async def test_a_corrupt_hub_stops_serving_and_its_children_refill_it(
     fed: Federation, btree: str
 ) -> None:
@@ -632,7 +632,7 @@ async def test_an_interrupted_repair_starts_again_from_the_files_set_aside(
     next run rebuilds again from the damaged files it named, losing nothing."""
     station = fed.add(S1)
     fed.write(S1, 250)
-    station = _corrupt(fed, S1, "ix_entries_record")
+    station = _corrupt(fed, S1, "ix_entries_origin_record")
     check_store(station.log)
     station.close()
     home = station.settings.home
