@@ -6,11 +6,20 @@ heads), then ingests them into a fresh hub as pushes of one segment, first with 
 alone (parse, chain, signature, contract: ``verify``), then whole (``ingest``: verify +
 apply + commit), and reports entries/s for each and the share of apply. The sizes default
 to the catch-up of one county in the province simulation (100 stations × 100 entries).
+
+Two options bring it closer to a province. ``--record-ids uuid7`` gives records the ids
+stations give them (UUIDv7 of the moment each was made, every station's spread over the
+same day) instead of ids grouped by station: a hub then inserts into its indexes of record
+ids at random places, as a province taking in a day of 10,000 stations does.
+``--held N`` has the hub hold N entries of other stations (written the same way, not
+timed) before the timed pushes arrive, since what an insert costs grows with the indexes
+it goes into.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,22 +31,34 @@ from node.ingest import Ingestor
 from node.runtime import Node
 from node.settings import NodeSettings
 from schemas.hashing import ZERO_HASH
+from schemas.ids import uuid7
 from schemas.log import build_entry, sign_head
 from schemas.segments import Segment
 from schemas.signing import Signer
 from schemas.times import format_time, system_clock
 
 
-def segments(hub: Node, stations: int, entries: int) -> list[Segment]:
+DAY_MS = 86_400_000
+
+
+def segments(
+    hub: Node, stations: int, entries: int, *, record_ids: str = "clustered", first: int = 0
+) -> list[Segment]:
+    """One segment of ``entries`` opinions for each of ``stations`` stations, numbered from
+    ``first``; with ``record_ids="uuid7"`` each station's records are spread over the same
+    day, as a day's backlog of real stations is."""
     cv = hub.registry.current("opinion")
     templates = [
         project({k: v for k, v in r.items() if k != "id"}, cv.privacy, b"bench")[0]
         for r in sample_records("opinion", 200, seed=1)
     ]
-    now = format_time(system_clock())
+    clock = system_clock()
+    now = format_time(clock)
+    day_start = int(clock.timestamp() * 1000) - DAY_MS
     out = []
-    for i in range(stations):
-        origin = f"{hub.id}.s{i:04d}"
+    for i in range(first, first + stations):
+        origin = f"{hub.id}.s{i:05d}"
+        rng = random.Random(i)
         signer = Signer.from_seed((i + 1).to_bytes(32, "big"))
         hub.keyring.add(origin, signer.public_raw, not_before="2000-01-01T00:00:00.000Z")
         prev, raws = ZERO_HASH, []
@@ -49,7 +70,11 @@ def segments(hub: Node, stations: int, entries: int) -> list[Segment]:
                 time=now,
                 contract="opinion",
                 version=cv.version,
-                record_id=f"{i:08x}-0000-4000-8000-{n:012x}",
+                record_id=(
+                    uuid7(day_start + n * DAY_MS // entries + rng.randrange(1000), rng=rng)
+                    if record_ids == "uuid7"
+                    else f"{i:08x}-0000-4000-8000-{n:012x}"
+                ),
                 op="put",
                 data=templates[(i + n) % len(templates)],
             )
@@ -70,9 +95,23 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="pushes ingested at once from this many threads, as a hub admits them",
     )
+    parser.add_argument(
+        "--record-ids",
+        choices=("clustered", "uuid7"),
+        default="clustered",
+        help="record ids grouped by station (default), or UUIDv7 spread over one day as "
+        "stations make them",
+    )
+    parser.add_argument(
+        "--held",
+        type=int,
+        default=0,
+        help="entries the hub already holds (other stations', pushes of --entries) before "
+        "the timed pushes",
+    )
     args = parser.parse_args(argv)
-    if min(args.stations, args.entries, args.threads) < 1:
-        parser.error("--stations, --entries and --threads are at least 1")
+    if min(args.stations, args.entries, args.threads) < 1 or args.held < 0:
+        parser.error("--stations, --entries and --threads are at least 1, --held at least 0")
     with tempfile.TemporaryDirectory() as tmp:
         hub = Node.init(
             NodeSettings(home=Path(tmp) / "hub", id="js", tier="province", db_url=args.db)
@@ -84,7 +123,19 @@ def main(argv: list[str] | None = None) -> None:
             keyring=hub.keyring,
             clock=system_clock,
         )
-        work = segments(hub, args.stations, args.entries)
+        held_stations = -(-args.held // args.entries)
+        for first in range(0, held_stations, 200):  # built and taken in by parts: memory
+            part = segments(
+                hub,
+                min(200, held_stations - first),
+                args.entries,
+                record_ids=args.record_ids,
+                first=args.stations + first,
+            )
+            for start in range(0, len(part), 20):
+                results = ingestor.ingest(part[start : start + 20], caller=None)
+                assert all(r.status == "ok" for r in results), results
+        work = segments(hub, args.stations, args.entries, record_ids=args.record_ids)
         total = args.stations * args.entries
         started, cpu = time.perf_counter(), time.process_time()
         for segment in work:
@@ -97,9 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         ingest_s, ingest_cpu = time.perf_counter() - started, time.process_time() - cpu
         hub.close()
     backend = "PostgreSQL" if args.db else "SQLite"
+    held = f", {args.held:,} entries held before" if args.held else ""
     print(
         f"hub ingest, {args.stations} pushes × {args.entries} entries ({backend}, "
-        f"{args.threads} thread{'s' if args.threads > 1 else ''}):"
+        f"{args.threads} thread{'s' if args.threads > 1 else ''}, "
+        f"{args.record_ids} record ids{held}):"
     )
     for name, seconds, cpu in (
         ("verify (phase 1)", verify_s, verify_cpu),

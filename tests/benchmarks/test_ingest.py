@@ -13,11 +13,20 @@ def test_the_benchmark_ingests_every_push(threads: int, capsys: pytest.CaptureFi
     main(["--stations", "6", "--entries", "4", "--threads", str(threads)])
     out = capsys.readouterr().out
     plural = "s" if threads > 1 else ""
-    assert f"6 pushes × 4 entries (SQLite, {threads} thread{plural})" in out
+    assert f"6 pushes × 4 entries (SQLite, {threads} thread{plural}, clustered" in out
     assert "verify (phase 1)" in out and "ingest (whole)" in out
 
 
 def test_sizes_are_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--threads", "0"])
+    with pytest.raises(SystemExit):
+        main(["--held", "-1"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_uuid7_record_ids_into_a_hub_that_holds_entries(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--stations", "3", "--entries", "5", "--record-ids", "uuid7", "--held", "12"])
+    out = capsys.readouterr().out
+    assert "3 pushes × 5 entries (SQLite, 1 thread, uuid7 record ids, 12 entries held" in out
+    assert "ingest (whole)" in out
