@@ -37,7 +37,6 @@ from schemas.segments import Segment
 from schemas.signing import Signer
 from schemas.times import format_time, system_clock
 
-
 DAY_MS = 86_400_000
 
 
