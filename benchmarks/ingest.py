@@ -23,8 +23,10 @@ import random
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
+from benchmarks.pgschema import schema_for_run
 from contracts.privacy import project
 from contracts.samples import sample_records
 from node.ingest import Ingestor
@@ -111,9 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if min(args.stations, args.entries, args.threads) < 1 or args.held < 0:
         parser.error("--stations, --entries and --threads are at least 1, --held at least 0")
-    with tempfile.TemporaryDirectory() as tmp:
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        # on PostgreSQL, a schema of this run's own, dropped at its end
+        db_url = stack.enter_context(schema_for_run(args.db, "ingest")) if args.db else None
         hub = Node.init(
-            NodeSettings(home=Path(tmp) / "hub", id="js", tier="province", db_url=args.db)
+            NodeSettings(home=Path(tmp) / "hub", id="js", tier="province", db_url=db_url)
         )
         ingestor = Ingestor(
             store=hub.store,

@@ -51,7 +51,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ import httpx
 import orjson
 from sqlalchemy import text
 
+from benchmarks.pgschema import drop_schema, fresh_schema
 from contracts.privacy import project
 from contracts.registry import Registry
 from contracts.samples import sample_records
@@ -681,7 +681,7 @@ class Figures:
 def run(args: argparse.Namespace, stations: int) -> Figures:
     topology = Topology(args.cities, args.counties, stations)
     root = Path(tempfile.mkdtemp(prefix="guantong-province-"))
-    schema = _fresh_schema(args.province_db) if args.province_db else None
+    schema = fresh_schema(args.province_db, "province") if args.province_db else None
     fed = Federation(
         root,
         topology,
@@ -840,7 +840,7 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
         else:
             shutil.rmtree(root, ignore_errors=True)
             if schema and args.province_db:
-                _drop_schema(args.province_db, schema[0])
+                drop_schema(args.province_db, schema[0])
     return figures
 
 
@@ -850,32 +850,6 @@ def stop_profiles(profilers: list[subprocess.Popen[bytes]]) -> None:
         profiler.send_signal(signal.SIGINT)
     for profiler in profilers:
         profiler.wait(60)
-
-
-def _admin_engine(url: str) -> Any:
-    from sqlalchemy import create_engine
-
-    driver = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    return create_engine(driver, isolation_level="AUTOCOMMIT")
-
-
-def _fresh_schema(url: str) -> tuple[str, str]:
-    """A new schema for one run's province (each run starts from an empty store), and the
-    URL that puts the province in it."""
-    name = f"province_{uuid.uuid4().hex[:8]}"
-    engine = _admin_engine(url)
-    with engine.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    engine.dispose()
-    joiner = "&" if "?" in url else "?"
-    return name, f"{url}{joiner}options=-csearch_path%3D{name}"
-
-
-def _drop_schema(url: str, name: str) -> None:
-    engine = _admin_engine(url)
-    with engine.connect() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-    engine.dispose()
 
 
 async def _enroll(fed: Federation, limits: httpx.Limits, concurrency: int) -> None:

@@ -4,8 +4,10 @@ the smallest size: it runs, ingests everything it built, and prints both phases.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from benchmarks.ingest import main
+from tests.conftest import PG_URL
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -30,3 +32,20 @@ def test_uuid7_record_ids_into_a_hub_that_holds_entries(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "3 pushes × 5 entries (SQLite, 1 thread, uuid7 record ids, 12 entries held" in out
     assert "ingest (whole)" in out
+
+
+@pytest.mark.pg
+def test_on_postgresql_in_a_schema_of_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each run's hub has a fresh schema, dropped at the end: a second run starts empty too."""
+    assert PG_URL is not None
+    for _ in range(2):
+        main(["--stations", "3", "--entries", "4", "--db", PG_URL])
+        assert "3 pushes × 4 entries (PostgreSQL" in capsys.readouterr().out
+    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"),
+            {"p": "ingest\\_%"},
+        ).all()
+    engine.dispose()
+    assert left == []
