@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-__all__ = ["drop_schema", "fresh_schema", "schema_for_run"]
+__all__ = ["admin_engine", "drop_schema", "fresh_schema", "schema_for_run"]
 
 
-def _admin_engine(url: str) -> Any:
+def admin_engine(url: str) -> Any:
+    """An engine on ``url`` in autocommit, for creating, dropping and listing schemas."""
     driver = url.replace("postgresql://", "postgresql+psycopg://", 1)
     return create_engine(driver, isolation_level="AUTOCOMMIT")
 
@@ -21,7 +22,7 @@ def _admin_engine(url: str) -> Any:
 def fresh_schema(url: str, prefix: str) -> tuple[str, str]:
     """A new schema named ``<prefix>_<8 hex>``, and the URL that puts a node's store in it."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    engine = _admin_engine(url)
+    engine = admin_engine(url)
     with engine.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {name}"))
     engine.dispose()
@@ -30,7 +31,7 @@ def fresh_schema(url: str, prefix: str) -> tuple[str, str]:
 
 
 def drop_schema(url: str, name: str) -> None:
-    engine = _admin_engine(url)
+    engine = admin_engine(url)
     with engine.connect() as conn:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
     engine.dispose()

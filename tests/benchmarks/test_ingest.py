@@ -4,9 +4,10 @@ the smallest size: it runs, ingests everything it built, and prints both phases.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from benchmarks.ingest import main
+from benchmarks.pgschema import admin_engine
 from tests.conftest import PG_URL
 
 
@@ -41,7 +42,7 @@ def test_on_postgresql_in_a_schema_of_its_own(capsys: pytest.CaptureFixture[str]
     for _ in range(2):
         main(["--stations", "3", "--entries", "4", "--db", PG_URL])
         assert "3 pushes × 4 entries (PostgreSQL" in capsys.readouterr().out
-    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = admin_engine(PG_URL)
     with engine.connect() as conn:
         left = conn.execute(
             text("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"),
