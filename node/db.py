@@ -336,6 +336,17 @@ def _storage_condition(path: Path) -> ErrorCode | None:
 
 
 SQLITE_CACHE_KIB = 32 * 1024
+SQLITE_WAL_CHECKPOINT_PAGES = 16_384
+"""Pages the WAL holds before a commit checkpoints it into the database (SQLite's default
+is 1,000). A checkpoint writes each page once however many commits changed it, and
+flushes the database file: a hub's heads, rollups and the upper levels of its indexes
+change in every push, and with the default they were copied out every few pushes. With
+64 MiB of WAL (4 KiB pages) one hub's ingest costs about a tenth less CPU and a sixth
+less wall time (docs/performance.md, eighth round). What it costs: up to that much more
+disk beside the store, and a crash's recovery reads it back once."""
+SQLITE_WAL_LIMIT_BYTES = 64 << 20
+"""The WAL file is cut back to this size when it starts over after a checkpoint, so a
+burst that outgrew it does not keep its disk."""
 
 
 def _create_engine(url: str, *, echo: bool) -> Engine:
@@ -387,6 +398,8 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # random places, and with millions of entries they miss the cache on almost every
     # insert. 32 MiB per connection, filled only as it is used.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_CHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
     cursor.close()
 
 

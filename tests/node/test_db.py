@@ -1,11 +1,20 @@
-"""The store's write transactions: work registered to run just before the commit."""
+"""The store's write transactions: work registered to run just before the commit; SQLite's
+WAL checkpoints."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, select
 
-from node.db import Store, before_commit, storable_json
+from node.db import (
+    SQLITE_WAL_CHECKPOINT_PAGES,
+    SQLITE_WAL_LIMIT_BYTES,
+    Store,
+    before_commit,
+    storable_json,
+)
 from node.tables import META
 
 
@@ -46,3 +55,31 @@ def test_storable_json_replaces_u0000_everywhere() -> None:
     }
     plain = {"a": ["b"]}
     assert storable_json(plain) == plain
+
+
+def test_sqlite_checkpoints_its_wal_only_after_many_pages(tmp_path: Path) -> None:
+    """SQLite's default checkpoints every 1,000 pages; a hub's store lets the WAL grow to
+    SQLITE_WAL_CHECKPOINT_PAGES first, and cuts it back to SQLITE_WAL_LIMIT_BYTES after."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    try:
+        with store.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == (
+                SQLITE_WAL_CHECKPOINT_PAGES
+            )
+            assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == (
+                SQLITE_WAL_LIMIT_BYTES
+            )
+            page = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+        blob = "x" * (page * 100)  # a commit of about a hundred pages
+        for n in range(20):
+            with store.write() as conn:
+                conn.execute(META.insert().values(key=f"filler {n}", value="-"))
+                conn.exec_driver_sql(
+                    "UPDATE meta SET value = ? WHERE key = ?", (blob, f"filler {n}")
+                )
+        wal = tmp_path / "store.db-wal"
+        # about 2,000 pages written: with the default the WAL would have started over
+        assert wal.stat().st_size > 1_500 * page
+    finally:
+        store.dispose()
