@@ -338,12 +338,13 @@ def _storage_condition(path: Path) -> ErrorCode | None:
 SQLITE_CACHE_KIB = 32 * 1024
 SQLITE_WAL_CHECKPOINT_PAGES = 16_384
 """Pages the WAL holds before a commit checkpoints it into the database (SQLite's default
-is 1,000). A checkpoint writes each page once however many commits changed it, and
-flushes the database file: a hub's heads, rollups and the upper levels of its indexes
-change in every push, and with the default they were copied out every few pushes. With
-64 MiB of WAL (4 KiB pages) one hub's ingest costs about a tenth less CPU and a sixth
-less wall time (docs/performance.md, eighth round). What it costs: up to that much more
-disk beside the store, and a crash's recovery reads it back once."""
+is 1,000). A checkpoint copies each page once however many commits changed it and
+flushes the database file; a hub's heads, rollups and the upper levels of its indexes
+change in every push. With 64 MiB of WAL (4 KiB pages), a hub holding 100,000 entries
+spends a quarter less CPU on pushes of 10 entries and a tenth less on pushes of 100; a
+small store and the 10,000-station catch-up (one pair) showed no difference
+(docs/performance.md, eighth round). What it costs: up to that much more disk beside
+the store, read back once by a crash's recovery."""
 SQLITE_WAL_LIMIT_BYTES = 64 << 20
 """The WAL file is cut back to this size when it starts over after a checkpoint, so a
 burst that outgrew it does not keep its disk."""
