@@ -58,8 +58,8 @@ def test_storable_json_replaces_u0000_everywhere() -> None:
 
 
 def test_sqlite_checkpoints_its_wal_only_after_many_pages(tmp_path: Path) -> None:
-    """SQLite's default checkpoints every 1,000 pages; a hub's store lets the WAL grow to
-    SQLITE_WAL_CHECKPOINT_PAGES first, and cuts it back to SQLITE_WAL_LIMIT_BYTES after."""
+    """SQLite's default checkpoints every 1,000 pages; a store lets the WAL grow to
+    SQLITE_WAL_CHECKPOINT_PAGES first (the limit it is cut back to after is set too)."""
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.migrate()
     try:
