@@ -57,6 +57,14 @@ HUB_TIERS = frozenset({Tier.PROVINCE, Tier.CITY, Tier.COUNTY, Tier.TOWNSHIP})
 SYNC_INTERVAL_S = 15.0
 HUB_JOB_INTERVAL_S = 60.0
 KICK_DELAY_S = 1.0
+RELAY_SPACING_S = 5.0
+"""A kicked uplink run starts no sooner than this after the previous run began. A hub
+taking in pushes one every few seconds (an ordinary day at a county, or a catch-up spread
+over many counties) relayed each on its own a second after it came, and every relay round
+costs both ends a request, a transaction and an answer whatever it carries; spaced, a
+round carries what came meanwhile. A write after a quiet spell still goes up after
+KICK_DELAY_S; the cost is up to this much more time per tier under load
+(docs/performance.md, eighth round)."""
 RECONCILE_INTERVAL_S = 300.0
 RETRY_AFTER_S = 30
 BUSY_RETRY_AFTER_S = 2
@@ -328,11 +336,10 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
         for job_id in ("uplink", "hub") if maintenance else ("uplink",):
             if job_id == "uplink" and not state.note_kick():
                 continue  # the running uplink job runs again as it ends
+            delay = state.kick_delay() if job_id == "uplink" else KICK_DELAY_S
             job = jobs.get_job(job_id)
-            if job is not None and (
-                job.next_run_time is None or job.next_run_time > _soon(KICK_DELAY_S)
-            ):
-                job.modify(next_run_time=_soon(KICK_DELAY_S))
+            if job is not None and (job.next_run_time is None or job.next_run_time > _soon(delay)):
+                job.modify(next_run_time=_soon(delay))
 
     app.state.kick = kick
 
@@ -408,6 +415,14 @@ class _SyncState:
     running: int = 0
     """Runs in progress (the scheduled job, and ``sync_now`` from a request)."""
     kicked: bool = False
+    started_at: float = -math.inf
+    """When the last run began."""
+
+    def kick_delay(self, now: float | None = None) -> float:
+        """How soon a kicked run starts: after KICK_DELAY_S, and no sooner than
+        RELAY_SPACING_S after the last run began."""
+        now = time.monotonic() if now is None else now
+        return max(KICK_DELAY_S, self.started_at + RELAY_SPACING_S - now)
 
     def note_kick(self) -> bool:
         """A local write or a child's push to relay: True if the job should be moved up.
@@ -425,13 +440,14 @@ async def _sync_job(
 ) -> None:
     state.running += 1
     state.kicked = False
+    state.started_at = time.monotonic()
     try:
         await _sync(node, uplink, client, state, full=full)
     finally:
         state.running -= 1
         if state.kicked and not state.running and state.wake is not None:
             state.kicked = False
-            state.wake(KICK_DELAY_S)
+            state.wake(state.kick_delay())
 
 
 async def _sync(

@@ -355,10 +355,18 @@ async def test_a_served_uplink_runs_again_when_a_busy_parent_said_to(fed: Federa
 async def test_a_write_during_the_uplink_job_is_relayed_as_it_ends(fed: Federation) -> None:
     """What is written (or pushed by a child) after the running job's last push is not
     left for its next interval: the kick marks the running job, which asks to run again
-    as it ends (moving a running job up would only have the scheduler skip it)."""
-    from node.app import KICK_DELAY_S, _sync_job
+    as it ends (moving a running job up would only have the scheduler skip it), spaced
+    from the run's start by RELAY_SPACING_S."""
+    from node.app import KICK_DELAY_S, RELAY_SPACING_S, _sync_job
 
     station, uplink, client, state, woken = _served_uplink(fed, seed=9)
+    asked_at: list[float] = []
+
+    def wake(delay: float) -> None:
+        woken.append(delay)
+        asked_at.append(time.monotonic())
+
+    state.wake = wake
     pushed = uplink.sync
     kicks: list[bool] = []
 
@@ -370,16 +378,34 @@ async def test_a_write_during_the_uplink_job_is_relayed_as_it_ends(fed: Federati
 
     uplink.sync = sync_then_write  # type: ignore[method-assign]
     await _sync_job(station, uplink, client, state)
-    assert kicks == [False] and woken == [KICK_DELAY_S]
+    assert kicks == [False] and len(woken) == 1
+    spaced = state.started_at + RELAY_SPACING_S - asked_at[0]
+    assert woken[0] == pytest.approx(max(KICK_DELAY_S, spaced), abs=0.05)
     held = fed.nodes[COUNTY].log.head(station.id)
     assert held is not None and held.seq == 2
     uplink.sync = pushed  # type: ignore[method-assign]
     assert state.note_kick() and not state.kicked  # no run in progress: moved up as before
     await _sync_job(station, uplink, client, state)
     held = fed.nodes[COUNTY].log.head(station.id)
-    assert held is not None and held.seq == 3 and woken == [KICK_DELAY_S]
+    assert held is not None and held.seq == 3 and len(woken) == 1
     await uplink.client.aclose()
     await client.aclose()
+
+
+def test_kicked_uplink_runs_are_spaced_from_the_last_run() -> None:
+    """A kick after a quiet spell relays after KICK_DELAY_S; kicks that keep coming start
+    a run no sooner than RELAY_SPACING_S after the previous one began, so a hub taking in
+    a push every few seconds relays them together rather than one round each."""
+    from node.app import KICK_DELAY_S, RELAY_SPACING_S
+
+    assert KICK_DELAY_S < RELAY_SPACING_S
+    state = _SyncState()
+    assert state.kick_delay(now=100.0) == KICK_DELAY_S  # never ran
+    state.started_at = 100.0
+    assert state.kick_delay(now=100.0) == RELAY_SPACING_S
+    assert state.kick_delay(now=102.0) == RELAY_SPACING_S - 2
+    assert state.kick_delay(now=100.0 + RELAY_SPACING_S - KICK_DELAY_S / 2) == KICK_DELAY_S
+    assert state.kick_delay(now=1_000.0) == KICK_DELAY_S
 
 
 async def test_sync_on_the_command_line_waits_out_a_busy_parent(
