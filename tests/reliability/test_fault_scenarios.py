@@ -408,6 +408,43 @@ def test_kicked_uplink_runs_are_spaced_from_the_last_run() -> None:
     assert state.kick_delay(now=1_000.0) == KICK_DELAY_S
 
 
+async def test_a_kick_moves_the_served_uplink_job_to_its_spaced_time(fed: Federation) -> None:
+    """The server's ``kick`` (after a child's push or a local write) moves the uplink job
+    to KICK_DELAY_S from now when it has not run lately, and to RELAY_SPACING_S after its
+    last run began when it just ran; a later kick never pushes the job back."""
+    from datetime import UTC, datetime
+
+    from fastapi import FastAPI
+
+    from node.app import KICK_DELAY_S, RELAY_SPACING_S, _schedule
+
+    station, uplink, client, _state, _woken = _served_uplink(fed, seed=10)
+    app = FastAPI()
+    app.state.uplink = uplink
+    jobs = _schedule(app, station, client)
+    job = jobs.get_job("uplink")
+    assert job is not None
+
+    def due_in() -> float:
+        return float((job.next_run_time - datetime.now(UTC)).total_seconds())
+
+    job.modify(next_run_time=datetime(2100, 1, 1, tzinfo=UTC))  # as if just ticked
+    app.state.kick()
+    assert KICK_DELAY_S - 0.5 < due_in() <= KICK_DELAY_S  # never ran: soon
+    job.modify(next_run_time=datetime(2100, 1, 1, tzinfo=UTC))
+    sync_job = job.func
+    await sync_job(*job.args)  # a run: the county takes the station's entries
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 2
+    app.state.kick()
+    assert KICK_DELAY_S < due_in() <= RELAY_SPACING_S  # just ran: spaced from its start
+    spaced = due_in()
+    app.state.kick()
+    assert due_in() <= spaced + 0.1  # a second kick does not push it back
+    await uplink.client.aclose()
+    await client.aclose()
+
+
 async def test_sync_on_the_command_line_waits_out_a_busy_parent(
     fed: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
