@@ -87,7 +87,8 @@ class Entry(BaseModel):
     def _data_matches_op(self) -> Entry:
         if self.op == "put" and self.data is None:
             raise ValueError("a put entry carries data")
-        if self.op == "del" and self.data is not None:
+        if self.op == "del" and "data" in self.model_fields_set:
+            # absent, not null (PROTOCOL §3): one del has one byte form
             raise ValueError("a del entry carries no data")
         if self.seq == 1 and self.prev != ZERO_HASH:
             raise ValueError("entry 1 chains from 64 zeros")

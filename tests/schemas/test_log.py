@@ -113,6 +113,26 @@ def test_parse_refuses_non_canonical_and_extra_fields() -> None:
     assert info.value.code is ErrorCode.TOO_LARGE
 
 
+def test_a_del_entry_has_no_data_member_not_even_null() -> None:
+    """PROTOCOL §3: ``del`` carries no ``data``. ``"data":null`` would give the same del a
+    second byte form; both paths refuse it (found by the fast-lane property below)."""
+    fields = {
+        "origin": "js.wx.jy.s1",
+        "seq": 1,
+        "prev": ZERO_HASH,
+        "time": T,
+        "contract": "opinion",
+        "version": "1.0",
+        "id": RID,
+        "op": "del",
+    }
+    assert Entry.parse(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).data is None
+    raw = orjson.dumps({**fields, "data": None}, option=orjson.OPT_SORT_KEYS)
+    with pytest.raises(GuantongError, match="a del entry carries no data") as info:
+        Entry.parse(raw)
+    assert info.value.code is ErrorCode.MALFORMED
+
+
 def test_signed_head_verifies_and_detects_tampering() -> None:
     head = sign_head(SIGNER, origin="js", seq=3, head="a" * 64, time=T)
     assert head.verify(SIGNER.public_raw)
