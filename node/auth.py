@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import httpx
 import orjson
 
+from schemas.errors import ErrorCode
 from schemas.http import NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER, request_signing_bytes
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, parse_time
@@ -44,6 +45,13 @@ class NodeAuth(httpx.Auth):
         if hub_time is not None:
             self.offset = parse_time(hub_time) - self.clock()
             self._sign(request)
+            response = yield request
+        if _error_code(response) == ErrorCode.REPLAY.value:
+            # Another process of this node (a second ``sync --once``, a worker) signed the
+            # same request in the same millisecond: this process never sends a signature
+            # twice (``_sign``), so it is a collision, not a resend. Once more, a
+            # millisecond later, is a different request.
+            self._sign(request)
             yield request
 
     def _sign(self, request: httpx.Request) -> None:
@@ -63,13 +71,23 @@ class NodeAuth(httpx.Auth):
         request.headers[SIGNATURE_HEADER] = self.signer.sign(data)
 
 
-def _skew_time(response: httpx.Response) -> str | None:
+def _error_of(response: httpx.Response) -> dict[str, object]:
+    """The error of a ``401`` answer, else empty."""
     if response.status_code != 401:
-        return None
+        return {}
     try:
         error = orjson.loads(response.content).get("error", {})
     except (orjson.JSONDecodeError, AttributeError):
-        return None
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+def _error_code(response: httpx.Response) -> object:
+    return _error_of(response).get("code")
+
+
+def _skew_time(response: httpx.Response) -> str | None:
+    error = _error_of(response)
     if error.get("code") == "clock_skew" and isinstance(error.get("time"), str):
         return str(error["time"])
     return None

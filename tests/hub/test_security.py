@@ -94,6 +94,25 @@ async def test_replayed_request(net: Federation) -> None:
     assert (again.status_code, _code(again)) == (401, "replay")
 
 
+async def test_two_processes_of_one_node_signing_in_one_millisecond(net: Federation) -> None:
+    """Two processes of one node (two ``sync --once``, or a server's workers) that sign the
+    same request in the same millisecond make the same signature (Ed25519 is
+    deterministic): the hub refuses the second as a replay, and its sender signs it again
+    a millisecond later, so neither fails."""
+    s1 = net.nodes["js.wx.jy.s1"]
+    body = _body(_segment(s1))
+    transport = httpx.ASGITransport(app=net.app("js.wx.jy"))
+    times: list[str] = []
+    for _ in range(2):
+        auth = NodeAuth(s1.id, s1.signer, net.clock)  # each process has its own
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub", auth=auth) as c:
+            response = await c.post("/v1/push", content=body)
+        assert response.status_code == 200, response.text
+        assert _result(response)["held"] == 3
+        times.append(response.request.headers[TIME_HEADER])
+    assert times[0] < times[1]  # the second was signed again, a millisecond later
+
+
 async def test_clock_skew_is_answered_and_corrected(net: Federation) -> None:
     skewed = FakeClock(net.clock() - timedelta(hours=3))
     transport = httpx.ASGITransport(app=net.app("js.wx.jy"))
