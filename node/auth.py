@@ -3,13 +3,16 @@
 
 A hub that finds our clock more than 300 s off answers ``401 clock_skew`` with its own
 time; we then keep the offset and sign the request again, once. Stations with bad clocks
-(common on village PCs) thus keep syncing without anyone touching them.
+(common on village PCs) thus keep syncing without anyone touching them. A ``401 replay``
+is another process of this node that signed the same request in the same millisecond:
+signed again a millisecond later, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -19,7 +22,7 @@ from schemas.http import NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER, request_sig
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, parse_time
 
-__all__ = ["NodeAuth", "request_target"]
+__all__ = ["NodeAuth", "error_of", "request_target"]
 
 
 def request_target(url: httpx.URL) -> str:
@@ -41,12 +44,14 @@ class NodeAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         self._sign(request)
         response = yield request
-        hub_time = _skew_time(response)
-        if hub_time is not None:
+        refused = _refusal(response)
+        hub_time = refused.get("time")
+        if refused.get("code") == ErrorCode.CLOCK_SKEW.value and isinstance(hub_time, str):
             self.offset = parse_time(hub_time) - self.clock()
             self._sign(request)
             response = yield request
-        if _error_code(response) == ErrorCode.REPLAY.value:
+            refused = _refusal(response)
+        if refused.get("code") == ErrorCode.REPLAY.value:
             # Another process of this node (a second ``sync --once``, a worker) signed the
             # same request in the same millisecond: this process never sends a signature
             # twice (``_sign``), so it is a collision, not a resend. Once more, a
@@ -71,23 +76,16 @@ class NodeAuth(httpx.Auth):
         request.headers[SIGNATURE_HEADER] = self.signer.sign(data)
 
 
-def _error_of(response: httpx.Response) -> dict[str, object]:
-    """The error of a ``401`` answer, else empty."""
-    if response.status_code != 401:
-        return {}
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The ``error`` object of a protocol error answer, else empty."""
     try:
-        error = orjson.loads(response.content).get("error", {})
-    except (orjson.JSONDecodeError, AttributeError):
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         return {}
+    error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, dict) else {}
 
 
-def _error_code(response: httpx.Response) -> object:
-    return _error_of(response).get("code")
-
-
-def _skew_time(response: httpx.Response) -> str | None:
-    error = _error_of(response)
-    if error.get("code") == "clock_skew" and isinstance(error.get("time"), str):
-        return str(error["time"])
-    return None
+def _refusal(response: httpx.Response) -> dict[str, Any]:
+    """The error of a ``401`` answer (authentication refused), else empty."""
+    return error_of(response) if response.status_code == 401 else {}

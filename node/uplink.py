@@ -47,6 +47,7 @@ import httpx
 import orjson
 from sqlalchemy import Connection, func, select
 
+from node.auth import error_of
 from node.db import Store, bulk, storable_text
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
@@ -246,7 +247,7 @@ class Uplink:
             ) from exc
         if response.status_code in (429, 503) or response.status_code >= 500:
             wait = parse_retry_after(response.headers.get("retry-after"))
-            error = _error_of(response)
+            error = error_of(response)
             said = f" ({error.get('code')}: {error.get('message', '')})" if error else ""
             reason = f"HTTP {response.status_code}{said}"
             await anyio.to_thread.run_sync(self._failed, reason, wait)
@@ -257,7 +258,7 @@ class Uplink:
             )
         if response.status_code != 200:
             await anyio.to_thread.run_sync(self._contact)
-            error = _error_of(response)
+            error = error_of(response)
             raise GuantongError(
                 code_of(error.get("code")),
                 f"parent refused the push ({response.status_code}): "
@@ -422,12 +423,3 @@ def parse_retry_after(value: str | None) -> float | None:
     if value is None or not value.strip().isdigit():
         return None
     return float(min(int(value.strip()), 86_400))
-
-
-def _error_of(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
