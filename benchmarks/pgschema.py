@@ -10,13 +10,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from node.db import normalise_url
+
 __all__ = ["admin_engine", "drop_schema", "fresh_schema", "schema_for_run"]
 
 
 def admin_engine(url: str) -> Any:
     """An engine on ``url`` in autocommit, for creating, dropping and listing schemas."""
-    driver = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    return create_engine(driver, isolation_level="AUTOCOMMIT")
+    return create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
 
 
 def fresh_schema(url: str, prefix: str) -> tuple[str, str]:
