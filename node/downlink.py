@@ -24,6 +24,7 @@ import anyio
 import httpx
 from sqlalchemy import select
 
+from node.auth import error_of
 from node.db import upsert
 from node.runtime import Node
 from node.tables import DOWNLINK
@@ -120,7 +121,7 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
                 ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {describe(exc)}"
             ) from exc
         if response.status_code != 200:
-            error = _error(response)
+            error = error_of(response)
             code = (
                 ErrorCode.PARENT_UNREACHABLE
                 if response.status_code >= 500
@@ -161,12 +162,3 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
         if len(raws) < PAGE or following <= after:
             return report
         after, kept = following, chain
-
-
-def _error(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = parse_json(response.content)
-    except GuantongError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
