@@ -25,7 +25,16 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, bulk, driver_rows, insert_ignore, lock_head, storable_json, upsert
+from node.db import (
+    RowsInsert,
+    Store,
+    bulk,
+    driver_rows,
+    insert_ignore,
+    lock_head,
+    storable_json,
+    upsert,
+)
 from node.logs import get_logger
 from node.reports import note_reports
 from node.rollups import apply_deltas, entry_counts, record_deltas
@@ -407,17 +416,15 @@ _ENTRY_COLUMNS = (
     "status",
     "received_at",
 )
-_INSERT_ENTRIES = (
-    f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
-)
-_UPSERT_RECORDS = (
-    "INSERT INTO records (record_id, origin, contract, version, seq, deleted, data, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?::jsonb, ?) "
+_INSERT_ENTRIES = RowsInsert(ENTRIES, _ENTRY_COLUMNS)
+_UPSERT_RECORDS = RowsInsert(
+    RECORDS,
+    ("record_id", "origin", "contract", "version", "seq", "deleted", "data", "updated_at"),
     "ON CONFLICT (record_id) DO UPDATE SET contract = excluded.contract, "
     "version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, "
     "data = excluded.data, updated_at = excluded.updated_at "
-    "WHERE records.origin = excluded.origin AND records.seq < excluded.seq"
+    "WHERE records.origin = excluded.origin AND records.seq < excluded.seq",
+    key=("record_id",),
 )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
-from node.db import Store, bulk, driver_rows
+from node.db import RowsInsert, Store, bulk, driver_rows
 from node.tables import ENTRIES, KEYS, RECORDS, ROLLUPS
 
 __all__ = [
@@ -141,9 +141,11 @@ def apply_deltas(conn: Connection, deltas: dict[Key, int]) -> None:
     bulk(conn, _ADD, [(o, d, m, k[:200], v) for (o, d, m, k), v in deltas.items() if v])
 
 
-_ADD = (
-    "INSERT INTO rollups (origin, day, metric, key, value) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (origin, day, metric, key) DO UPDATE SET value = rollups.value + excluded.value"
+_ADD = RowsInsert(
+    ROLLUPS,
+    ("origin", "day", "metric", "key", "value"),
+    "ON CONFLICT (origin, day, metric, key) DO UPDATE SET value = rollups.value + excluded.value",
+    key=("origin", "day", "metric", "key"),
 )
 
 

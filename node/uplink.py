@@ -48,7 +48,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from node.auth import error_of
-from node.db import Store, bulk, storable_text
+from node.db import RowsInsert, Store, bulk, storable_text
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
 from schemas.errors import ErrorCode, GuantongError, code_of, describe
@@ -70,10 +70,12 @@ BASE_DELAY = 2.0
 MAX_DELAY = 600.0
 PUSH_MAX_BYTES = 1 << 20
 RETRY_AFTER_JITTER = 0.5
-_SET_CURSOR = (
-    "INSERT INTO uplink_cursor (origin, acked, blocked, updated_at) VALUES (?, ?, ?, ?) "
+_SET_CURSOR = RowsInsert(
+    UPLINK_CURSOR,
+    ("origin", "acked", "blocked", "updated_at"),
     "ON CONFLICT (origin) DO UPDATE SET acked = excluded.acked, blocked = excluded.blocked, "
-    "updated_at = excluded.updated_at"
+    "updated_at = excluded.updated_at",
+    key=("origin",),
 )
 _SET_STATE = (
     "INSERT INTO uplink_state (id, failures, next_attempt_at, last_error, last_contact) "

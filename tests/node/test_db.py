@@ -1,21 +1,28 @@
 """The store's write transactions: work registered to run just before the commit; SQLite's
-WAL checkpoints."""
+WAL checkpoints; many rows in one statement on each backend."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Column, Connection, Float, MetaData, Table, select
 
 from node.db import (
     SQLITE_WAL_CHECKPOINT_PAGES,
     SQLITE_WAL_LIMIT_BYTES,
+    RowsInsert,
     Store,
+    _distinct_runs,
     before_commit,
+    bulk,
     storable_json,
 )
-from node.tables import META
+from node.log import _UPSERT_RECORDS, insert_entries
+from node.rollups import apply_deltas
+from node.tables import ENTRIES, META, RECORDS, ROLLUPS, UPLINK_CURSOR
+from node.uplink import _SET_CURSOR
+from schemas.errors import GuantongError
 
 
 def test_before_commit_runs_last_once_and_never_on_a_rollback(db_url: str) -> None:
@@ -81,5 +88,130 @@ def test_sqlite_checkpoints_its_wal_only_after_many_pages(tmp_path: Path) -> Non
         wal = tmp_path / "store.db-wal"
         # about 2,000 pages written: with the default the WAL would have started over
         assert wal.stat().st_size > 1_500 * page
+    finally:
+        store.dispose()
+
+
+def test_rows_insert_takes_each_backends_fast_form() -> None:
+    stmt = RowsInsert(
+        RECORDS,
+        ("record_id", "seq", "deleted", "data"),
+        "ON CONFLICT (record_id) DO NOTHING",
+        key=("record_id",),
+    )
+    assert stmt.sqlite == (
+        "INSERT INTO records (record_id, seq, deleted, data) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (record_id) DO NOTHING"
+    )
+    # one statement, one array per column; text cast to the column when stored (not to
+    # varchar(n)[], which would cut a long value short), JSON sent as text
+    assert stmt.postgresql == (
+        "INSERT INTO records (record_id, seq, deleted, data) "
+        "SELECT record_id, seq, deleted, data::jsonb "
+        "FROM unnest(%b::text[], %b::bigint[], %b::boolean[], %b::text[]) "
+        "AS v(record_id, seq, deleted, data) ON CONFLICT (record_id) DO NOTHING"
+    )
+    assert stmt.key_at == (0,)
+    with pytest.raises(TypeError):
+        _ = RowsInsert(Table("odd", MetaData(), Column("x", Float)), ("x",)).postgresql
+
+
+def test_rows_are_cut_where_a_key_repeats_and_kept_in_order() -> None:
+    rows = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5), ("a", 6)]
+    assert list(_distinct_runs(rows, (0,))) == [rows[0:2], rows[2:5], rows[5:6]]
+    assert list(_distinct_runs(rows, (0, 1))) == [rows]  # no key repeats
+    assert list(_distinct_runs(rows, ())) == [rows]
+
+
+def test_bulk_applies_rows_as_one_at_a_time_would(db_url: str) -> None:
+    """The same record twice in one call: the newer seq wins in either order; rollup keys
+    equal once cut to their column's width add up; NULL and all-NULL columns, booleans and
+    bytes arrive as they were sent."""
+    store = Store(db_url)
+    store.migrate()
+    record = ("00000000-0000-4000-8000-000000000001", "js.s1", "note", "1.0")
+    other = ("00000000-0000-4000-8000-000000000002", "js.s1", "note", "1.0")
+    when = "2026-12-07T08:00:00.000Z"
+    try:
+        with store.write() as conn:
+            bulk(
+                conn,
+                _UPSERT_RECORDS,
+                [
+                    (*record, 1, False, '{"v": 1}', when),
+                    (*other, 2, False, '{"v": 2}', when),
+                    (*record, 3, False, '{"v": 3}', when),
+                    (*other, 1, False, '{"v": 1}', when),  # older: the guard keeps seq 2
+                ],
+            )
+            bulk(conn, _UPSERT_RECORDS, [(*record, 4, True, None, when)])
+            apply_deltas(
+                conn,
+                {
+                    ("js.s1", "2026-12-07", "m", "k" * 200 + "x"): 2,
+                    ("js.s1", "2026-12-07", "m", "k" * 200 + "y"): 3,
+                    ("js.s1", "2026-12-07", "m", "short"): 1,
+                },
+            )
+            bulk(
+                conn,
+                _SET_CURSOR,
+                [("js.s1", 5, None, when), ("js.s2", 7, None, when)],
+            )
+            insert_entries(
+                conn,
+                [
+                    {
+                        "origin": "js.s1",
+                        "seq": seq,
+                        "hash": "a" * 64,
+                        "prev": "0" * 64,
+                        "time": when,
+                        "contract": "note",
+                        "version": "1.0",
+                        "record_id": record[0],
+                        "op": "put",
+                        "raw": b'{"\x00\xff":1}' * seq,
+                        "status": "valid",
+                        "received_at": when,
+                    }
+                    for seq in (1, 2)
+                ],
+            )
+        with store.read() as conn:
+            rows = conn.execute(
+                select(
+                    RECORDS.c.record_id, RECORDS.c.seq, RECORDS.c.deleted, RECORDS.c.data
+                ).order_by(RECORDS.c.record_id)
+            ).all()
+            assert [tuple(r) for r in rows] == [
+                (record[0], 4, True, None),
+                (other[0], 2, False, {"v": 2}),
+            ]
+            sums = conn.execute(
+                select(ROLLUPS.c.key, ROLLUPS.c.value).order_by(ROLLUPS.c.key)
+            ).all()
+            assert [tuple(r) for r in sums] == [("k" * 200, 5), ("short", 1)]
+            cursors = conn.execute(
+                select(
+                    UPLINK_CURSOR.c.origin, UPLINK_CURSOR.c.acked, UPLINK_CURSOR.c.blocked
+                ).order_by(UPLINK_CURSOR.c.origin)
+            ).all()
+            assert [tuple(r) for r in cursors] == [("js.s1", 5, None), ("js.s2", 7, None)]
+            raws = conn.execute(select(ENTRIES.c.raw).order_by(ENTRIES.c.seq)).scalars().all()
+            assert [bytes(r) for r in raws] == [b'{"\x00\xff":1}', b'{"\x00\xff":1}' * 2]
+    finally:
+        store.dispose()
+
+
+@pytest.mark.pg
+def test_a_value_too_long_for_its_column_is_refused_not_cut(pg_url: str) -> None:
+    store = Store(pg_url)
+    store.migrate()
+    try:
+        with pytest.raises(GuantongError, match="too long"), store.write() as conn:
+            bulk(conn, _SET_CURSOR, [("js.s1", 1, "x" * 513, "2026-12-07T08:00:00.000Z")])
+        with store.read() as conn:
+            assert conn.execute(select(UPLINK_CURSOR.c.origin)).all() == []
     finally:
         store.dispose()
