@@ -441,13 +441,15 @@ class RowsInsert:
 
     Written once, it takes the fast form of each backend through :func:`bulk`. SQLite
     runs ``INSERT … VALUES (?, …)`` once per row inside one ``executemany``, in C.
-    psycopg runs an ``executemany`` row by row in Python (about 30 µs a row, measured:
-    most of a PostgreSQL hub's ingest CPU), so PostgreSQL gets one statement for all the
-    rows, each column sent as one array and the rows made again by ``unnest``:
-    ``INSERT INTO t (a, b) SELECT a, b::jsonb FROM unnest(%s::bigint[], %s::text[]) AS
-    v(a, b) …``. Text goes as ``text[]`` and is cast to the column's type when it is
-    stored, so a value too long for its column is refused as it was (an explicit cast to
-    ``varchar(n)[]`` would cut it short); JSON goes as text and is cast to ``jsonb``.
+    psycopg runs an ``executemany`` row by row in Python (about 15 µs of CPU a row, half
+    of a PostgreSQL hub's ingest: docs/performance.md, ninth round), so PostgreSQL gets
+    one statement for all the rows, each column sent as one array in binary (psycopg's
+    text form escapes every element with a regular expression) and the rows made again
+    by ``unnest``: ``INSERT INTO t (a, b) SELECT a, b::jsonb FROM unnest(%b::bigint[],
+    %b::text[]) AS v(a, b) …``. Text goes as ``text[]`` and is cast to the column's type
+    when it is stored, so a value too long for its column is refused as it was (an
+    explicit cast to ``varchar(n)[]`` would cut it short); JSON goes as text and is cast
+    to ``jsonb``.
 
     One ``INSERT`` may not update a row twice (``ON CONFLICT DO UPDATE`` refuses it), where
     one row per statement did so in order; :func:`bulk` therefore starts a new statement
