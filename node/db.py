@@ -510,8 +510,7 @@ def bulk(conn: Connection, sql: str | RowsInsert, rows: Sequence[Sequence[Any]])
     For the statements of the ingest hot path (entries, records, rollups), where
     SQLAlchemy's per-row parameter processing costs more than SQLite's own work. A
     :class:`RowsInsert` takes each backend's fast form. Other statements are written with
-    ``?`` placeholders and ``?::jsonb`` where a JSON text goes; for PostgreSQL they become
-    ``%s`` and ``%s::jsonb``, for SQLite the cast is dropped; they run as one
+    ``?`` placeholders, which become ``%s`` for PostgreSQL; they run as one
     ``executemany``.
     """
     if not rows:
@@ -552,7 +551,7 @@ def _distinct_runs(
 @functools.cache
 def _driver_sql(sql: str, dialect: str) -> str:
     if dialect == "sqlite":
-        return sql.replace("?::jsonb", "?")
+        return sql
     return sql.replace("%", "%%").replace("?", "%s")
 
 
