@@ -86,6 +86,7 @@ from schemas.signing import Signer
 from schemas.times import format_time, parse_time, system_clock
 
 GiB = 1 << 30
+CORES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -276,50 +277,71 @@ class Federation:
     def stop(self) -> None:
         stop_servers(self.servers.values(), timeout=30)
 
-    def profile(self, folder: Path, stations: int, phase: str) -> list[subprocess.Popen[bytes]]:
-        """py-spy (a development tool, not a dependency) sampling the province, the first
-        city and its first county until :func:`stop_profiles`; collapsed stacks land in
-        ``folder`` as ``<stations>-<phase>-<node>.txt``."""
+    def profile(
+        self, folder: Path, stations: int, phase: str, profiler: str = "py-spy"
+    ) -> list[subprocess.Popen[bytes]]:
+        """Sample the province, the first city and its first county until
+        :func:`stop_profiles` (development tools, not dependencies). ``py-spy``: Python
+        stacks, collapsed, in ``folder/<stations>-<phase>-<node>.txt``; ``perf``: native
+        and kernel stacks (CPU time: the interpreter, SQLite, zlib, the kernel's writes
+        and page faults, which py-spy cannot see), ``perf record`` data in
+        ``….perf`` for ``perf report -i``."""
         folder.mkdir(parents=True, exist_ok=True)
         city = self.topology.city_ids()[0]
         county = next(c for c in self.topology.county_ids() if parent_of(c) == city)
+
+        def command(node_id: str) -> list[str]:
+            pid = str(self.servers[node_id].pid)
+            name = folder / f"{stations}-{phase}-{node_id}"
+            if profiler == "perf":
+                # the server's processes as they are now: its workers, if it has any
+                pids = ",".join(str(p) for p in _process_tree(int(pid)))
+                return ["perf", "record", "--quiet", "-F", "499", "-g", "-p", pids,
+                        "-o", f"{name}.perf"]  # fmt: skip
+            return [
+                shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--subprocesses",  # a hub's worker processes, if it has any
+                "--pid",
+                pid,
+                "--rate",
+                "100",
+                # every thread that is running, not only the one holding the GIL:
+                # worker threads let go of it inside SQLite, hashing and compression,
+                # and --gil would put their CPU on whoever holds the lock meanwhile
+                "--format",
+                "raw",
+                "--output",
+                f"{name}.txt",
+            ]
+
         return [
-            subprocess.Popen(
-                [
-                    shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
-                    "record",
-                    "--subprocesses",  # a hub's worker processes, if it has any
-                    "--pid",
-                    str(self.servers[node_id].pid),
-                    "--rate",
-                    "100",
-                    # every thread that is running, not only the one holding the GIL:
-                    # worker threads let go of it inside SQLite, hashing and compression,
-                    # and --gil would put their CPU on whoever holds the lock meanwhile
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(folder / f"{stations}-{phase}-{node_id}.txt"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            subprocess.Popen(command(node_id), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for node_id in ("js", city, county)
         ]
 
     # -- observation ---------------------------------------------------------------------
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each tier's hub processes (a hub's worker processes
-        included), and by this simulator."""
+    def hub_cpu(self) -> dict[str, tuple[float, float]]:
+        """Per hub: (user, kernel) CPU seconds used so far, its worker processes included."""
         ticks = os.sysconf("SC_CLK_TCK")
-        out = {"province": 0.0, "city": 0.0, "county": 0.0}
+        out: dict[str, tuple[float, float]] = {}
         for node_id, proc in self.servers.items():
-            tier = ("province", "city", "county")[min(node_id.count("."), 2)]
+            user = system = 0
             for pid in _process_tree(proc.pid):
                 with suppress(OSError):
                     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-                    out[tier] += (int(fields[11]) + int(fields[12])) / ticks
+                    user += int(fields[11])
+                    system += int(fields[12])
+            out[node_id] = (user / ticks, system / ticks)
+        return out
+
+    def cpu(self, hubs: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+        """CPU seconds used so far by each tier's hub processes (``hubs``, from
+        :meth:`hub_cpu`, or read now), and by this simulator."""
+        out = {"province": 0.0, "city": 0.0, "county": 0.0}
+        for node_id, (user, system) in (self.hub_cpu() if hubs is None else hubs).items():
+            out[_tier(node_id)] += user + system
         usage = os.times()
         out["stations"] = usage.user + usage.system
         return out
@@ -341,6 +363,10 @@ class Federation:
                             current += int(value.split()[0]) * 1024
             out[node_id] = (peak, current)
         return out
+
+
+def _tier(node_id: str) -> str:
+    return ("province", "city", "county")[min(node_id.count("."), 2)]
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -663,6 +689,10 @@ class Figures:
     accept_passed: bool = False
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)
     catchup_cpu: dict[str, float] = field(default_factory=dict)
+    catchup_kernel: dict[str, float] = field(default_factory=dict)
+    """Per tier: the share of its catch-up CPU spent in the kernel (system time)."""
+    catchup_busiest: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Per tier: the hub that spent the most CPU in the catch-up, and its CPU seconds."""
     sustained_cpu: dict[str, float] = field(default_factory=dict)
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
@@ -731,7 +761,11 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 target = base + stations * args.sustain_pushes * args.sustain_entries
                 t0 = time.perf_counter()
                 cpu_before = fed.cpu()
-                profilers = fed.profile(args.profile, stations, "sustained") if args.profile else []
+                profilers = (
+                    fed.profile(args.profile, stations, "sustained", args.profiler)
+                    if args.profile
+                    else []
+                )
                 requests = asyncio.run(_push(fed, bodies, limits, args.concurrency))
                 sent_s = time.perf_counter() - t0
                 figures.sustained_s = watch.until(target, args.timeout) + sent_s
@@ -769,8 +803,13 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 )
             base = watch.held()
             target = base + stations * args.backlog
-            cpu_before = fed.cpu()
-            profilers = fed.profile(args.profile, stations, "catchup") if args.profile else []
+            hubs_before = fed.hub_cpu()
+            cpu_before = fed.cpu(hubs_before)
+            profilers = (
+                fed.profile(args.profile, stations, "catchup", args.profiler)
+                if args.profile
+                else []
+            )
             sender = threading.Thread(
                 target=asyncio.run, args=(_push(fed, bodies, limits, args.concurrency),)
             )
@@ -778,7 +817,9 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             figures.catchup_s = watch.until(target, args.timeout)
             sender.join()
             stop_profiles(profilers)
-            figures.catchup_cpu = {k: v - cpu_before[k] for k, v in fed.cpu().items()}
+            hubs_after = fed.hub_cpu()
+            figures.catchup_cpu = {k: v - cpu_before[k] for k, v in fed.cpu(hubs_after).items()}
+            figures.catchup_kernel, figures.catchup_busiest = _by_hub(hubs_before, hubs_after)
             figures.catchup_entries = target - base
             figures.catchup_rate = figures.catchup_entries / figures.catchup_s
             figures.steady_rate = watch.steady_rate(base, target)
@@ -811,7 +852,16 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             say(
                 "catch-up CPU seconds: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in figures.catchup_cpu.items())
-                + f" (of {2 * figures.catchup_s:.0f} on 2 cores)"
+                + f" (of {CORES * figures.catchup_s:.0f} on {CORES} cores)"
+            )
+            say(
+                "of the hubs' catch-up CPU, in the kernel: "
+                + ", ".join(f"{k} {v:.0%}" for k, v in figures.catchup_kernel.items())
+                + "; the busiest hub of each tier: "
+                + ", ".join(
+                    f"{node_id} {seconds:.1f} s"
+                    for node_id, seconds in figures.catchup_busiest.values()
+                )
             )
         figures.root_s, figures.root_city_s, figures.accept_s, figures.accept_passed = asyncio.run(
             _queries(fed)
@@ -844,8 +894,26 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
     return figures
 
 
+def _by_hub(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> tuple[dict[str, float], dict[str, tuple[str, float]]]:
+    """From two :meth:`Federation.hub_cpu` readings: per tier, the share of the CPU spent
+    in the kernel, and the hub that spent the most with its CPU seconds."""
+    total: dict[str, float] = {}
+    kernel: dict[str, float] = {}
+    busiest: dict[str, tuple[str, float]] = {}
+    for node_id, (user, system) in after.items():
+        user0, system0 = before.get(node_id, (0.0, 0.0))
+        tier, spent = _tier(node_id), (user - user0) + (system - system0)
+        total[tier] = total.get(tier, 0.0) + spent
+        kernel[tier] = kernel.get(tier, 0.0) + (system - system0)
+        if spent > busiest.get(tier, ("", -1.0))[1]:
+            busiest[tier] = (node_id, spent)
+    return {t: kernel[t] / total[t] if total[t] else 0.0 for t in total}, busiest
+
+
 def stop_profiles(profilers: list[subprocess.Popen[bytes]]) -> None:
-    """Interrupt every py-spy at once (each writes its file as it stops), then wait."""
+    """Interrupt every profiler at once (each writes its file as it stops), then wait."""
     for profiler in profilers:
         profiler.send_signal(signal.SIGINT)
     for profiler in profilers:
@@ -904,7 +972,7 @@ def _say(stations: int) -> Any:
 
 
 def table(rows: list[Figures], backend: str) -> None:
-    print(f"\nprovince on {backend}; {rows[0].hubs} hub processes; 2 cores")
+    print(f"\nprovince on {backend}; {rows[0].hubs} hub processes; {CORES} cores")
     header = (
         f"{'stations':>9} {'sustained/s':>12} {'catch-up':>14} {'catch-up/s':>11} "
         f"{'root':>8} {'accept city':>12} {'RSS prov':>9} {'city':>7} {'county':>7}"
@@ -990,8 +1058,15 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="folder for py-spy profiles (collapsed stacks) of three hubs, one file per hub "
-        "for the sustained phase and one for the catch-up",
+        help="folder for profiles of three hubs (the province, a city, one of its counties), "
+        "one file per hub for the sustained phase and one for the catch-up",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=("py-spy", "perf"),
+        default="py-spy",
+        help="with --profile: py-spy (Python stacks, collapsed) or perf (native and kernel "
+        "stacks; needs perf and the right to trace the hubs)",
     )
     args = parser.parse_args(argv)
     if args.province_workers < 1:

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from benchmarks.province import Watch, _niceness, arguments, machine_cpu, run
+from benchmarks.province import Watch, _by_hub, _niceness, arguments, machine_cpu, run
 from schemas.ids import Tier
 from tests.conftest import PG_URL
 
@@ -54,6 +54,23 @@ def test_the_machine_busy_share_per_part_of_the_phase() -> None:
     assert watch.busy(0, 100) is None  # the middle fell between two samples
 
 
+def test_catch_up_cpu_by_hub_kernel_share_and_busiest() -> None:
+    before = {"js": (1.0, 1.0), "js.c01": (0.0, 0.0), "js.c01.k01": (2.0, 0.0)}
+    after = {
+        "js": (4.0, 2.0),  # 3 user + 1 kernel
+        "js.c01": (1.5, 0.5),
+        "js.c02": (2.0, 2.0),  # started after the first reading: counted from zero
+        "js.c01.k01": (2.5, 0.5),
+    }
+    kernel, busiest = _by_hub(before, after)
+    assert kernel == {"province": 0.25, "city": 2.5 / 6.0, "county": 0.5}
+    assert busiest == {
+        "province": ("js", 4.0),
+        "city": ("js.c02", 4.0),
+        "county": ("js.c01.k01", 1.0),
+    }
+
+
 def test_machine_cpu_reads_proc_stat() -> None:
     sample = machine_cpu()
     if sample is None:
@@ -84,6 +101,11 @@ def test_a_small_province_runs_every_phase() -> None:
         "js.c01.k02": min(19, own + 7),
     }
     assert set(figures.catchup_cpu) == {"province", "city", "county", "stations"}
+    assert set(figures.catchup_kernel) == {"province", "city", "county"}
+    assert all(0 <= share <= 1 for share in figures.catchup_kernel.values())
+    assert figures.catchup_busiest["province"][0] == "js"
+    assert figures.catchup_busiest["county"][0] in {"js.c01.k01", "js.c01.k02"}
+    assert 0 < figures.catchup_busiest["county"][1] <= figures.catchup_cpu["county"]
 
 
 @pytest.mark.slow
