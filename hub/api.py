@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.auth import authenticate, check_request, remember
 from hub.enrollment import answer_enrollment, issue_for, response_for
-from node.bundles import gunzip
+from node.compression import gunzip
 from node.ingest import Ingestor, SegmentResult
 from node.openapi import (
     KEY_ID,

@@ -21,12 +21,12 @@ import contextlib
 import errno
 import gzip
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.compression import gunzip
 from node.ingest import Ingestor, SegmentResult
 from node.runtime import Node
 from node.taskfeed import task_stream, tasks_for
@@ -43,7 +43,6 @@ __all__ = [
     "ExportReport",
     "export_bundle",
     "export_tasks",
-    "gunzip",
     "import_bundle",
     "import_tasks",
     "read_bundle",
@@ -133,25 +132,6 @@ def _write_atomically(out: Path, data: bytes) -> None:
                 ErrorCode.STORAGE_READ_ONLY, f"cannot write {out}: {exc.strerror}"
             ) from exc
         raise GuantongError(ErrorCode.NOT_FOUND, f"cannot write {out}: {exc.strerror}") from exc
-
-
-def gunzip(data: bytes, *, limit: int, what: str) -> bytes:
-    """Inflate one gzip stream with a hard output limit (a gzip bomb stops at ``limit``);
-    corrupt, truncated or trailing data is ``malformed``. Push bodies and bundles alike."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise GuantongError(ErrorCode.MALFORMED, f"{what} is not valid gzip: {exc}") from exc
-    if len(out) > limit:
-        raise GuantongError(ErrorCode.TOO_LARGE, f"{what} inflates beyond {limit} bytes")
-    if not inflater.eof:
-        raise GuantongError(
-            ErrorCode.MALFORMED, f"{what} is truncated (the gzip stream ends early)"
-        )
-    if inflater.unused_data:
-        raise GuantongError(ErrorCode.MALFORMED, f"{what} has bytes after its gzip stream")
-    return out
 
 
 def read_bundle(path: Path) -> tuple[dict[str, Any], bytes]:

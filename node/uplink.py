@@ -35,7 +35,6 @@ each within seconds, long before the sender's timeout.
 
 from __future__ import annotations
 
-import gzip
 import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from node.auth import error_of
+from node.compression import gzip_body
 from node.db import RowsInsert, Store, bulk, storable_text
 from node.log import Log
 from node.tables import HEADS, UPLINK_CURSOR, UPLINK_STATE
@@ -181,7 +181,7 @@ class Uplink:
         of compression would hold up every other request this node serves)."""
         segments = collect_segments(self.log, max_bytes=self.max_bytes, skip=skip)
         body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
-        return segments, gzip.compress(body, self.compresslevel) if segments else b""
+        return segments, gzip_body(body, self.compresslevel) if segments else b""
 
     async def sync(self, *, reconcile: bool = True) -> SyncReport:
         """Push until the outbox is empty or only rejected origins remain; first lower the
