@@ -633,9 +633,15 @@ async def _retrying(
 
 
 async def push_all(
-    fed: Federation, http: httpx.AsyncClient, bodies: dict[str, list[bytes]], concurrency: int
+    fed: Federation,
+    http: httpx.AsyncClient,
+    bodies: dict[str, list[bytes]],
+    concurrency: int,
+    failures: list[str] | None = None,
 ) -> int:
-    """Each station sends its bodies in order; stations run concurrently. Returns requests."""
+    """Each station sends its bodies in order; stations run concurrently. Returns the
+    pushes answered; ``failures`` collects what every attempt sent again met (a hub's
+    ``503 busy``, say), each a request the hubs paid for without taking it in."""
     gate = asyncio.Semaphore(concurrency)
     by_id = {s.id: s for s in fed.stations}
     requests = 0
@@ -649,7 +655,8 @@ async def push_all(
         for body in bodies[station_id]:
             async with gate:
                 response = await _retrying(
-                    lambda body=body: http.post(url, content=body, headers=headers, auth=auth)
+                    lambda body=body: http.post(url, content=body, headers=headers, auth=auth),
+                    failures=failures,
                 )
             requests += 1
             if response.status_code != 200:
@@ -693,6 +700,8 @@ class Figures:
     """Per tier: the share of its catch-up CPU spent in the kernel (system time)."""
     catchup_busiest: dict[str, tuple[str, float]] = field(default_factory=dict)
     """Per tier: the hub that spent the most CPU in the catch-up, and its CPU seconds."""
+    catchup_retried: list[str] = field(default_factory=list)
+    """What each push sent again in the catch-up met (``503 busy…``, a refused connection)."""
     sustained_cpu: dict[str, float] = field(default_factory=dict)
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
@@ -811,7 +820,8 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 else []
             )
             sender = threading.Thread(
-                target=asyncio.run, args=(_push(fed, bodies, limits, args.concurrency),)
+                target=asyncio.run,
+                args=(_push(fed, bodies, limits, args.concurrency, figures.catchup_retried),),
             )
             sender.start()
             figures.catchup_s = watch.until(target, args.timeout)
@@ -863,6 +873,7 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                     for node_id, seconds in figures.catchup_busiest.values()
                 )
             )
+            say(f"pushes sent again in the catch-up: {_tally(figures.catchup_retried)}")
         figures.root_s, figures.root_city_s, figures.accept_s, figures.accept_passed = asyncio.run(
             _queries(fed)
         )
@@ -892,6 +903,20 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             if schema and args.province_db:
                 drop_schema(args.province_db, schema[0])
     return figures
+
+
+def _tally(failures: list[str]) -> str:
+    """``failures`` counted by what they met: an HTTP status with its error code, or the
+    kind of connection error (``503 busy`` × 40, ``ReadTimeout`` × 2); ``none`` if empty."""
+    kinds: dict[str, int] = {}
+    for failure in failures:
+        status, _, rest = failure.partition(" ")
+        if status.isdigit():
+            with suppress(orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+                status += " " + str(orjson.loads(rest)["error"]["code"])
+        kind = status.split(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{k} × {n:,}" for k, n in sorted(kinds.items())) or "none"
 
 
 def _by_hub(
@@ -926,10 +951,14 @@ async def _enroll(fed: Federation, limits: httpx.Limits, concurrency: int) -> No
 
 
 async def _push(
-    fed: Federation, bodies: dict[str, list[bytes]], limits: httpx.Limits, concurrency: int
+    fed: Federation,
+    bodies: dict[str, list[bytes]],
+    limits: httpx.Limits,
+    concurrency: int,
+    failures: list[str] | None = None,
 ) -> int:
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-        return await push_all(fed, http, bodies, concurrency)
+        return await push_all(fed, http, bodies, concurrency, failures)
 
 
 async def _queries(fed: Federation) -> tuple[float, float, float, bool]:

@@ -10,7 +10,15 @@ import os
 
 import pytest
 
-from benchmarks.province import Watch, _by_hub, _niceness, arguments, machine_cpu, run
+from benchmarks.province import (
+    Watch,
+    _by_hub,
+    _niceness,
+    _tally,
+    arguments,
+    machine_cpu,
+    run,
+)
 from schemas.ids import Tier
 from tests.conftest import PG_URL
 
@@ -71,6 +79,13 @@ def test_catch_up_cpu_by_hub_kernel_share_and_busiest() -> None:
     }
 
 
+def test_pushes_sent_again_are_counted_by_what_they_met() -> None:
+    busy = '503 {"error":{"code":"busy","message":"every ingest place is taken"}}'
+    failures = [busy, busy, "503 <html>proxy</html>", "ReadTimeout", "ConnectError: refused"]
+    assert _tally(failures) == "503 × 1, 503 busy × 2, ConnectError × 1, ReadTimeout × 1"
+    assert _tally([]) == "none"
+
+
 def test_machine_cpu_reads_proc_stat() -> None:
     sample = machine_cpu()
     if sample is None:
@@ -106,6 +121,7 @@ def test_a_small_province_runs_every_phase() -> None:
     assert figures.catchup_busiest["province"][0] == "js"
     assert figures.catchup_busiest["county"][0] in {"js.c01.k01", "js.c01.k02"}
     assert 0 < figures.catchup_busiest["county"][1] <= figures.catchup_cpu["county"]
+    assert all(isinstance(failure, str) for failure in figures.catchup_retried)
 
 
 @pytest.mark.slow
