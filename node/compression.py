@@ -1,4 +1,5 @@
-"""gzip for push bodies and bundles (PROTOCOL §4, §10): one deflater, one inflater.
+"""gzip (PROTOCOL §4, §10): how push bodies are deflated, and the one inflater of push
+bodies and bundles.
 
 Compression runs at every tier a push passes: a station gzips its segments, a county
 inflates them and gzips them again with its other children's for its city, and so on up.
@@ -8,7 +9,7 @@ of 1,000 entries, deflate at level 1 1.6 against 8.1 µs per entry for a body 1 
 inflate 1.6 against 3.6 µs.
 
 - :func:`gzip_body` at level 1 (a hub relaying over the links between offices) uses
-  ISA-L; at a higher level (a station on a slow, metered link, where bytes cost more than
+  ISA-L; at another level (a station on a slow, metered link, where bytes cost more than
   CPU) zlib, whose level 6 is 10 % smaller than ISA-L's best.
 - :func:`gunzip` inflates with ISA-L under a hard output limit: a gzip bomb stops at the
   limit; corrupt, truncated or trailing data is ``malformed``.
@@ -29,9 +30,10 @@ _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 
 
 def gzip_body(data: bytes, level: int) -> bytes:
-    """One gzip stream of ``data``: ISA-L at ``level`` 1 or less, zlib above."""
-    if level <= 1:
-        return igzip.compress(data, max(level, 0), mtime=0)
+    """One gzip stream of ``data`` at zlib's ``level``: ISA-L's level 1 for 1, zlib
+    otherwise (0 stores)."""
+    if level == 1:
+        return igzip.compress(data, 1, mtime=0)
     return gzip.compress(data, level, mtime=0)
 
 
