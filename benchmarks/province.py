@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import itertools
 import multiprocessing
 import os
@@ -70,6 +69,7 @@ from hub.acceptance import accept
 from hub.enrollment import answer_enrollment, create_tokens
 from node.auth import NodeAuth
 from node.cli.scenario import free_port, spawn_server, stop_servers
+from node.compression import STATION_GZIP_LEVEL, gzip_body
 from node.db import Store
 from node.enrollment import enrollment_request, install_enrollment
 from node.reconcile import RemoteRoots
@@ -291,11 +291,11 @@ class Federation:
         county = next(c for c in self.topology.county_ids() if parent_of(c) == city)
 
         def command(node_id: str) -> list[str]:
-            pid = str(self.servers[node_id].pid)
+            pid = self.servers[node_id].pid
             name = folder / f"{stations}-{phase}-{node_id}"
             if profiler == "perf":
                 # the server's processes as they are now: its workers, if it has any
-                pids = ",".join(str(p) for p in _process_tree(int(pid)))
+                pids = ",".join(str(p) for p in _process_tree(pid))
                 return ["perf", "record", "--quiet", "-F", "499", "-g", "-p", pids,
                         "-o", f"{name}.perf"]  # fmt: skip
             return [
@@ -303,7 +303,7 @@ class Federation:
                 "record",
                 "--subprocesses",  # a hub's worker processes, if it has any
                 "--pid",
-                pid,
+                str(pid),
                 "--rate",
                 "100",
                 # every thread that is running, not only the one holding the GIL:
@@ -546,7 +546,7 @@ def _generate(
                 )
                 raws.append(raw)
             head = sign_head(signer, origin=station_id, seq=seq, head=prev, time=moment)
-            bodies.append(gzip.compress(encode_segment(head, first, raws), 6))
+            bodies.append(gzip_body(encode_segment(head, first, raws), STATION_GZIP_LEVEL))
         out.append((station_id, bodies, seq, prev))
     return out
 

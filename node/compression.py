@@ -23,7 +23,10 @@ from isal import igzip, isal_zlib
 
 from schemas.errors import ErrorCode, GuantongError
 
-__all__ = ["gunzip", "gzip_body"]
+__all__ = ["HUB_GZIP_LEVEL", "STATION_GZIP_LEVEL", "gunzip", "gzip_body"]
+
+HUB_GZIP_LEVEL = 1
+STATION_GZIP_LEVEL = 6
 
 # isal's stub declares its error an instance of Exception; at run time it is a class
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
