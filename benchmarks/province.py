@@ -409,6 +409,10 @@ class Watch:
         self.samples: list[tuple[float, int]] = []
         self.machine: list[tuple[int, int] | None] = []
         """Per sample: the machine's busy and total CPU time so far (``/proc/stat``)."""
+        self.available: list[int] = []
+        """Per sample: the memory the kernel could give without swapping (``MemAvailable``)."""
+        self.stalls: list[dict[str, int]] = []
+        """At the first and the last sample: the kernel's stall counters (:func:`stalls`)."""
 
     def held(self) -> int:
         with self.store.read() as conn:
@@ -422,13 +426,18 @@ class Watch:
     def until(self, target: int, timeout: float) -> float:
         """Seconds until the province holds ``target`` station entries in all."""
         started = time.perf_counter()
-        self.samples, self.machine = [], []
+        self.samples, self.machine, self.available = [], [], []
+        self.stalls = [stalls()]
         while True:
             held = self.held()
             now = time.perf_counter() - started
             self.samples.append((now, held))
             self.machine.append(machine_cpu())
+            available = memory_available()
+            if available is not None:
+                self.available.append(available)
             if held >= target:
+                self.stalls.append(stalls())
                 return now
             if now > timeout:
                 raise RuntimeError(f"the province holds {held:,} of {target:,} after {now:.0f} s")
@@ -464,6 +473,16 @@ class Watch:
         first, middle, last = shares
         return first, middle, last
 
+    def stalled(self) -> dict[str, float]:
+        """The share of the phase's wall time in which some task waited for memory (its
+        pages reclaimed or read back) and for I/O, from the kernel's pressure counters;
+        empty where the kernel has none."""
+        if len(self.stalls) < 2 or not self.samples or self.samples[-1][0] <= 0:
+            return {}
+        first, last = self.stalls
+        seconds = self.samples[-1][0]
+        return {kind: (last[kind] - first[kind]) / 1e6 / seconds for kind in first if kind in last}
+
     def _marks(self, base: int, target: int) -> tuple[int, int]:
         """The samples at which the province first held 10 % and 90 % of the phase."""
         lo, hi = base + 0.1 * (target - base), base + 0.9 * (target - base)
@@ -482,6 +501,36 @@ def machine_cpu() -> tuple[int, int] | None:
         return None
     total = sum(ticks[:8])  # user … steal; guest time is already in user
     return total - ticks[3] - ticks[4], total
+
+
+def memory_available() -> int | None:
+    """Bytes of memory the kernel could hand out without swapping (``MemAvailable`` in
+    ``/proc/meminfo``: free memory and the page cache it can drop); None without it."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def stalls() -> dict[str, int]:
+    """Microseconds in which some task stalled on memory and on I/O so far (the ``some``
+    line of ``/proc/pressure/memory`` and ``/proc/pressure/io``); missing kinds where the
+    kernel does not account pressure."""
+    out: dict[str, int] = {}
+    for kind in ("memory", "io"):
+        try:
+            with open(f"/proc/pressure/{kind}", encoding="ascii") as pressure:
+                line = pressure.readline()
+        except OSError:
+            continue
+        fields = dict(f.split("=", 1) for f in line.split()[1:])
+        with suppress(KeyError, ValueError):
+            out[kind] = int(fields["total"])
+    return out
 
 
 # -- entry generation, in worker processes ---------------------------------------------
@@ -707,6 +756,10 @@ class Figures:
     """CPU seconds per tier while no station pushed (background jobs), per minute."""
     busy: tuple[float, float, float] | None = None
     """The machine's busy share in the catch-up's first 10 %, middle 80 % and last 10 %."""
+    least_available: int | None = None
+    """The least memory the kernel could hand out during the catch-up (bytes)."""
+    stalled: dict[str, float] = field(default_factory=dict)
+    """The share of the catch-up in which some task stalled on ``memory``, on ``io``."""
     processes: dict[str, int] = field(default_factory=dict)
     """Each hub's processes at the end (a server with workers: the master and its workers)."""
     niceness: dict[str, int] = field(default_factory=dict)
@@ -874,6 +927,17 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
                 )
             )
             say(f"pushes sent again in the catch-up: {_tally(figures.catchup_retried)}")
+            figures.least_available = min(watch.available, default=None)
+            figures.stalled = watch.stalled()
+            if figures.least_available is not None:
+                say(
+                    f"memory in the catch-up: at least {figures.least_available / GiB:.1f} GiB "
+                    "available"
+                    + "".join(
+                        f"; some task stalled on {kind} {share:.0%} of the time"
+                        for kind, share in figures.stalled.items()
+                    )
+                )
         figures.root_s, figures.root_city_s, figures.accept_s, figures.accept_passed = asyncio.run(
             _queries(fed)
         )
@@ -892,7 +956,8 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
         say(
             f"peak RSS: province {figures.peak('province') / 2**20:.0f} MiB, "
             f"largest city {figures.peak('city') / 2**20:.0f} MiB, "
-            f"largest county {figures.peak('county') / 2**20:.0f} MiB"
+            f"largest county {figures.peak('county') / 2**20:.0f} MiB; all hubs together "
+            f"{sum(current for _, current in figures.rss.values()) / GiB:.1f} GiB now"
         )
     finally:
         fed.stop()

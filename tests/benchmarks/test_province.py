@@ -17,7 +17,9 @@ from benchmarks.province import (
     _tally,
     arguments,
     machine_cpu,
+    memory_available,
     run,
+    stalls,
 )
 from schemas.ids import Tier
 from tests.conftest import PG_URL
@@ -95,6 +97,27 @@ def test_machine_cpu_reads_proc_stat() -> None:
     assert total > 0
 
 
+def test_memory_and_stalls_read_proc() -> None:
+    available = memory_available()
+    if available is None:
+        pytest.skip("no /proc/meminfo here")
+    assert available > 0
+    counters = stalls()
+    assert set(counters) <= {"memory", "io"}
+    assert all(isinstance(v, int) and v >= 0 for v in counters.values())
+
+
+def test_stall_shares_over_the_phase() -> None:
+    watch = Watch(store=None, period=0.5)  # type: ignore[arg-type]  # samples given below
+    watch.samples = [(0.0, 0), (10.0, 100)]
+    watch.stalls = [{"memory": 1_000_000, "io": 0}, {"memory": 2_000_000, "io": 5_000_000}]
+    assert watch.stalled() == {"memory": 0.1, "io": 0.5}
+    watch.stalls = [{}, {}]  # a kernel without pressure accounting
+    assert watch.stalled() == {}
+    watch.stalls = [{"io": 0}]  # the phase did not end
+    assert watch.stalled() == {}
+
+
 @pytest.mark.slow
 def test_a_small_province_runs_every_phase() -> None:
     args = arguments(
@@ -122,6 +145,8 @@ def test_a_small_province_runs_every_phase() -> None:
     assert figures.catchup_busiest["county"][0] in {"js.c01.k01", "js.c01.k02"}
     assert 0 < figures.catchup_busiest["county"][1] <= figures.catchup_cpu["county"]
     assert all(isinstance(failure, str) for failure in figures.catchup_retried)
+    if memory_available() is not None:
+        assert figures.least_available is not None and figures.least_available > 0
 
 
 @pytest.mark.slow
