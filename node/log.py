@@ -255,14 +255,6 @@ class Log:
             ).first()
         return None if row is None else _head_info(row)
 
-    def held(self, origin: str | None = None) -> int:
-        """The highest seq held of ``origin`` (this node's own log by default), 0 if none:
-        one indexed read on the driver, for what polls it (a server watches its own head
-        every two seconds for writes made by other processes)."""
-        with self.store.read() as conn:
-            rows = driver_rows(conn, _HELD, (origin or self.origin,))
-        return int(rows[0][0]) if rows else 0
-
     def heads(self, prefix: str | None = None) -> list[HeadInfo]:
         query = select(_HEADS).where(_HEADS.c.seq > 0).order_by(_HEADS.c.origin)
         if prefix:

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from contracts.registry import DEFAULT_BUNDLE, Registry
+from contracts.samples import sample_records
 from hub.pending import apply_pending
 from node.app import _SyncState
 from node.bundles import export_bundle, import_bundle
@@ -441,6 +442,43 @@ async def test_a_kick_moves_the_served_uplink_job_to_its_spaced_time(fed: Federa
     spaced = due_in()
     app.state.kick()
     assert due_in() <= spaced + 0.1  # a second kick does not push it back
+    await uplink.client.aclose()
+    await client.aclose()
+
+
+async def test_a_write_by_another_process_kicks_the_served_uplink(fed: Federation) -> None:
+    """The server watches the own head's watermark file: a write made by another process
+    (``guantong put`` on the same home) moves the uplink job up, once per write, and a
+    watch that finds nothing new leaves the job where it was."""
+    from datetime import UTC, datetime
+
+    from fastapi import FastAPI
+
+    from node.app import KICK_DELAY_S, _schedule
+
+    station, uplink, client, _state, _woken = _served_uplink(fed, seed=11)
+    app = FastAPI()
+    app.state.uplink = uplink
+    jobs = _schedule(app, station, client)
+    job, watch = jobs.get_job("uplink"), jobs.get_job("writes")
+    assert job is not None and watch is not None
+    far = datetime(2100, 1, 1, tzinfo=UTC)
+    job.modify(next_run_time=far)
+    await watch.func()  # the entries written before the server started: no news
+    assert job.next_run_time == far
+    other = Node.open(station.settings, clock=fed.clock)  # another process on the home
+    try:
+        for round_ in range(2):
+            records = sample_records("opinion", 1, seed=round_, origin=station.id)
+            other.put("opinion", [(None, r) for r in records])
+            await watch.func()
+            due = (job.next_run_time - datetime.now(UTC)).total_seconds()
+            assert due <= KICK_DELAY_S
+            job.modify(next_run_time=far)
+            await watch.func()  # the same write seen again: no second kick
+            assert job.next_run_time == far
+    finally:
+        other.close()
     await uplink.client.aclose()
     await client.aclose()
 
