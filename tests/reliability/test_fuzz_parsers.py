@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from contracts.samples import sample_records
 from node.bundles import export_bundle, export_tasks, import_bundle, import_tasks, read_bundle
+from node.db import storable_json
 from node.ingest import Ingestor, SegmentResult
 from node.runtime import Node
 from node.tables import ENTRIES, RECORDS
@@ -309,7 +310,8 @@ def _latest_valid(node: Node) -> dict[str, Any]:
         latest: dict[str, Any] = {}
         for raw in rows:
             entry = orjson.loads(raw)
-            latest[entry["id"]] = (entry["origin"], entry["seq"], entry.get("data"))
+            # a record holds its entry's data with U+0000 as U+FFFD (node.log.record_row)
+            latest[entry["id"]] = (entry["origin"], entry["seq"], storable_json(entry.get("data")))
     return latest
 
 
@@ -463,6 +465,11 @@ def test_ingest_takes_signed_nonsense(fed: Federation) -> None:
         assert results[0].status == "ok", results[0].error
         hub.check()
 
+    if hub.nul:  # first, a valid entry whose text holds U+0000 (its record holds U+FFFD)
+        nul = mutate(samples["opinion"], "content", "水压\x00低")
+        run.hypothesis.inner_test(
+            [(("opinion", nul), "1.1", "put", samples["opinion"]["id"])], False
+        )
     run()
 
 
