@@ -527,8 +527,8 @@ def stalls() -> dict[str, int]:
                 line = pressure.readline()
         except OSError:
             continue
-        fields = dict(f.split("=", 1) for f in line.split()[1:])
-        with suppress(KeyError, ValueError):
+        with suppress(KeyError, ValueError):  # a line of another form: not counted
+            fields = dict(f.split("=", 1) for f in line.split()[1:])
             out[kind] = int(fields["total"])
     return out
 
