@@ -766,8 +766,7 @@ class Figures:
     """Each hub's niceness as the kernel reports it once the hubs serve (``--nice``)."""
 
     def peak(self, tier: str) -> int:
-        depth = {"province": 0, "city": 1, "county": 2}[tier]
-        return max((p for n, (p, _) in self.rss.items() if n.count(".") == depth), default=0)
+        return max((p for n, (p, _) in self.rss.items() if _tier(n) == tier), default=0)
 
 
 def run(args: argparse.Namespace, stations: int) -> Figures:
