@@ -45,6 +45,7 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ from node.enrollment import enrollment_request, install_enrollment
 from node.reconcile import RemoteRoots
 from node.runtime import Node
 from node.settings import NodeSettings
+from node.tasks import issue_task
 from node.uplink import RETRY_AFTER_JITTER, parse_retry_after
 from schemas.enrollment import sign_proof
 from schemas.errors import describe
@@ -390,6 +392,43 @@ def province_store(fed: Federation) -> Iterator[Store]:
         yield store
     finally:
         store.dispose()
+
+
+def tasks_down(fed: Federation, timeout: float = 300.0) -> float:
+    """Seconds from a ``subtree`` notice stored at the province until every city and
+    county holds it: each pulls its parent's task feed on its own (a long poll), so this
+    is how long work takes to come down two tiers. Issued from this process, as the
+    command line beside the province's server would: that server learns of it from the
+    task stamp."""
+    province = Node.open(NodeSettings(home=fed.home("js")))
+    try:
+        started = time.perf_counter()
+        task = issue_task(
+            province, target="js", kind="notice", payload={"text": "全省通知"}, subtree=True
+        )
+    finally:
+        province.close()
+    below = [node_id for node_id, tier in fed.topology.hubs() if tier is not Tier.PROVINCE]
+    stores = {
+        node_id: sqlite3.connect(f"file:{fed.home(node_id) / 'node.db'}?mode=ro", uri=True)
+        for node_id in below
+    }
+    try:
+        waiting = set(below)
+        while waiting:
+            for node_id in sorted(waiting):
+                query = "SELECT 1 FROM tasks WHERE task_id = ?"
+                if stores[node_id].execute(query, (task.id,)).fetchone():
+                    waiting.discard(node_id)
+            elapsed = time.perf_counter() - started
+            if elapsed > timeout:
+                raise RuntimeError(f"{len(waiting)} hubs lack the notice after {elapsed:.0f} s")
+            if waiting:
+                time.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        for conn in stores.values():
+            conn.close()
 
 
 class Watch:
@@ -743,6 +782,8 @@ class Figures:
     root_city_s: float = 0.0
     accept_s: float = 0.0
     accept_passed: bool = False
+    task_down_s: float = 0.0
+    """From a notice issued at the province to the moment every hub below held it."""
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)
     catchup_cpu: dict[str, float] = field(default_factory=dict)
     catchup_kernel: dict[str, float] = field(default_factory=dict)
@@ -948,6 +989,12 @@ def run(args: argparse.Namespace, stations: int) -> Figures:
             f"acceptance of js.c01 against the live city hub: {figures.accept_s:.1f} s "
             f"({'passed' if figures.accept_passed else 'not passed'})"
         )
+        figures.task_down_s = tasks_down(fed)
+        say(
+            f"a notice issued at the province (by another process, as `guantong task issue` "
+            f"beside its server) held by all {figures.hubs - 1} hubs below in "
+            f"{figures.task_down_s:.1f} s"
+        )
         figures.rss = fed.rss()
         figures.processes = {
             node_id: len(_process_tree(server.pid)) for node_id, server in fed.servers.items()
@@ -1068,14 +1115,15 @@ def table(rows: list[Figures], backend: str) -> None:
     print(f"\nprovince on {backend}; {rows[0].hubs} hub processes; {CORES} cores")
     header = (
         f"{'stations':>9} {'sustained/s':>12} {'catch-up':>14} {'catch-up/s':>11} "
-        f"{'root':>8} {'accept city':>12} {'RSS prov':>9} {'city':>7} {'county':>7}"
+        f"{'root':>8} {'accept city':>12} {'task down':>10} {'RSS prov':>9} {'city':>7} "
+        f"{'county':>7}"
     )
     print(header)
     for f in rows:
         print(
             f"{f.stations:>9,} {f.sustained_rate:>12,.0f} "
             f"{f.catchup_entries / 1e6:>5.2f}M {f.catchup_s:>6.1f} s {f.catchup_rate:>11,.0f} "
-            f"{f.root_s * 1000:>6.0f}ms {f.accept_s:>10.1f} s "
+            f"{f.root_s * 1000:>6.0f}ms {f.accept_s:>10.1f} s {f.task_down_s:>8.1f} s "
             f"{f.peak('province') / 2**20:>5.0f}MiB {f.peak('city') / 2**20:>4.0f}MiB "
             f"{f.peak('county') / 2**20:>4.0f}MiB"
         )

@@ -207,15 +207,21 @@ async def tasks(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
 ) -> Response:
-    """Task revisions for the caller's subtree, in feed order (long poll with ``wait``)."""
+    """Task revisions for the caller's subtree, in feed order (long poll with ``wait``).
+
+    A long poll waits on the node's bell, rung after every commit that stored revisions
+    (by the server's watch of the stamp file when another process made it,
+    ``node/bell.py``), and queries the caller's revisions again only then."""
     node: Node = request.app.state.node
     caller = await run_in_threadpool(authenticate, request, node, b"")
     deadline = anyio.current_time() + wait
+    bell = node.task_bell
     while True:
+        seen = bell.generation  # before the query: a ring during it is not lost
         rows = await run_in_threadpool(tasks_for, node, caller, after, limit)
-        if rows or anyio.current_time() >= deadline:
+        left = deadline - anyio.current_time()
+        if rows or left <= 0 or bell.closed or not await bell.wait(seen, left):
             break
-        await anyio.sleep(min(0.5, max(0.0, deadline - anyio.current_time())))
     return Response(task_stream(node, rows, after), media_type=NDJSON)
 
 

@@ -7,12 +7,14 @@ runs its uplink on a timer and after each local write, under APScheduler in the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import logging
 import math
-import os
+import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,8 +40,9 @@ from hub.pending import apply_pending
 from hub.quality import raise_quality_items
 from node import web
 from node.auth import NodeAuth
+from node.bell import file_stamp
 from node.compression import HUB_GZIP_LEVEL, STATION_GZIP_LEVEL
-from node.downlink import pull_tasks
+from node.downlink import PullReport, pull_tasks
 from node.ingest import Ingestor
 from node.logs import configure_logging, get_logger
 from node.openapi import Health, Status, install
@@ -75,6 +78,18 @@ its children add jitter of their own so they do not come back all at once."""
 STORAGE_RETRY_AFTER_S = 120
 """A full, read-only or corrupt store needs an operator: children come back less often."""
 WRITE_WATCH_S = 2.0
+TASK_WAIT_S = 50.0
+"""How long a node's pull of its parent's task feed waits for news (the long poll): a
+task comes down within a second or so per tier, and an idle child asks about once a
+minute instead of at every uplink run. Under a minute, so that a proxy's default read
+timeout (nginx's 60 s) does not cut it."""
+FEED_WATCH_S = 2.0
+"""How often a hub's server looks at the task stamp for revisions another process stored
+(the command line beside it, another worker): one ``stat``, whoever waits."""
+TASK_RETRY_S = 15.0
+TASK_RETRY_MAX_S = 300.0
+"""The task pull's wait after a failure, doubled with each failure in a row up to the
+most; it starts again at once when a pull succeeds."""
 CLIENT_GONE = 499
 """Logged for a request whose sender disconnected before its body arrived (nginx's code)."""
 
@@ -155,13 +170,22 @@ def create_app(
             except GuantongError as exc:
                 log.warning("recovery.pending", code=exc.code.value, error=exc.message)
         lock = _scheduler_lock(settings) if scheduler else None
+        loops: list[asyncio.Task[None]] = []
+        if scheduler and settings.tier in HUB_TIERS:  # every worker: each answers polls
+            loops.append(asyncio.create_task(_watch_tasks(opened), name="watch-tasks"))
         if lock is not None:  # one worker runs the jobs; the others only serve requests
             jobs = _schedule(app, opened, client)
             jobs.start()
+            if client is not None:
+                loops.append(asyncio.create_task(_downlink(opened, client), name="downlink"))
         log.info("node.started", key_id=opened.signer.key_id, hub=settings.tier in HUB_TIERS)
         try:
             yield
         finally:
+            for task in loops:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if jobs is not None:
                 jobs.shutdown(wait=False)
             if lock is not None:
@@ -176,6 +200,11 @@ def create_app(
         _attach(app, node, clock)
     registry = CollectorRegistry()
     own_seq = Gauge("guantong_own_seq", "Highest seq of this node's own log", registry=registry)
+    polls = Gauge(
+        "guantong_task_polls_waiting",
+        "Children's long polls of the task feed waiting in this process",
+        registry=registry,
+    )
 
     @app.exception_handler(GuantongError)
     async def _on_error(_request: Request, exc: GuantongError) -> JSONResponse:
@@ -241,6 +270,7 @@ def create_app(
         current: Node = request.app.state.node
         head = current.log.head()
         own_seq.set(head.seq if head else 0)
+        polls.set(current.task_bell.waiting)
         return PlainTextResponse(
             generate_latest(registry).decode(), media_type="text/plain; version=0.0.4"
         )
@@ -314,7 +344,7 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
 
     if uplink is not None and node.log.watermark is not None:
         watermark = node.log.watermark
-        seen: dict[str, tuple[int, int, int] | None] = {"stamp": _stamp(watermark)}
+        seen: dict[str, tuple[int, int, int] | None] = {"stamp": file_stamp(watermark)}
 
         async def watch_writes() -> None:
             """Push on write: local writes may come from another process (``guantong
@@ -323,7 +353,7 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
             event loop: no thread, no transaction (it was a read of the own head in a worker
             thread, a third of an idle hub's CPU). A write whose watermark could not be
             written (a full disk) goes up with the next regular run."""
-            stamp = _stamp(watermark)
+            stamp = file_stamp(watermark)
             if stamp != seen["stamp"]:
                 seen["stamp"] = stamp
                 kick()
@@ -400,16 +430,6 @@ def _scheduler_lock(settings: NodeSettings) -> IO[bytes] | None:
     return handle
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """What changes when ``path`` is written again (it is replaced, so its inode does even
-    within one tick of the file system's clock); None while it does not exist."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
-
-
 def _soon(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
@@ -422,12 +442,12 @@ class _SyncState:
     that often: recovery is checked until it has succeeded once in this process (a store
     can only lose data while the node is down); cursors are reconciled with the parent's
     heads every few minutes and after any failure (the parent may come back from a
-    backup); tasks are pulled on the regular interval.
+    backup). Tasks come down by their own long poll (:func:`_downlink`), and with a run
+    asked for by hand (``full``).
     """
 
     recovered: bool = False
     reconciled_at: float = -math.inf
-    pulled_at: float = -math.inf
     wake: Callable[[float], None] | None = None
     running: int = 0
     """Runs in progress (the scheduled job, and ``sync_now`` from a request)."""
@@ -484,17 +504,8 @@ async def _sync(
         report = await uplink.sync(reconcile=reconcile)
         if reconcile:
             state.reconciled_at = now
-        if full or now - state.pulled_at >= SYNC_INTERVAL_S:
-            pulled = await pull_tasks(node, client)
-            state.pulled_at = now
-            if pulled.stored or pulled.rejected:
-                log.info(
-                    "downlink.pulled",
-                    tasks=pulled.tasks,
-                    stored=pulled.stored,
-                    rejected=pulled.rejected,
-                    bundle=pulled.installed_bundle,
-                )
+        if full:
+            _log_pulled(await pull_tasks(node, client))
     except GuantongError as exc:
         state.reconciled_at = -math.inf
         log.warning("uplink.failed", code=exc.code.value, error=exc.message)
@@ -503,6 +514,76 @@ async def _sync(
         return
     if report.requests:
         log.info("uplink.pushed", **report.to_dict())
+
+
+def _log_pulled(pulled: PullReport) -> None:
+    if pulled.stored or pulled.rejected:
+        get_logger("guantong.downlink").info(
+            "downlink.pulled",
+            tasks=pulled.tasks,
+            stored=pulled.stored,
+            rejected=pulled.rejected,
+            bundle=pulled.installed_bundle,
+        )
+
+
+async def _downlink(
+    node: Node,
+    client: httpx.AsyncClient,
+    *,
+    wait: float = TASK_WAIT_S,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> None:
+    """Tasks down, for as long as the server runs: one long poll of the parent's task feed
+    after another (``GET /v1/tasks?wait=``). The parent answers as soon as it holds
+    something new for this subtree, so a task crosses each tier in about a second;
+    stored here, it wakes this node's own children's polls in turn.
+
+    A failure (the parent down, busy, refusing) waits ``TASK_RETRY_S``, doubled with each
+    failure in a row up to ``TASK_RETRY_MAX_S``, with jitter so that a parent's children
+    do not all come back at once. An empty answer well before ``wait`` (a parent shutting
+    down, or one of a release that does not wait) waits out ``SYNC_INTERVAL_S`` from the
+    request's start, the pace of the pull before the long poll, so that it never spins."""
+    rng = rng or random.Random()
+    log = get_logger("guantong.downlink")
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            pulled = await pull_tasks(node, client, wait=wait)
+        except Exception as exc:  # the loop outlives every failure; cancelling ends it
+            failures += 1
+            # weeks offline are thousands of failures: the doubling stops at the most
+            delay = min(TASK_RETRY_S * 2 ** min(failures - 1, 16), TASK_RETRY_MAX_S)
+            delay *= rng.uniform(0.8, 1.2)
+            if isinstance(exc, GuantongError):
+                log.warning(
+                    "downlink.failed", code=exc.code.value, error=exc.message, retry_s=round(delay)
+                )
+            else:
+                log.exception("downlink.failed", retry_s=round(delay))
+            await sleep(delay)
+            continue
+        failures = 0
+        _log_pulled(pulled)
+        if not pulled.tasks and time.monotonic() - started < wait / 2:
+            await sleep(max(0.0, started + SYNC_INTERVAL_S - time.monotonic()))
+
+
+async def _watch_tasks(
+    node: Node,
+    *,
+    every: float = FEED_WATCH_S,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> None:
+    """Ring the node's bell when another process stored task revisions (it replaced the
+    task stamp): the children's polls waiting here answer within ``every`` seconds. One
+    ``stat`` on the event loop per tick, whether or not anyone waits."""
+    while True:
+        await sleep(every)
+        if node.task_stamp.changed():
+            node.task_bell.ring()
 
 
 async def _hub_job(node: Node) -> None:

@@ -77,6 +77,7 @@ __all__ = [
     "RowsInsert",
     "CORRUPT_MARKER",
     "Store",
+    "after_commit",
     "before_commit",
     "bulk",
     "dialect_insert",
@@ -90,6 +91,7 @@ __all__ = [
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _HOOKS = "guantong_before_commit"
+_AFTER = "guantong_after_commit"
 REPLACEMENT = "\ufffd"
 """What stands for U+0000 in derived text (the entry's bytes keep the original)."""
 CORRUPT_MARKER = "store-corrupt.json"
@@ -171,10 +173,12 @@ class Store:
         never a durable one and never consistency.
         """
         self.refuse_if_corrupt()
+        after: dict[str, Callable[[], object]] = {}
         with self._translated(), self.engine.connect() as conn:
             conn = conn.execution_options(guantong_write=True, guantong_durable=durable)
             hooks: dict[str, Callable[[Connection], object]] = {}
             conn.info[_HOOKS] = hooks
+            conn.info[_AFTER] = after
             try:
                 with conn.begin():
                     if not durable and not self.is_sqlite:
@@ -184,6 +188,9 @@ class Store:
                         hooks.pop(next(iter(hooks)))(conn)
             finally:
                 conn.info.pop(_HOOKS, None)
+                conn.info.pop(_AFTER, None)
+        for hook in after.values():  # committed: tell whoever waits for it
+            hook()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -568,6 +575,17 @@ def before_commit(conn: Connection, name: str, hook: Callable[[Connection], obje
     hooks = conn.info.get(_HOOKS)
     if hooks is None:
         raise RuntimeError("before_commit needs a transaction of Store.write()")
+    hooks.setdefault(name, hook)
+
+
+def after_commit(conn: Connection, name: str, hook: Callable[[], object]) -> None:
+    """Run ``hook()`` once (per ``name``) after this write transaction has committed, and
+    not at all if it rolls back: to wake what waits for its rows (``node/bell.py``). A
+    hook runs in the writer's thread and must not fail: the rows are stored whatever it
+    does."""
+    hooks = conn.info.get(_AFTER)
+    if hooks is None:
+        raise RuntimeError("after_commit needs a transaction of Store.write()")
     hooks.setdefault(name, hook)
 
 

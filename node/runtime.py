@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from contracts.privacy import merge_private, project
 from contracts.registry import ContractVersion, Registry
 from contracts.upcast import present
+from node.bell import Bell, Stamp
 from node.db import CORRUPT_MARKER, Store, insert_ignore, lock_head
 from node.keyring import Keyring
 from node.keys import create_key, load_key
@@ -84,6 +85,8 @@ def load_registry(home: Path) -> Registry:
 
 
 WATERMARK = "head.json"
+TASK_STAMP = "tasks.stamp"
+"""Replaced after every commit that stored task revisions, by whichever process made it."""
 ROOT_VALIDITY_DAYS = 20 * 366
 EPOCH = "1970-01-01T00:00:00.000Z"
 
@@ -113,6 +116,11 @@ class Node:
         self.log.rules = self.registry.rules("performance_index")
         self.recovery_reason: str | None = None
         """Why this node must pull its own log back from its parent before writing."""
+        self.task_bell = Bell()
+        """Rung after every commit that stored task revisions in this process, and by the
+        server when another process did (``task_stamp``): a child's long poll of the task
+        feed answers at once (``hub.api.tasks``)."""
+        self.task_stamp = Stamp(settings.home / TASK_STAMP)
 
     @property
     def id(self) -> str:

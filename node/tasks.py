@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from contracts.registry import Registry
-from node.db import before_commit, insert_ignore
+from node.db import after_commit, before_commit, insert_ignore
 from node.keyring import cert_record
 from node.runtime import Node
 from node.tables import RECORDS, TASK_EVENTS, TASKS
@@ -148,24 +148,40 @@ def _store(node: Node, tasks: Iterable[Task], conn: Connection | None = None) ->
         for t in tasks
     ]
     if conn is not None:
-        return _insert(conn, rows)
+        return _insert(node, conn, rows)
     with node.store.write() as own:
-        return _insert(own, rows)
+        return _insert(node, own, rows)
 
 
-def _insert(conn: Connection, rows: list[dict[str, Any]]) -> int:
+def _insert(node: Node, conn: Connection, rows: list[dict[str, Any]]) -> int:
     """Insert revisions not held yet; they are numbered in the feed when this transaction
-    commits, so that children see the numbers in order."""
+    commits, so that children see the numbers in order, and the children waiting for them
+    are woken once it has."""
     before = _count(conn)
     insert_ignore(conn, TASKS, rows, ["task_id", "rev"])
     stored = _count(conn) - before
     if stored:
         before_commit(conn, "task_feed", number_feed)
+        after_commit(conn, "task_bell", lambda: _announce(node))
     return stored
 
 
+def _announce(node: Node) -> None:
+    """Revisions were committed: wake this process's waiting polls, and tell the others
+    (the server beside a command, the other workers) through the stamp file."""
+    node.task_bell.ring()
+    node.task_stamp.touch()
+
+
 def _count(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(TASKS)).scalar_one())
+    """Revisions not numbered yet: the ones this transaction stored (others' uncommitted
+    rows are invisible to it, committed ones are numbered). Through the feed's index,
+    however many revisions the node holds."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(TASKS).where(TASKS.c.feed.is_(None))
+        ).scalar_one()
+    )
 
 
 def latest_task(node: Node, task_id: str) -> Task | None:

@@ -129,6 +129,7 @@ def test_a_small_province_runs_every_phase() -> None:
     assert figures.sustained_entries == 6 * 3
     assert figures.catchup_entries == 6 * 5
     assert figures.accept_passed
+    assert figures.task_down_s > 0  # every hub below came to hold the notice
     assert set(figures.rss) == {"js", "js.c01", "js.c01.k01", "js.c01.k02"}
     assert all(peak > 0 for peak, _ in figures.rss.values())
     own = os.getpriority(os.PRIO_PROCESS, 0)  # the hubs inherit it; --nice adds to it
@@ -159,6 +160,7 @@ def test_a_postgresql_province_with_two_workers() -> None:
     figures = run(args, 4)
     assert figures.catchup_entries == 4 * 5
     assert figures.accept_passed
+    assert figures.task_down_s > 0  # the province's workers answer the city's polls
     # the master and its two workers (uvicorn may add a helper process of its own)
     assert figures.processes["js"] >= 3
     assert figures.processes["js.c01"] == figures.processes["js.c01.k01"] == 1

@@ -8,11 +8,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -119,6 +121,44 @@ def _heads(home: Path) -> dict[str, tuple[int, str]]:
     return {row["origin"]: (row["seq"], row["head"]) for row in rows}
 
 
+def _inbox(home: Path) -> set[str]:
+    return {t["id"] for t in json.loads(gt("task", "list", "--inbox", "--json", home=home).stdout)}
+
+
+class _Poll(threading.Thread):
+    """A child's long poll of its parent's task feed, signed with the child's key, past
+    every revision the parent holds (so it waits); ``result`` is the status and the
+    answer's lines after the header."""
+
+    def __init__(self, home: Path, node_id: str, parent_url: str) -> None:
+        super().__init__(daemon=True)
+        self.home, self.node_id, self.parent_url = home, node_id, parent_url
+        self.result: tuple[int, bytes] | None = None
+
+    def run(self) -> None:
+        from node.auth import NodeAuth
+        from node.keys import load_key
+        from schemas.times import system_clock
+
+        auth = NodeAuth(self.node_id, load_key(self.home / "keys" / "node.key"), system_clock)
+        with httpx.Client(auth=auth, timeout=120) as client:
+            response = client.get(
+                f"{self.parent_url}/v1/tasks", params={"after": 1_000_000, "wait": 60}
+            )
+        self.result = (response.status_code, response.content.partition(b"\n")[2])
+
+
+def _long_poll_in_thread(home: Path, node_id: str, parent_url: str) -> _Poll:
+    """Start the poll and return once the parent holds it (its metrics count it)."""
+    poll = _Poll(home, node_id, parent_url)
+    poll.start()
+    deadline = time.monotonic() + 30
+    while b"guantong_task_polls_waiting 2.0" not in httpx.get(f"{parent_url}/metrics").content:
+        assert time.monotonic() < deadline, "the poll is not waiting"  # with the city's own
+        time.sleep(0.1)
+    return poll
+
+
 def test_four_tiers_as_real_processes(tmp_path: Path, servers: Servers) -> None:
     homes = {name: tmp_path / name for name in ("province", "city", "county", "station")}
     ports = {name: _free_port() for name in ("province", "city", "county")}
@@ -147,6 +187,29 @@ def test_four_tiers_as_real_processes(tmp_path: Path, servers: Servers) -> None:
     verified = json.loads(gt("verify", "--json", home=homes["province"]).stdout)
     assert verified["ok"] and verified["origins"] == 4  # province, city, county, station
     assert _heads(homes["county"])["js.wx.jy.s012"] == station_head
+
+    # tasks down, nobody asking by hand: the province issues one (from another process),
+    # and the city's and the county's servers, each holding a long poll of the tier
+    # above, take it down in turn
+    notice_id = (
+        gt(
+            "task",
+            "issue",
+            "--to",
+            "js.wx.jy",
+            "--kind",
+            "notice",
+            "--payload",
+            json.dumps({"text": "全省代表培训通知"}, ensure_ascii=False),
+            home=homes["province"],
+        )
+        .stdout.decode()
+        .strip()
+    )
+    deadline = time.monotonic() + 60
+    while notice_id not in _inbox(homes["county"]):
+        assert time.monotonic() < deadline, (tmp_path / "county.log").read_text()[-3000:]
+        time.sleep(0.5)
 
     # the closed loop: the county assigns a citizen's opinion to a handling unit with a
     # deadline; the unit reports it done; the station records the citizen's rating
@@ -234,6 +297,16 @@ def test_four_tiers_as_real_processes(tmp_path: Path, servers: Servers) -> None:
     at_county = json.loads(gt("get", "opinion", opinion["id"], home=homes["county"]).stdout)
     assert (at_county["data"]["status"], at_county["data"]["rating"]) == ("closed", 5)
     assert "reporter_name" not in at_county["data"]
+
+    # a stop does not wait out the long polls it holds: they are answered at once
+    answered = _long_poll_in_thread(homes["city"], "js.wx", url["province"])
+    province = servers.procs[0]
+    stopping = time.monotonic()
+    province.terminate()
+    province.wait(timeout=60)
+    answered.join(timeout=60)
+    assert time.monotonic() - stopping < 20  # the poll asked for 60 s
+    assert answered.result == (200, b"")  # nothing new: a header line and no task
 
     # the parent going away: a clear error line and a non-zero exit
     servers.stop()

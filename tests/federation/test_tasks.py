@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import orjson
 import pytest
 
 from contracts.registry import DEFAULT_BUNDLE, Registry
-from node.downlink import decode_task_stream, downlink_cursor, pull_tasks
+from node.downlink import PullReport, decode_task_stream, downlink_cursor, pull_tasks
+from node.runtime import Node
 from node.tables import DOWNLINK
 from node.tasks import (
     amend_task,
@@ -305,3 +310,166 @@ async def test_a_parent_of_an_older_release_is_still_paged(fed: Federation) -> N
             conn.execute(DOWNLINK.update().values(after=9))  # the hub was restored since
         await pull_tasks(station, client)
     assert (asked[1:], downlink_cursor(station)) == ([9, 0], 0)
+
+
+async def _poll_in_background(
+    fed: Federation, hub: str, caller: str, *, wait: float
+) -> tuple[list[PullReport], Callable[[], Awaitable[None]]]:
+    """Start ``caller``'s long poll of ``hub`` and return once it waits; the function
+    returned waits for its answer."""
+    client = fed.client(hub, caller=caller)
+    answers: list[PullReport] = []
+    done = anyio.Event()
+
+    async def poll() -> None:
+        try:
+            answers.append(await pull_tasks(fed.nodes[caller], client, wait=wait))
+        finally:
+            await client.aclose()
+            done.set()
+
+    asyncio.get_running_loop().create_task(poll())
+    bell = fed.nodes[hub].task_bell
+    with anyio.fail_after(_GUARD_S):
+        while bell.waiting == 0:
+            await anyio.sleep(0.005)
+
+    async def answered() -> None:
+        with anyio.fail_after(_GUARD_S):
+            await done.wait()
+
+    return answers, answered
+
+
+_GUARD_S = 20.0
+"""Against a hang only: every wait below is ended by a ring long before."""
+
+
+def _count_pages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every query of a caller's revisions a hub's long poll makes."""
+    from hub import api
+
+    queried: list[str] = []
+    page = api.tasks_for
+
+    def counted(node: Any, caller: str, after: int, limit: int) -> Any:
+        queried.append(caller)
+        return page(node, caller, after, limit)
+
+    monkeypatch.setattr(api, "tasks_for", counted)
+    return queried
+
+
+async def test_a_long_poll_is_answered_when_its_hub_stores_a_task(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's process rings its bell after the commit that stored a revision: the
+    child's waiting poll queries once more and answers with it, long before its wait."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    queried = _count_pages(monkeypatch)
+    answers, answered = await _poll_in_background(fed, county.id, station.id, wait=60)
+    assert queried == [station.id]
+    task = await anyio.to_thread.run_sync(
+        lambda: issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    )
+    await answered()
+    assert answers[0].stored == 1 and queried == [station.id] * 2
+    (view,) = task_views(station, issued_here=False)
+    assert view.task == task
+
+
+async def test_a_long_poll_finds_a_task_another_process_stored(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revision stored by another process (``guantong task issue`` beside the server)
+    rings no bell here: that process replaces the task stamp, and the server's watch of
+    it rings."""
+    from node.app import _watch_tasks
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    queried = _count_pages(monkeypatch)
+    async with anyio.create_task_group() as watching:
+        watching.start_soon(lambda: _watch_tasks(county, every=0.01))
+        answers, answered = await _poll_in_background(fed, county.id, station.id, wait=60)
+        other = Node.open(county.settings, clock=fed.clock)
+        try:
+            rung = county.task_bell.generation
+            issue_task(other, target=station.id, kind="notice", payload={"text": "另一进程"})
+            assert county.task_bell.generation == rung  # not this process's bell
+        finally:
+            other.close()
+        await answered()
+        watching.cancel_scope.cancel()
+    assert answers[0].stored == 1 and queried == [station.id] * 2
+
+
+async def test_an_idle_long_poll_queries_the_callers_tasks_only_when_rung(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting costs the hub nothing but the coroutine; a revision for another subtree
+    wakes the poll, which looks, finds nothing of its own and waits on until its wait
+    ends."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.add("js.wx.jy.s2")
+    queried = _count_pages(monkeypatch)
+    answers, answered = await _poll_in_background(fed, county.id, station.id, wait=1.0)
+    await anyio.to_thread.run_sync(
+        lambda: issue_task(county, target="js.wx.jy.s2", kind="notice", payload={"text": "别处"})
+    )
+    await answered()
+    assert answers[0].tasks == 0
+    assert queried == [station.id] * 2  # its start, the ring
+
+
+_OFFLINE_FAILURES = 1_200
+"""Failures in a row: more than weeks offline at the longest wait make, where a doubling
+without a bound no longer fits in a float."""
+
+
+async def test_the_served_downlink_stores_tasks_as_they_come_and_backs_off_when_down(
+    fed: Federation,
+) -> None:
+    """The server's task loop: one long poll after another, so a task stored at the
+    parent is stored here at once; while the parent is down it waits 15 s, doubled with
+    each failure in a row up to 5 minutes, with jitter, however long it stays down."""
+    import random
+
+    from node.app import TASK_RETRY_MAX_S, TASK_RETRY_S, _downlink
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    slept: list[float] = []
+    resume = anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == _OFFLINE_FAILURES:
+            fed.down.discard(county.id)
+            resume.set()
+        await anyio.sleep(0)
+
+    async with fed.client(county.id, caller=station.id) as client, anyio.create_task_group() as tg:
+        fed.down.add(county.id)
+        tg.start_soon(lambda: _downlink(station, client, rng=random.Random(3), sleep=sleep))
+        with anyio.fail_after(_GUARD_S):
+            await resume.wait()
+            while county.task_bell.waiting == 0:
+                await anyio.sleep(0.005)
+        for n, delay in enumerate(slept):
+            step = min(TASK_RETRY_S * 2 ** min(n, 16), TASK_RETRY_MAX_S)
+            assert 0.8 * step <= delay <= 1.2 * step
+        assert max(slept) <= 1.2 * TASK_RETRY_MAX_S
+        for text in ("第一", "第二"):
+            task = await anyio.to_thread.run_sync(
+                lambda t=text: issue_task(
+                    county, target=station.id, kind="notice", payload={"text": t}
+                )
+            )
+            with anyio.fail_after(_GUARD_S):
+                while not any(v.task == task for v in task_views(station, issued_here=False)):
+                    await anyio.sleep(0.005)
+        assert len(slept) == _OFFLINE_FAILURES  # it succeeded since, and never slept again
+        tg.cancel_scope.cancel()

@@ -14,6 +14,7 @@ from node.db import (
     RowsInsert,
     Store,
     _distinct_runs,
+    after_commit,
     before_commit,
     bulk,
     storable_json,
@@ -52,6 +53,38 @@ def test_before_commit_runs_last_once_and_never_on_a_rollback(db_url: str) -> No
             assert [tuple(r) for r in stamped] == [("at commit",)]
             with pytest.raises(RuntimeError):
                 before_commit(conn, "stamp", stamp)  # only a write transaction commits
+    finally:
+        store.dispose()
+
+
+def test_after_commit_runs_once_when_the_rows_are_visible_and_never_on_a_rollback(
+    db_url: str,
+) -> None:
+    """What a hook wakes must find the rows: it runs once the commit is visible to every
+    other connection, once per name, and not when the transaction rolls back."""
+    store = Store(db_url)
+    store.migrate()
+    seen: list[list[str]] = []
+
+    def look() -> None:
+        with store.read() as other:
+            seen.append(list(other.execute(select(META.c.value).where(META.c.key == "k"))))
+
+    try:
+        with store.write() as conn:
+            conn.execute(META.insert().values(key="k", value="v"))
+            after_commit(conn, "look", look)
+            after_commit(conn, "look", look)  # once per name
+            assert seen == []
+        assert [[tuple(r) for r in rows] for rows in seen] == [[("v",)]]
+        with pytest.raises(RuntimeError), store.write() as conn:
+            after_commit(conn, "look", look)
+            raise RuntimeError("the transaction fails")
+        with store.write():
+            pass  # a later transaction on the same pooled connection runs no stale hook
+        assert len(seen) == 1
+        with store.read() as conn, pytest.raises(RuntimeError):
+            after_commit(conn, "look", look)  # only a write transaction commits
     finally:
         store.dispose()
 
