@@ -328,15 +328,18 @@ async def _poll_in_background(
             await client.aclose()
             done.set()
 
-    asyncio.get_running_loop().create_task(poll())
+    task = asyncio.get_running_loop().create_task(poll())
     bell = fed.nodes[hub].task_bell
     with anyio.fail_after(_GUARD_S):
         while bell.waiting == 0:
+            if task.done():
+                task.result()  # it failed before it waited: say why
             await anyio.sleep(0.005)
 
     async def answered() -> None:
         with anyio.fail_after(_GUARD_S):
             await done.wait()
+        task.result()
 
     return answers, answered
 
