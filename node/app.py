@@ -40,7 +40,7 @@ from hub.pending import apply_pending
 from hub.quality import raise_quality_items
 from node import web
 from node.auth import NodeAuth
-from node.bell import file_stamp
+from node.bell import Stamp
 from node.compression import HUB_GZIP_LEVEL, STATION_GZIP_LEVEL
 from node.downlink import PullReport, pull_tasks
 from node.ingest import Ingestor
@@ -343,8 +343,7 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
         )
 
     if uplink is not None and node.log.watermark is not None:
-        watermark = node.log.watermark
-        seen: dict[str, tuple[int, int, int] | None] = {"stamp": file_stamp(watermark)}
+        watermark = Stamp(node.log.watermark)
 
         async def watch_writes() -> None:
             """Push on write: local writes may come from another process (``guantong
@@ -353,9 +352,7 @@ def _schedule(app: FastAPI, node: Node, client: httpx.AsyncClient | None) -> Asy
             event loop: no thread, no transaction (it was a read of the own head in a worker
             thread, a third of an idle hub's CPU). A write whose watermark could not be
             written (a full disk) goes up with the next regular run."""
-            stamp = file_stamp(watermark)
-            if stamp != seen["stamp"]:
-                seen["stamp"] = stamp
+            if watermark.changed():
                 kick()
 
         jobs.add_job(

@@ -35,7 +35,7 @@ import time
 import weakref
 from pathlib import Path
 
-__all__ = ["Bell", "Stamp", "close_all", "file_stamp"]
+__all__ = ["Bell", "Stamp", "close_all"]
 
 _OPEN: weakref.WeakSet[Bell] = weakref.WeakSet()
 _OPEN_LOCK = threading.Lock()
@@ -115,7 +115,7 @@ class Stamp:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen = file_stamp(path)
+        self._seen = _stat(path)
 
     def touch(self) -> None:
         """Replace the file (after this process's own commit): seen here, news elsewhere."""
@@ -127,18 +127,19 @@ class Stamp:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             return
-        self._seen = file_stamp(self.path)
+        self._seen = _stat(self.path)
 
     def changed(self) -> bool:
-        """Whether another process replaced the file since this one last looked."""
-        now = file_stamp(self.path)
+        """Whether the file was replaced since this object last looked or touched it (by
+        another process, or, for a file this one writes by other means, by anyone)."""
+        now = _stat(self.path)
         if now == self._seen:
             return False
         self._seen = now
         return True
 
 
-def file_stamp(path: Path) -> tuple[int, int, int] | None:
+def _stat(path: Path) -> tuple[int, int, int] | None:
     """What changes when ``path`` is written again (it is replaced, so its inode does even
     within one tick of the file system's clock); None while it does not exist."""
     try:
