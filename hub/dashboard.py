@@ -21,6 +21,7 @@ from node.tables import ACCEPTANCE_REPORTS, ENTRIES, HEADS, KEYS, PEERS, REJECTI
 from node.tasks import issue_task, task_views
 from node.web.pages import Reader, Writer, render
 from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import is_in_subtree
 from schemas.times import format_time, parse_time
 
 __all__ = ["router"]
@@ -127,7 +128,7 @@ def issue(
     payload: dict[str, Any] = {"text": text} if text else {}
     try:  # every mistake in the form is shown on the board, the form kept
         if record:
-            payload["record"] = _record(node, record)
+            payload["record"] = _record(node, record, target)
         due = _due(node, due_days)
         issue_task(node, target=target, kind=kind, payload=payload, subtree=bool(subtree), due=due)
     except (GuantongError, ValueError) as exc:
@@ -153,14 +154,25 @@ def _due(node: Node, days: str) -> str | None:
     return format_time(node.clock() + timedelta(days=count))
 
 
-def _record(node: Node, record_id: str) -> dict[str, str]:
-    for contract in ("opinion", "suggestion", "supervision_item", "livelihood_project"):
-        try:
-            view = node.get(contract, record_id.strip())
-        except GuantongError:
-            continue
-        return {"contract": contract, "id": view.id, "origin": view.origin}
-    raise GuantongError(ErrorCode.NOT_FOUND, f"no record {record_id}")
+_TASK_RECORDS = ("opinion", "suggestion", "supervision_item", "livelihood_project")
+
+
+def _record(node: Node, record_id: str, target: str) -> dict[str, str]:
+    """The record a task names, by the id typed into the form: of those held under that
+    id, the ones in the target's subtree if any (a record is named by its origin and its
+    id, so another origin may hold the same id); more than one is ``ambiguous_record``."""
+    found = [v for v in node.find(record_id.strip()) if v.contract in _TASK_RECORDS]
+    candidates = [v for v in found if is_in_subtree(v.origin, target)] or found
+    if not candidates:
+        raise GuantongError(ErrorCode.NOT_FOUND, f"no record {record_id}")
+    if len(candidates) > 1:
+        raise GuantongError(
+            ErrorCode.AMBIGUOUS_RECORD,
+            f"record {record_id} is held for {len(candidates)} origins "
+            f"({', '.join(v.origin for v in candidates)})",
+        )
+    view = candidates[0]
+    return {"contract": view.contract, "id": view.id, "origin": view.origin}
 
 
 @router.get("/acceptance", response_class=HTMLResponse)

@@ -44,7 +44,7 @@ def apply_pending(
             ).all()
             if not rows:
                 return counts
-            records: dict[str, dict[str, Any]] = {}
+            records: dict[tuple[str, str], dict[str, Any]] = {}  # by origin and id
             now_valid: list[Entry] = []
             for row in rows:
                 entry = Entry.parse(bytes(row.raw))
@@ -58,7 +58,7 @@ def apply_pending(
                     .values(status=status)
                 )
                 if status == "valid":
-                    records[entry.id] = record_row(entry, bytes(row.raw))
+                    records[(entry.origin, entry.id)] = record_row(entry, bytes(row.raw))
                     now_valid.append(entry)
             apply_records(conn, list(records.values()), registry.rules("performance_index"))
             note_reports(conn, now_valid)  # what ingest does for valid entries, done late

@@ -196,21 +196,21 @@ class _Materials:
 
     A county's batch holds many stations' pushes; applying their records and rollups in
     one statement each (instead of one per segment) lets rollup rows of the same origin
-    and day fold into one upsert. The newest state of a record wins, as the newer-seq
-    guard of :func:`apply_records` would decide row by row; a record id already taken by
-    another origin in this batch flushes first, so that guard still decides between them.
+    and day fold into one upsert. A record is named by its origin and its id; of one
+    record's states in the batch the newest wins, as the newer-seq guard of
+    :func:`apply_records` would decide row by row.
     """
 
     def __init__(self, rules: dict[str, Any]) -> None:
         self.rules = rules
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
         self.counts: dict[Key, int] = {}
 
-    def record(self, conn: Connection, row: dict[str, Any]) -> None:
-        held = self.records.get(row["record_id"])
-        if held is not None and held["origin"] != row["origin"]:
-            self.flush(conn)
-        self.records[row["record_id"]] = row
+    def record(self, row: dict[str, Any]) -> None:
+        key = (row["origin"], row["record_id"])
+        held = self.records.get(key)
+        if held is None or held["seq"] < row["seq"]:
+            self.records[key] = row
 
     def count(self, origin: str, time: str) -> None:
         key = (origin, time[:10], "entries", "count")
@@ -565,7 +565,7 @@ class Ingestor:
             if status == "pending":
                 pending.append(_pending(entry, self.registry))
             if status == "valid":
-                materials.record(conn, record_row(entry, raw))
+                materials.record(record_row(entry, raw))
         insert_entries(conn, rows)
         note_reports(
             conn,

@@ -169,31 +169,28 @@ class Log:
         return AppendResult(first=first, last=seq, head=head, record_ids=tuple(latest))
 
     def _check_ownership(self, conn: Connection, writes: Sequence[Write]) -> None:
-        """Single writer: only the node that created a record emits entries for it."""
+        """Single writer: a write names a record of this node's own, so an id it has not
+        used before starts a new record. Records are keyed by origin and id, so the same
+        id held for another origin is another record and is not looked up here (a lookup
+        by id alone probes every origin held: ``Node.find``, for ids typed by people)."""
         ids = sorted({w.record_id for w in writes})
-        known: dict[str, tuple[str, str, bool]] = {}
+        known: dict[str, str] = {}
         for i in range(0, len(ids), _CHUNK):
             rows = conn.execute(
-                select(
-                    _RECORDS.c.record_id, _RECORDS.c.origin, _RECORDS.c.contract, _RECORDS.c.deleted
-                ).where(_RECORDS.c.record_id.in_(ids[i : i + _CHUNK]))
+                select(_RECORDS.c.record_id, _RECORDS.c.contract).where(
+                    _RECORDS.c.origin == self.origin,
+                    _RECORDS.c.record_id.in_(ids[i : i + _CHUNK]),
+                )
             )
-            known.update({r.record_id: (r.origin, r.contract, r.deleted) for r in rows})
+            known.update({r.record_id: r.contract for r in rows})
         for write in writes:
-            found = known.get(write.record_id)
-            if found is None:
+            contract = known.get(write.record_id)
+            if contract is None:
                 if write.op == "del":
                     raise GuantongError(
                         ErrorCode.NOT_FOUND, f"no record {write.record_id} to delete"
                     )
                 continue
-            origin, contract, _deleted = found
-            if origin != self.origin:
-                raise GuantongError(
-                    ErrorCode.NOT_RECORD_OWNER,
-                    f"record {write.record_id} was created by {origin}; only its creator writes it "
-                    "(record a new one that references it)",
-                )
             if contract != write.contract:
                 raise GuantongError(
                     ErrorCode.NOT_RECORD_OWNER,
@@ -412,11 +409,11 @@ _INSERT_ENTRIES = RowsInsert(ENTRIES, _ENTRY_COLUMNS)
 _UPSERT_RECORDS = RowsInsert(
     RECORDS,
     ("record_id", "origin", "contract", "version", "seq", "deleted", "data", "updated_at"),
-    "ON CONFLICT (record_id) DO UPDATE SET contract = excluded.contract, "
+    "ON CONFLICT (origin, record_id) DO UPDATE SET contract = excluded.contract, "
     "version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, "
     "data = excluded.data, updated_at = excluded.updated_at "
-    "WHERE records.origin = excluded.origin AND records.seq < excluded.seq",
-    key=("record_id",),
+    "WHERE records.seq < excluded.seq",
+    key=("origin", "record_id"),
 )
 
 
@@ -456,11 +453,12 @@ def record_row(entry: Entry, raw: bytes) -> dict[str, Any]:
 
 
 def apply_records(conn: Connection, rows: list[dict[str, Any]], rules: dict[str, Any]) -> None:
-    """Materialise the latest state per record: a newer seq of the same origin wins.
+    """Materialise the latest state per record, keyed by origin and id: a newer seq wins.
 
-    The guard makes re-delivery and late-applied (pending) entries harmless, and keeps
-    single-writer: an entry of another origin never overwrites a record. The rollups move
-    by exactly what the guard lets through (``node/rollups.py``).
+    The guard makes re-delivery and late-applied (pending) entries harmless. An entry of
+    another origin with the same id is another record (single writer), so no origin's
+    entries shadow another's, whatever order they arrive in. The rollups move by exactly
+    what the guard lets through (``node/rollups.py``).
     """
     if not rows:
         return

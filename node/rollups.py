@@ -154,22 +154,26 @@ def record_deltas(
 ) -> Counter[Key]:
     """What applying ``rows`` (record states) changes, given what is stored now; rows that
     the newer-seq guard will not apply contribute nothing."""
-    old: dict[str, Any] = {}
-    ids = [r["record_id"] for r in rows]
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        # hand-written, on the driver: SQLAlchemy's expanding IN costs more than the lookup
-        found = driver_rows(
-            conn,
-            "SELECT record_id, origin, contract, seq, deleted, data FROM records "
-            f"WHERE record_id IN ({', '.join('?' * len(chunk))})",
-            chunk,
-        )
-        old.update({r[0]: r for r in found})
+    old: dict[tuple[str, str], Any] = {}
+    by_origin: dict[str, list[str]] = {}
+    for row in rows:
+        by_origin.setdefault(row["origin"], []).append(row["record_id"])
+    for origin, ids in by_origin.items():
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            # hand-written, on the driver: SQLAlchemy's expanding IN costs more than the
+            # lookup; one origin per statement, so each id is one probe of the key
+            found = driver_rows(
+                conn,
+                "SELECT record_id, origin, contract, seq, deleted, data FROM records "
+                f"WHERE origin = ? AND record_id IN ({', '.join('?' * len(chunk))})",
+                [origin, *chunk],
+            )
+            old.update({(r[1], r[0]): r for r in found})
     deltas: Counter[Key] = Counter()
     for row in rows:
-        before = old.get(row["record_id"])
-        if before is not None and (before[1] != row["origin"] or before[3] >= row["seq"]):
+        before = old.get((row["origin"], row["record_id"]))
+        if before is not None and before[3] >= row["seq"]:
             continue
         if not row["deleted"]:
             contribute(deltas, 1, row["origin"], row["contract"], row["data"], rules)

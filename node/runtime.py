@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Row, Select, and_, select
 
 from contracts.privacy import merge_private, project
 from contracts.registry import ContractVersion, Registry
@@ -27,17 +27,18 @@ from node.keys import create_key, load_key
 from node.log import AppendResult, Log, Write
 from node.rollups import rebuild
 from node.settings import CONFIG_FILE, NodeSettings, write_config
-from node.tables import KEYS, LOCAL_PRIVATE, META, RECORDS
+from node.tables import HEADS, KEYS, LOCAL_PRIVATE, META, RECORDS
 from schemas.canonical import canonical_bytes, find_nul
 from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, is_contract_name, is_uuid, uuid7
+from schemas.ids import Tier, is_contract_name, is_in_subtree, is_node_id, is_uuid, uuid7
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, system_clock
 
 __all__ = ["Node", "RecordView", "load_registry", "open_store"]
 
 _RECORDS = RECORDS
+_CHUNK = 500
 _META = META
 _KEYS = KEYS
 
@@ -362,22 +363,145 @@ class Node:
         secret = self.settings.province_secret
         return secret.get_secret_value().encode("utf-8") if secret else None
 
-    def get(self, contract: str, record_id: str, *, major: int | None = None) -> RecordView:
-        if not is_uuid(record_id):
-            raise GuantongError(
-                ErrorCode.INVALID_RECORD_ID, f"record id {record_id!r} is not a lowercase UUID"
-            )
+    def get(
+        self,
+        contract: str,
+        record_id: str,
+        *,
+        origin: str | None = None,
+        major: int | None = None,
+    ) -> RecordView:
+        """The record ``record_id`` of ``origin``; without an origin, the one record of
+        that id held for any origin (``ambiguous_record`` if several origins hold one)."""
         if not is_contract_name(contract):
             raise GuantongError(ErrorCode.UNKNOWN_CONTRACT, f"unknown contract {contract!r}")
+        if origin is None:
+            found = self.find(record_id, contract=contract, major=major)
+            if len(found) > 1:
+                raise GuantongError(
+                    ErrorCode.AMBIGUOUS_RECORD,
+                    f"{contract} record {record_id} is held for {len(found)} origins "
+                    f"({', '.join(v.origin for v in found)}): name the origin",
+                    origins=[v.origin for v in found],
+                )
+            if not found:
+                raise GuantongError(ErrorCode.NOT_FOUND, f"no {contract} record {record_id}")
+            return found[0]
+        _check_record_id(record_id)
+        if not is_node_id(origin):
+            raise GuantongError(ErrorCode.INVALID_NODE_ID, f"origin {origin!r} is not a node id")
         with self.store.read() as conn:
             row = conn.execute(
-                select(_RECORDS, LOCAL_PRIVATE.c.data.label("private"))
-                .outerjoin(LOCAL_PRIVATE, LOCAL_PRIVATE.c.record_id == _RECORDS.c.record_id)
-                .where(_RECORDS.c.record_id == record_id, _RECORDS.c.contract == contract)
+                self._records().where(
+                    _RECORDS.c.origin == origin,
+                    _RECORDS.c.record_id == record_id,
+                    _RECORDS.c.contract == contract,
+                )
             ).first()
         if row is None:
-            raise GuantongError(ErrorCode.NOT_FOUND, f"no {contract} record {record_id}")
+            raise GuantongError(
+                ErrorCode.NOT_FOUND, f"no {contract} record {record_id} of {origin}"
+            )
         return self._view(row, major)
+
+    def find(
+        self,
+        record_id: str,
+        *,
+        contract: str | None = None,
+        under: str | None = None,
+        major: int | None = None,
+    ) -> list[RecordView]:
+        """Every record of id ``record_id`` (of ``contract``, of an origin in the subtree of
+        ``under``), this node's own first, then by origin.
+
+        Records are keyed by origin and id, with no index of ids alone (each record would
+        write it at a random place: migration 2026_12_07_0013). So this probes the key once
+        for every origin held, which the heads name: for an id typed by a person, not for
+        a hot path (about ten milliseconds at a province of 10,000 stations).
+        """
+        _check_record_id(record_id)
+        with self.store.read() as conn:
+            held = conn.execute(select(HEADS.c.origin).where(HEADS.c.origin != self.id))
+            origins = [self.id, *sorted(held.scalars())]
+            if under is not None:
+                origins = [o for o in origins if is_in_subtree(o, under)]
+            rows: list[Row[Any]] = []
+            for i in range(0, len(origins), _CHUNK):
+                query = self._records().where(
+                    _RECORDS.c.origin.in_(origins[i : i + _CHUNK]),
+                    _RECORDS.c.record_id == record_id,
+                )
+                if contract is not None:
+                    query = query.where(_RECORDS.c.contract == contract)
+                rows.extend(conn.execute(query))
+        rows.sort(key=lambda r: (r.origin != self.id, r.origin))
+        return [self._view(row, major) for row in rows]
+
+    def foreign(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """Of ``record_ids``, those this node holds for another origin and not for its own,
+        each with such an origin: ids given by a person that name another node's record,
+        which only that node writes (``not_record_owner``). Probes every origin held for
+        every id (as :meth:`find`), so it is for what people type, not for a hot path."""
+        wanted = sorted(set(record_ids))
+        with self.store.read() as conn:
+            own: set[str] = set()
+            for i in range(0, len(wanted), _CHUNK):
+                own.update(
+                    conn.execute(
+                        select(_RECORDS.c.record_id).where(
+                            _RECORDS.c.origin == self.id,
+                            _RECORDS.c.record_id.in_(wanted[i : i + _CHUNK]),
+                        )
+                    ).scalars()
+                )
+            rest = [r for r in wanted if r not in own]
+            if not rest:
+                return {}
+            held = conn.execute(select(HEADS.c.origin).where(HEADS.c.origin != self.id))
+            origins = sorted(held.scalars())
+            out: dict[str, str] = {}
+            for i in range(0, len(origins), _CHUNK):
+                for j in range(0, len(rest), _CHUNK):
+                    for origin, record_id in conn.execute(
+                        select(_RECORDS.c.origin, _RECORDS.c.record_id).where(
+                            _RECORDS.c.origin.in_(origins[i : i + _CHUNK]),
+                            _RECORDS.c.record_id.in_(rest[j : j + _CHUNK]),
+                        )
+                    ):
+                        out.setdefault(record_id, origin)
+        return out
+
+    def refuse_foreign(self, records: Sequence[tuple[int | None, dict[str, Any]]]) -> None:
+        """``not_record_owner`` if a record to be put names by its ``id`` a record another
+        origin holds here and this node does not: what a person writing ``records put`` or
+        saving a form means to change is that node's to write, and would otherwise start
+        a record of this node's own under the same id. Writers that make their own ids do
+        not need it (:meth:`foreign` probes every origin held)."""
+        lines = {
+            r["id"]: line
+            for line, r in reversed(records)
+            if isinstance(r.get("id"), str) and is_uuid(r["id"])
+        }
+        taken = self.foreign(list(lines))
+        if taken:
+            record_id = min(taken, key=lambda r: lines[r] or 0)
+            line = lines[record_id]
+            where = f"line {line}: " if line is not None else ""
+            raise GuantongError(
+                ErrorCode.NOT_RECORD_OWNER,
+                f"{where}record {record_id} was created by {taken[record_id]}; only its "
+                "creator writes it (record a new one that references it)",
+                **({"line": line} if line is not None else {}),
+            )
+
+    def _records(self) -> Select[Any]:
+        """Records with the originals of their private fields: held for own records only,
+        so joined for this node's origin alone (a child's record may reuse an own id)."""
+        return select(_RECORDS, LOCAL_PRIVATE.c.data.label("private")).outerjoin(
+            LOCAL_PRIVATE,
+            and_(LOCAL_PRIVATE.c.record_id == _RECORDS.c.record_id, _RECORDS.c.origin == self.id),
+        )
 
     def list(
         self,
@@ -389,10 +513,9 @@ class Node:
     ) -> list[RecordView]:
         self.registry.versions(contract)  # unknown contract: a clear error, not an empty list
         query = (
-            select(_RECORDS, LOCAL_PRIVATE.c.data.label("private"))
-            .outerjoin(LOCAL_PRIVATE, LOCAL_PRIVATE.c.record_id == _RECORDS.c.record_id)
+            self._records()
             .where(_RECORDS.c.contract == contract)
-            .order_by(_RECORDS.c.updated_at, _RECORDS.c.record_id)
+            .order_by(_RECORDS.c.updated_at, _RECORDS.c.origin, _RECORDS.c.record_id)
         )
         if not include_deleted:
             query = query.where(_RECORDS.c.deleted.is_(False))
@@ -460,3 +583,10 @@ class Node:
             "store": "postgresql" if not self.store.is_sqlite else "sqlite",
             "store_corrupt": self.store.corrupt_reason(),
         }
+
+
+def _check_record_id(record_id: str) -> None:
+    if not is_uuid(record_id):
+        raise GuantongError(
+            ErrorCode.INVALID_RECORD_ID, f"record id {record_id!r} is not a lowercase UUID"
+        )

@@ -100,16 +100,15 @@ class SignedHeadRow(SQLModel, table=True):
 
 
 class RecordRow(SQLModel, table=True):
-    """The materialised latest state of each record (the latest valid put or del)."""
+    """The materialised latest state of each record (the latest valid put or del), keyed by
+    its origin and its id: a record is written by its origin alone, and an id another
+    origin reuses names another record (migration 2026_12_07_0013)."""
 
     __tablename__ = "records"
-    __table_args__ = (
-        Index("ix_records_contract", "contract", "origin"),
-        Index("ix_records_origin", "origin"),
-    )
+    __table_args__ = (Index("ix_records_contract", "contract", "origin"),)
 
+    origin: str = Field(sa_column=Column(String(128), primary_key=True))
     record_id: str = Field(sa_column=Column(String(36), primary_key=True))
-    origin: str = Field(sa_column=Column(String(128), nullable=False))
     contract: str = Field(sa_column=Column(String(64), nullable=False))
     version: str = Field(sa_column=Column(String(16), nullable=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))

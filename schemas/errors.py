@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     STORAGE_FULL = "storage_full"
     STORAGE_READ_ONLY = "storage_read_only"
     STORE_CORRUPT = "store_corrupt"
+    AMBIGUOUS_RECORD = "ambiguous_record"
     # Contracts.
     RETIRED_VERSION = "retired_version"
     BUNDLE_INVALID = "bundle_invalid"

@@ -133,6 +133,7 @@ def put(
     with open_node(home) as node:
         if not offline or node.recovery_reason:
             recover_first(node)
+        node.refuse_foreign(records)
         result = node.put(contract, records, version=version)
     if as_json:
         print_json(
@@ -155,12 +156,20 @@ def put(
 def get(
     contract: Annotated[str, typer.Argument()],
     record_id: Annotated[str, typer.Argument(metavar="ID")],
+    origin: Annotated[
+        str | None,
+        typer.Option(
+            "--origin",
+            help="The node that wrote it (a record is named by its origin and its id); "
+            "needed only when several origins hold the id.",
+        ),
+    ] = None,
     major: MajorOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Print one record as JSON (its private fields included, at its origin)."""
     with open_node(home) as node:
-        print_json(node.get(contract, record_id, major=major).to_dict())
+        print_json(node.get(contract, record_id, origin=origin, major=major).to_dict())
 
 
 @app.command("list")

@@ -252,7 +252,7 @@ class Demo:
         )
         with self.node(station) as node:
             asyncio.run(_pull(node))
-            record = node.get("opinion", opinion.id)
+            record = node.get("opinion", opinion.id, origin=node.id)
             assert record.data is not None
             now = format_time(node.clock())
             closed = {

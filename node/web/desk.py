@@ -99,9 +99,13 @@ async def save_record(request: Request, contract: str, account: Writer) -> Respo
 
 
 @router.get("/desk/record/{contract}/{record_id}", response_class=HTMLResponse)
-def record(request: Request, contract: str, record_id: str, account: Reader) -> Response:
+def record(
+    request: Request, contract: str, record_id: str, account: Reader, origin: str | None = None
+) -> Response:
+    """One record with its history; ``origin`` names whose (the lists link with it), since
+    another origin may hold the same id."""
     node: Node = request.app.state.node
-    view = node.get(contract, record_id)
+    view = node.get(contract, record_id, origin=origin)
     cv = node.registry.get(contract, view.version)
     with node.store.read() as conn:
         history = conn.execute(
@@ -146,7 +150,9 @@ async def _save(request: Request, contract: str, record_id: str | None) -> Respo
         }
     if not errors:
         try:
-            node.put(contract, [(None, {**record, **({"id": record_id} if record_id else {})})])
+            records = [(None, {**record, **({"id": record_id} if record_id else {})})]
+            node.refuse_foreign(records)
+            node.put(contract, records)
         except GuantongError as exc:
             errors = {"_": f"{exc.code.value}: {exc.message}"}
     if errors:

@@ -210,7 +210,7 @@ def receipt(request: Request, code: str = "") -> Response:
             view=None,
             status=None,
         )
-    view = node.get("opinion", row.record_id)
+    view = node.get("opinion", row.record_id, origin=node.id)
     data = view.data or {}
     public = {
         k: data.get(k)

@@ -170,6 +170,10 @@ async def test_ids_from_a_browser_are_checked_before_the_store(
         csrf = await _login(client, "admin")
         record = await client.get("/desk/record/opinion/%00")
         assert (record.status_code, record.json()["error"]["code"]) == (400, "invalid_record_id")
+        record = await client.get(
+            "/desk/record/opinion/00000000-0000-7000-8000-000000000000?origin=js%00"
+        )
+        assert (record.status_code, record.json()["error"]["code"]) == (400, "invalid_node_id")
         task = await client.post("/desk/task/%00", data={"csrf": csrf, "status": "done"})
         assert (task.status_code, task.json()["error"]["code"]) == (404, "not_found")
         run = await client.post("/acceptance", data={"csrf": csrf, "prefix": "js\x00"})
@@ -181,7 +185,8 @@ async def test_a_records_page_shows_its_lifecycle_where_it_is_held(
 ) -> None:
     """The history under a record is its origin's entries of that id, in time order, at the
     station that wrote it and at the hub it was relayed to; another origin's entry of the
-    same id (which the hub keeps, but does not apply) is not part of it."""
+    same id is another record (a record is named by its origin and its id), which the
+    hub's page names by its origin, and a bare id held for both is ``ambiguous_record``."""
     node = fed.nodes[station]
     (record_id,) = fed.write(station, 1)
     (first,) = node.list("opinion")
@@ -197,7 +202,17 @@ async def test_a_records_page_shows_its_lifecycle_where_it_is_held(
     for node_id, name in ((station, "op"), (county.id, "admin")):
         async with _client(fed, node_id) as client:
             await _login(client, name)
-            page = await client.get(f"/desk/record/opinion/{record_id}")
+            page = await client.get(f"/desk/record/opinion/{record_id}", params={"origin": station})
             assert page.status_code == 200, page.text
             rows = re.findall(r"<td>([^<]+) #(\d+)</td>", page.text)
             assert rows == [(station, "1"), (station, "2")]
+            if node_id == station:  # it holds one record of that id: the bare id is enough
+                bare = await client.get(f"/desk/record/opinion/{record_id}")
+                assert re.findall(r"<td>([^<]+) #(\d+)</td>", bare.text) == rows
+                continue
+            bare = await client.get(f"/desk/record/opinion/{record_id}")
+            assert (bare.status_code, bare.json()["error"]["code"]) == (400, "ambiguous_record")
+            page = await client.get(
+                f"/desk/record/opinion/{record_id}", params={"origin": other.id}
+            )
+            assert re.findall(r"<td>([^<]+) #(\d+)</td>", page.text) == [(other.id, "1")]

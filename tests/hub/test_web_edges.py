@@ -104,7 +104,10 @@ async def test_a_task_on_an_unknown_record_is_a_form_error(fed: Federation) -> N
     async with _client(fed, HUB) as client:
         form = {"csrf": client.headers["x-csrf"], "target": STATION, "kind": "assign"}
         response = await client.post("/tasks", data={**form, "record": "no-such-record"})
-    assert response.status_code == 422 and "no record no-such-record" in response.text
+        assert response.status_code == 422 and "not a lowercase UUID" in response.text
+        unknown = "00000000-0000-7000-8000-000000000000"
+        response = await client.post("/tasks", data={**form, "record": unknown})
+    assert response.status_code == 422 and f"no record {unknown}" in response.text
 
 
 @pytest.mark.parametrize("report", [0, MAX_REPORT_ID + 1, 2**63])

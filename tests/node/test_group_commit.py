@@ -137,8 +137,9 @@ def test_a_failing_request_in_a_batch_leaves_the_others_applied(
 
 def test_records_and_rollups_of_a_batch_equal_a_rebuild(fed: Federation, county: Node) -> None:
     """One transaction holding a record written and updated (two segments of one origin),
-    and the same record id claimed by another origin: the first writer keeps it, its
-    newest state wins, and the rollups equal what a rebuild counts."""
+    and the same record id used by another origin: a record is named by its origin and
+    its id, so each origin's is its own, the newest state of each wins, and the rollups
+    equal what a rebuild counts."""
     ingestor = _ingestor(county)
     one, two = fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")
     record_id = fed.write("js.wx.jy.s1", 3, seed=4)[0]
@@ -156,18 +157,64 @@ def test_records_and_rollups_of_a_batch_equal_a_rebuild(fed: Federation, county:
     assert [r.status for r in results] == ["ok", "ok", "ok"], [r.to_dict() for r in results]
 
     with county.store.read() as conn:
-        row = conn.execute(select(RECORDS).where(RECORDS.c.record_id == record_id)).one()
+        rows = conn.execute(
+            select(RECORDS).where(RECORDS.c.record_id == record_id).order_by(RECORDS.c.origin)
+        ).all()
         counted = sorted(conn.execute(select(ROLLUPS)).all())
-    assert row.origin == "js.wx.jy.s1" and row.data["status"] == "resolved"
+    assert [(r.origin, r.seq, r.data["status"]) for r in rows] == [
+        ("js.wx.jy.s1", 4, "resolved"),
+        ("js.wx.jy.s2", 4, claim["status"]),
+    ]
     rebuild(county.store, county.registry.rules("performance_index"))
     with county.store.read() as conn:
         assert sorted(conn.execute(select(ROLLUPS)).all()) == counted
 
 
+def test_an_id_two_origins_use_gives_the_same_records_in_any_order(
+    fed: Federation, county: Node
+) -> None:
+    """Keyed by the id alone, the origin whose entry came first took the record: two hubs
+    that received the same entries in other orders held different records. Keyed by
+    origin and id, they hold the same records and rollups: the county takes one station
+    first, the city (which learns the stations' keys from the county's certificates) the
+    other."""
+    city = fed.nodes["js.wx"]
+    one, two = fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")
+    record_id = fed.write("js.wx.jy.s1", 1, seed=4)[0]
+    two.put("opinion", [(None, {**_data(one, record_id), "id": record_id})])
+    certs = county.log.read_segment("js.wx.jy", 0)
+    assert certs is not None
+    (result,) = _ingestor(city).ingest([certs], caller=None)
+    assert result.status == "ok", result.to_dict()
+    segments = [one.log.read_segment("js.wx.jy.s1", 0), two.log.read_segment("js.wx.jy.s2", 0)]
+    held = []
+    for hub, order in ((county, segments), (city, segments[::-1])):
+        for segment in order:
+            assert segment is not None
+            (result,) = _ingestor(hub).ingest([segment], caller=None)
+            assert result.status == "ok", result.to_dict()
+        stations = RECORDS.c.origin.startswith("js.wx.jy.")
+        with hub.store.read() as conn:
+            records = conn.execute(
+                select(RECORDS.c.origin, RECORDS.c.record_id, RECORDS.c.seq, RECORDS.c.data)
+                .where(stations)
+                .order_by(RECORDS.c.origin, RECORDS.c.record_id)
+            ).all()
+            rollups = conn.execute(
+                select(ROLLUPS).where(ROLLUPS.c.origin.startswith("js.wx.jy.")).order_by(*ROLLUPS.c)
+            ).all()
+        held.append(([tuple(r) for r in records], [tuple(r) for r in rollups]))
+        assert [v.origin for v in hub.find(record_id)] == ["js.wx.jy.s1", "js.wx.jy.s2"]
+    assert len(held[0][0]) == 2 and held[0][1]
+    assert held[0] == held[1]
+
+
 def _data(node: Node, record_id: str) -> dict[str, Any]:
     with node.store.read() as conn:
         data = conn.execute(
-            select(RECORDS.c.data).where(RECORDS.c.record_id == record_id)
+            select(RECORDS.c.data).where(
+                RECORDS.c.origin == node.id, RECORDS.c.record_id == record_id
+            )
         ).scalar_one()
     return dict(data)
 

@@ -119,3 +119,44 @@ def test_tasks_held_before_the_feed_keep_their_numbers(db_url: str) -> None:
         assert tuple(head) == (3, held[-1].chain)
     finally:
         store.dispose()
+
+
+def test_records_come_to_be_keyed_by_origin_and_id(db_url: str) -> None:
+    """Migration 2026_12_07_0013 keeps every record as it was, keys the table by origin
+    and id (SQLite builds the table again), and then holds an id for two origins."""
+    store = Store(db_url)
+    rows = [
+        {
+            "record_id": f"00000000-0000-7000-8000-00000000000{n}",
+            "origin": origin,
+            "contract": "opinion",
+            "version": "1.1",
+            "seq": n,
+            "deleted": n == 3,
+            "data": None if n == 3 else {"content": f"第{n}条", "n": n},
+            "updated_at": "2026-11-21T08:00:00.000Z",
+        }
+        for n, origin in ((1, "js.wx.jy.s2"), (2, "js.wx.jy.s1"), (3, "js.wx.jy.s1"))
+    ]
+    try:
+        _migrate(store, "2026_12_06_0012")
+        with store.write() as conn:
+            conn.execute(RECORDS.insert(), rows)
+        store.migrate()
+        with store.engine.connect() as conn:
+            key = inspect(conn).get_pk_constraint("records")["constrained_columns"]
+            indexes = {i["name"] for i in inspect(conn).get_indexes("records")}
+        assert key == ["origin", "record_id"]
+        assert "ix_records_origin" not in indexes and "ix_records_contract" in indexes
+        with store.read() as conn:
+            held = [dict(r._mapping) for r in conn.execute(select(RECORDS))]
+        assert sorted(held, key=lambda r: r["seq"]) == rows
+        with store.write() as conn:
+            conn.execute(RECORDS.insert(), [{**rows[0], "origin": "js.wx.jy.s3"}])
+        with store.read() as conn:
+            origins = conn.execute(
+                select(RECORDS.c.origin).where(RECORDS.c.record_id == rows[0]["record_id"])
+            ).scalars()
+            assert sorted(origins) == ["js.wx.jy.s2", "js.wx.jy.s3"]
+    finally:
+        store.dispose()
