@@ -5,9 +5,11 @@ a person types that names another node's record is refused."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import event
 from typer.testing import CliRunner
 
 from node.cli import app as cli
@@ -108,3 +110,33 @@ async def test_an_id_of_another_nodes_record_is_refused_where_people_write(
     county.put("opinion", [(None, {**data, "id": record_id})])
     assert county.foreign([record_id]) == {}
     county.refuse_foreign([(1, {"id": record_id})])
+
+
+async def test_a_lookup_by_id_alone_probes_the_key_and_scans_no_records(
+    fed: Federation,
+) -> None:
+    """At a province, records are tens of millions: each statement ``find`` and
+    ``foreign`` run searches the key (origin and id), none reads the records through."""
+    record_id = await _two_stations_one_id(fed)
+    county = fed.nodes["js.wx.jy"]
+    if county.store.engine.dialect.name != "sqlite":
+        pytest.skip("the plan is checked on SQLite; PostgreSQL's depends on its statistics")
+    statements: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if "records" in sql:
+            statements.append((sql, params))
+
+    event.listen(county.store.engine, "before_cursor_execute", note)
+    try:
+        assert len(county.find(record_id)) == 2
+        assert county.foreign([record_id]) == {record_id: "js.wx.jy.s1"}
+    finally:
+        event.remove(county.store.engine, "before_cursor_execute", note)
+    assert statements
+    with county.store.read() as conn:
+        for sql, params in statements:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+            steps = [str(step[-1]) for step in plan]
+            assert not any(s.startswith("SCAN records") for s in steps), (sql, steps)
+            assert any(s.startswith("SEARCH records") for s in steps), (sql, steps)
