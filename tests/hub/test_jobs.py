@@ -55,14 +55,17 @@ async def test_a_quality_item_quoting_u0000_is_written(fed: Federation) -> None:
 async def test_pending_entries_apply_when_the_contract_arrives(
     fed: Federation, tmp_path: Path
 ) -> None:
+    """Two stations' entries of the same record id (each origin's record is its own) wait
+    for a contract version the county does not know, then are applied both."""
     county = fed.add("js.wx.jy")
-    station = fed.add("js.wx.jy.s1")
+    stations = [fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")]
     rid = "00000000-0000-7000-8000-0000000000dd"
     record = example("opinion")
     record.pop("reporter_name")
-    station.log.append([Write("opinion", "1.2", rid, data=record)])
-    assert (await fed.sync(station.id)).rejected == {}
-    assert apply_pending(county.store, county.registry) == {"valid": 0, "invalid": 0, "pending": 1}
+    for station in stations:
+        station.log.append([Write("opinion", "1.2", rid, data=record)])
+        assert (await fed.sync(station.id)).rejected == {}
+    assert apply_pending(county.store, county.registry) == {"valid": 0, "invalid": 0, "pending": 2}
     with pytest.raises(Exception, match="no opinion record"):
         county.get("opinion", rid)
     bundle = tmp_path / "bundle"
@@ -75,5 +78,8 @@ async def test_pending_entries_apply_when_the_contract_arrives(
     )
     (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
     county.install_contracts(Registry.from_dir(bundle))
-    assert apply_pending(county.store, county.registry) == {"valid": 1, "invalid": 0, "pending": 0}
-    assert county.get("opinion", rid).version == "1.2"
+    assert apply_pending(county.store, county.registry) == {"valid": 2, "invalid": 0, "pending": 0}
+    assert [(v.origin, v.version) for v in county.find(rid)] == [
+        ("js.wx.jy.s1", "1.2"),
+        ("js.wx.jy.s2", "1.2"),
+    ]
