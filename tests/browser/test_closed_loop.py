@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -141,7 +142,10 @@ def test_citizen_to_closed_and_counted(federation: dict[str, str]) -> None:
         _login(county_page, county)
         link = county_page.locator("table.records[data-contract=opinion] a", has_text="桥栏杆断裂")
         _eventually(lambda: (county_page.reload() or True) and link.count() == 1)
-        opinion_id = (link.get_attribute("href") or "").rsplit("/", 1)[-1]
+        # /desk/record/opinion/<id>?origin=<station>: a record is named by origin and id
+        href = urlsplit(link.get_attribute("href") or "")
+        opinion_id = href.path.rsplit("/", 1)[-1]
+        assert parse_qs(href.query) == {"origin": ["js.wx.jy.s1"]}
         county_page.goto(f"{county}/tasks")
         county_page.select_option("#kind", "assign")
         county_page.select_option("#target", "js.wx.jy.u-zjj")
