@@ -28,12 +28,13 @@ Design, against the ways such a bell goes wrong:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
 import weakref
 from pathlib import Path
+
+from node.files import replace_file
 
 __all__ = ["Bell", "Stamp", "close_all"]
 
@@ -121,11 +122,8 @@ class Stamp:
         """Replace the file (after this process's own commit): seen here, news elsewhere."""
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
-            tmp.write_bytes(str(time.time_ns()).encode())
-            os.replace(tmp, self.path)
+            replace_file(self.path, str(time.time_ns()).encode(), tmp)
         except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             return
         self._seen = _stat(self.path)
 

@@ -69,6 +69,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
+from node.files import replace_file
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import ZERO_HASH
 
@@ -244,12 +245,8 @@ class Store:
         if repair is not None:
             body["repair"] = repair
         tmp = self.marker.with_name(self.marker.name + ".tmp")
-        try:
-            tmp.write_bytes(orjson.dumps(body))
-            os.replace(tmp, self.marker)
-        except OSError:
-            with suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            replace_file(self.marker, orjson.dumps(body), tmp)
 
     def clear_corrupt(self) -> None:
         if self.marker is not None:

@@ -14,9 +14,7 @@ cuts the log between two stored heads.
 
 from __future__ import annotations
 
-import contextlib
 import operator
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from node.db import (
     storable_json,
     upsert,
 )
+from node.files import replace_file
 from node.logs import get_logger
 from node.reports import note_reports
 from node.rollups import apply_deltas, entry_counts, record_deltas
@@ -226,13 +225,10 @@ class Log:
         detection of a restored store, it never makes a sound one look restored."""
         if self.watermark is None:
             return
-        tmp = self.watermark.with_suffix(".tmp")
+        body = orjson.dumps({"origin": self.origin, "seq": seq, "head": digest})
         try:
-            tmp.write_bytes(orjson.dumps({"origin": self.origin, "seq": seq, "head": digest}))
-            os.replace(tmp, self.watermark)
+            replace_file(self.watermark, body, self.watermark.with_suffix(".tmp"))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             get_logger("guantong.log").warning("watermark.unwritten", seq=seq, error=str(exc))
 
     def read_watermark(self) -> int:
