@@ -120,9 +120,8 @@ class Stamp:
 
     def touch(self) -> None:
         """Replace the file (after this process's own commit): seen here, news elsewhere."""
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
-            replace_file(self.path, str(time.time_ns()).encode(), tmp)
+            replace_file(self.path, str(time.time_ns()).encode())
         except OSError:
             return
         self._seen = _stat(self.path)

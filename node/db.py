@@ -244,9 +244,8 @@ class Store:
             body = {**found, "reason": found.get("reason", reason[:2000])}
         if repair is not None:
             body["repair"] = repair
-        tmp = self.marker.with_name(self.marker.name + ".tmp")
         with suppress(OSError):
-            replace_file(self.marker, orjson.dumps(body), tmp)
+            replace_file(self.marker, orjson.dumps(body))
 
     def clear_corrupt(self) -> None:
         if self.marker is not None:

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
-__all__ = ["replace_file"]
+__all__ = ["replace_file", "temporary_name"]
 
 
-def replace_file(path: Path, data: bytes, tmp: Path) -> None:
-    """Write ``data`` to ``tmp``, then rename it over ``path``: a reader sees the old file
-    or the new one, never half of one. On ``OSError`` (a full or read-only disk) the
-    temporary file is removed and the error raised: each caller's write is best effort in
-    its own way."""
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader sees the old file or the new one, never half of one. The temporary name is this
+    process's and thread's own: a server and a command beside it (``guantong put``) both
+    replace ``head.json``, and with one shared name either could rename the other's half
+    written file into place, or find its own gone. On ``OSError`` (a full or read-only
+    disk) the temporary file is removed and the error raised: each caller's write is best
+    effort in its own way."""
+    tmp = temporary_name(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -22,3 +27,8 @@ def replace_file(path: Path, data: bytes, tmp: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def temporary_name(path: Path) -> Path:
+    """Where :func:`replace_file` writes ``path``'s next content before the rename."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -227,7 +227,7 @@ class Log:
             return
         body = orjson.dumps({"origin": self.origin, "seq": seq, "head": digest})
         try:
-            replace_file(self.watermark, body, self.watermark.with_suffix(".tmp"))
+            replace_file(self.watermark, body)
         except OSError as exc:
             get_logger("guantong.log").warning("watermark.unwritten", seq=seq, error=str(exc))
 
