@@ -292,7 +292,7 @@ def _timeliness(node: Node, prefix: str, t: Thresholds, now: Any) -> Criterion:
         and is_in_subtree(v.task.target, prefix)
         and v.task.due <= format_time(now)
     ]
-    closed = [v for v in due if v.state in ("done", "rejected") and not v.overdue]
+    closed = [v for v in due if v.closed_on_time]
     rate = len(closed) / len(due) if due else None
     passed = not slow and (rate is None or rate >= t.task_closure_rate) and not red
     lag_text = ", ".join(f"{tier} {p['p90']:.1f} h" for tier, p in percentiles.items())

@@ -10,8 +10,15 @@ the injected clock:
 - every ``ESCALATE_AFTER`` further without the task done: the warning rises (orange, then
   red) and supervision moves one tier up, to the grandparent (never above this node).
 
-``task_alerts`` remembers what was done, so the job is idempotent and survives restarts;
-tests call :func:`check_deadlines` with a fake clock instead of sleeping.
+A ``supervise`` task is the chase of another: it is reminded and warned of like any task
+with a deadline, but never escalated into supervision of its own (the task it chases
+already climbs the chain), and once the chased task is closed (done, rejected, cancelled)
+this node cancels it, so that the supervisor's list no longer shows it open and its
+deadline raises nothing.
+
+``task_alerts`` remembers what was done for which deadline (an amended ``due`` is watched
+afresh: missing an extension is warned of again), so the job is idempotent and survives
+restarts; tests call :func:`check_deadlines` with a fake clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from sqlalchemy import select
 from node.db import insert_ignore
 from node.runtime import Node
 from node.tables import TASK_ALERTS
-from node.tasks import FINAL, issue_task, task_views
+from node.tasks import FINAL, TaskView, amend_task, issue_task, task_views
 from schemas.ids import is_in_subtree, parent_of
 from schemas.tasks import Task
 from schemas.times import format_time, parse_time
@@ -50,12 +57,17 @@ def check_deadlines(node: Node) -> DeadlineReport:
     now = node.clock()
     with node.store.read() as conn:
         done = {(r.task_id, r.alert) for r in conn.execute(select(TASK_ALERTS))}
-    for view in task_views(node, issued_here=True):
+    views = task_views(node, issued_here=True)
+    states = {v.task.id: v.state for v in views}
+    for view in views:
         task = view.task
         if task.kind not in WATCHED or task.due is None or view.state in FINAL:
             continue
+        if task.kind == "supervise" and states.get(str(task.payload.get("task_id")), "") in FINAL:
+            amend_task(node, task.id, cancel=True)  # what it chased is closed
+            continue
         due = parse_time(task.due)
-        if due - REMIND_BEFORE <= now < due and (task.id, "reminder") not in done:
+        if due - REMIND_BEFORE <= now < due and not _alerted(done, view, "reminder"):
             issue_task(
                 node,
                 target=task.target,
@@ -66,34 +78,53 @@ def check_deadlines(node: Node) -> DeadlineReport:
                     "text": f"任务即将到期（{task.due}），请按时办结并报告。",
                 },
             )
-            _mark(node, task.id, "reminder")
+            _mark(node, task.id, _alert("reminder", task))
             report.reminders.append(task.id)
         if now <= due:
             continue
         level = min(int((now - due) / ESCALATE_AFTER), len(LEVELS) - 1)
         for step in range(level + 1):
-            alert = f"overdue-{step}"
-            if (task.id, alert) in done:
+            if _alerted(done, view, f"overdue-{step}"):
                 continue
-            supervisor = _supervisor(node.id, task, step)
-            _warn(node, task, LEVELS[step], supervisor)
-            issue_task(
-                node,
-                target=supervisor,
-                kind="supervise",
-                due=format_time(now + ESCALATE_AFTER),
-                payload={
-                    "task_id": task.id,
-                    "target": task.target,
-                    "due": task.due,
-                    "level": LEVELS[step],
-                    "text": f"{task.target} 的任务已逾期（应于 {task.due} 完成），请督办。",
-                },
-            )
-            _mark(node, task.id, alert)
+            if task.kind == "supervise":
+                supervisor = task.target  # warned of, not chased further
+                _warn(node, task, LEVELS[step], supervisor)
+            else:
+                supervisor = _supervisor(node.id, task, step)
+                _warn(node, task, LEVELS[step], supervisor)
+                issue_task(
+                    node,
+                    target=supervisor,
+                    kind="supervise",
+                    due=format_time(now + ESCALATE_AFTER),
+                    payload={
+                        "task_id": task.id,
+                        "target": task.target,
+                        "due": task.due,
+                        "level": LEVELS[step],
+                        "text": f"{task.target} 的任务已逾期（应于 {task.due} 完成），请督办。",
+                    },
+                )
+                report.supervise.append((task.id, supervisor))
+            _mark(node, task.id, _alert(f"overdue-{step}", task))
             report.warnings.append((task.id, LEVELS[step]))
-            report.supervise.append((task.id, supervisor))
     return report
+
+
+def _alert(name: str, task: Task) -> str:
+    """The key an alert is remembered by: per deadline, so that an amended ``due`` is
+    watched afresh (its digits: ``overdue-2@20261207090000000`` fits the column's 32)."""
+    return f"{name}@{''.join(c for c in task.due or '' if c.isdigit())}"
+
+
+def _alerted(done: set[tuple[str, str]], view: TaskView, name: str) -> bool:
+    """Whether this alert was raised for the task's current deadline. Alerts remembered
+    before they named their deadline (``overdue-0``) count for a task never amended, whose
+    deadline cannot have moved since."""
+    task = view.task
+    if (task.id, _alert(name, task)) in done:
+        return True
+    return task.rev == 1 and (task.id, name) in done
 
 
 def _supervisor(issuer: str, task: Task, step: int) -> str:

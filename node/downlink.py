@@ -47,11 +47,14 @@ class PullReport:
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
     installed_bundle: int | None = None
+    revoked: int = 0
+    """Keys whose revocation this pull moved (applied for the first time, or earlier)."""
 
     def add(self, received: ReceiveReport, count: int) -> None:
         self.pages += 1
         self.tasks += count
         self.stored += received.stored
+        self.revoked += received.revoked
         self.rejected.extend(received.rejected)
         if received.installed_bundle is not None:
             self.installed_bundle = received.installed_bundle

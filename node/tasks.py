@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, func, select
 
 from contracts.registry import Registry
@@ -248,7 +249,13 @@ class ReceiveReport:
 
 
 def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) -> ReceiveReport:
-    """Verify and store tasks from above; act on those that reach this node."""
+    """Verify and store tasks from above; act on those that reach this node.
+
+    What a task makes a node do is derived from the tasks it holds, not from what one pull
+    brought, as receipts are: revocations are applied in the transaction that stores the
+    tasks (a failure stores neither, and the pull is made again), and the newest contract
+    bundle held is installed after it, on every pull until it is (a failure, or a crash
+    between the commit and the install, is made good by the next pull)."""
     report = ReceiveReport()
     with node.store.write() as conn:
         for cert in certs:  # the issuers' chains: trusted only if they verify to the root
@@ -261,19 +268,18 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
             try:
                 task = Task.parse(raw)
                 _check(node, task, conn)
+                _check_revision(task, conn, accepted)
             except GuantongError as exc:
                 report.rejected.append(f"{exc.code.value}: {exc.message}")
                 continue
             accepted.append(task)
-        fresh = _new_revisions(conn, accepted)
+        fresh = {(t.id, t.rev) for t in _new_revisions(conn, accepted)}
         report.stored = _store(node, accepted, conn)
-    for task in fresh:
-        if not task.reaches(node.id):
-            continue
-        try:
-            _act(node, task, report)
-        except GuantongError as exc:
-            report.rejected.append(f"{exc.code.value}: task {task.id}: {exc.message}")
+        report.revoked = _apply_revocations(node, conn, fresh, report)
+    try:
+        report.installed_bundle = _install_held_bundle(node)
+    except GuantongError as exc:
+        report.rejected.append(f"{exc.code.value}: contract bundle: {exc.message}")
     try:
         write_receipts(node)
     except GuantongError as exc:  # retried on the next pull: receipts are derived, not queued
@@ -362,6 +368,31 @@ def _check(node: Node, task: Task, conn: Connection) -> None:
         )
 
 
+def _check_revision(task: Task, conn: Connection, accepted: Sequence[Task]) -> None:
+    """Only a task's issuer revises it: a revision whose issuer, kind, target or scope
+    differs from one already held (or from one accepted in this pull) is refused, so that
+    a hub in between cannot amend or cancel, under its own key, a task an ancestor issued
+    (it could only withhold it, which the issuer sees as a missing receipt)."""
+    held = conn.execute(
+        select(TASKS.c.issuer, TASKS.c.kind, TASKS.c.target, TASKS.c.scope)
+        .where(TASKS.c.task_id == task.id)
+        .limit(1)
+    ).first()
+    first = (
+        (held.issuer, held.kind, held.target, held.scope)
+        if held is not None
+        else next(
+            ((t.issuer, t.kind, t.target, t.scope) for t in accepted if t.id == task.id), None
+        )
+    )
+    if first is not None and first != (task.issuer, task.kind, task.target, task.scope):
+        raise GuantongError(
+            ErrorCode.FORBIDDEN,
+            f"task {task.id} rev {task.rev} by {task.issuer} revises a {first[1]} task "
+            f"{first[0]} issued to {first[2]}",
+        )
+
+
 def _new_revisions(conn: Connection, tasks: list[Task]) -> list[Task]:
     fresh = []
     for task in tasks:
@@ -373,11 +404,69 @@ def _new_revisions(conn: Connection, tasks: list[Task]) -> list[Task]:
     return fresh
 
 
-def _act(node: Node, task: Task, report: ReceiveReport) -> None:
-    if task.kind == "contracts" and not task.cancelled:
-        report.installed_bundle = _install_bundle(node, task)
-    elif task.kind == "revoke" and not task.cancelled:
-        report.revoked += _apply_revocation(node, task)
+def _held_latest(conn: Connection, kind: str, node_id: str) -> list[Task]:
+    """The latest revision of every held task of ``kind`` that reaches ``node_id``."""
+    latest: dict[str, Task] = {}
+    for raw in conn.execute(select(TASKS.c.raw).where(TASKS.c.kind == kind)).scalars():
+        task = Task.parse(bytes(raw))
+        if task.reaches(node_id) and (task.id not in latest or task.rev > latest[task.id].rev):
+            latest[task.id] = task
+    return list(latest.values())
+
+
+def _apply_revocations(
+    node: Node, conn: Connection, fresh: set[tuple[str, int]], report: ReceiveReport
+) -> int:
+    """Apply every held, uncancelled ``revoke`` task that reaches this node (a revocation
+    only ever moves earlier, so applying one again changes nothing). A malformed one is
+    reported when it arrives, and skipped after."""
+    revoked = 0
+    for task in _held_latest(conn, "revoke", node.id):
+        if task.cancelled or task.issuer == node.id:
+            continue
+        try:
+            target, since = _revocation(task)
+        except GuantongError as exc:
+            if (task.id, task.rev) in fresh:
+                report.rejected.append(f"{exc.code.value}: task {task.id}: {exc.message}")
+            continue
+        revoked += node.keyring.revoke(target, revoked_from=since, conn=conn)
+    return revoked
+
+
+def _install_held_bundle(node: Node) -> int | None:
+    """Install the newest contract bundle the held ``contracts`` tasks carry, if it is newer
+    than the installed one (only from the province, never rolling back). Each task carries
+    a whole bundle: the latest revisions are read for their claimed ``bundle_version``
+    alone, and only the one to install is parsed and checked as a task."""
+    best: tuple[int, bytes] | None = None
+    seen: set[str] = set()
+    with node.store.read() as conn:
+        rows = conn.execute(
+            select(TASKS.c.task_id, TASKS.c.issuer, TASKS.c.target, TASKS.c.scope, TASKS.c.raw)
+            .where(TASKS.c.kind == "contracts")
+            .order_by(TASKS.c.task_id, TASKS.c.rev.desc())
+        )
+        for row in rows:
+            if row.task_id in seen:
+                continue  # an earlier revision
+            seen.add(row.task_id)
+            reaches = row.target == node.id or (
+                row.scope == "subtree" and is_in_subtree(node.id, row.target)
+            )
+            if row.issuer == node.id or parent_of(row.issuer) is not None or not reaches:
+                continue  # only the province publishes bundles
+            payload = orjson.loads(bytes(row.raw)).get("payload")
+            if not isinstance(payload, dict) or payload.get("cancelled") is True:
+                continue
+            claimed = payload.get("bundle_version")
+            if not isinstance(claimed, int) or isinstance(claimed, bool):
+                claimed = node.registry.bundle_version + 1  # checked when parsed
+            if claimed > node.registry.bundle_version and (best is None or claimed > best[0]):
+                best = (claimed, bytes(row.raw))
+    if best is None:
+        return None
+    return _install_bundle(node, Task.parse(best[1]))
 
 
 def _install_bundle(node: Node, task: Task) -> int | None:
@@ -405,7 +494,8 @@ def _install_bundle(node: Node, task: Task) -> int | None:
     return registry.bundle_version
 
 
-def _apply_revocation(node: Node, task: Task) -> int:
+def _revocation(task: Task) -> tuple[str, str]:
+    """The node a ``revoke`` task names and the time its keys are revoked from."""
     target = task.payload.get("node")
     since = task.payload.get("from") or task.issued
     if (
@@ -414,7 +504,12 @@ def _apply_revocation(node: Node, task: Task) -> int:
         or target == task.issuer
     ):
         raise GuantongError(ErrorCode.MALFORMED, "a revoke task names a node below its issuer")
-    return node.keyring.revoke(target, revoked_from=format_time(parse_time(since)))
+    try:
+        return target, format_time(parse_time(since))
+    except (GuantongError, TypeError, ValueError) as exc:
+        raise GuantongError(
+            ErrorCode.MALFORMED, f"a revoke task's from is not a time: {since!r}"
+        ) from exc
 
 
 # -- reporting -----------------------------------------------------------------------------
@@ -463,14 +558,25 @@ class TaskView:
     task: Task
     state: str
     overdue: bool
+    """Open past its ``due``."""
     history: list[dict[str, Any]]
     responses: dict[str, int]
+    closed_at: str | None = None
+    """When the report that closed it (``done``, ``rejected``) was made; None while open."""
+
+    @property
+    def closed_on_time(self) -> bool:
+        """Closed (done or rejected) by its ``due``, or closed with none set."""
+        if self.closed_at is None:
+            return False
+        return self.task.due is None or self.closed_at <= self.task.due
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.task.to_dict(),
             "state": self.state,
             "overdue": self.overdue,
+            "closed_at": self.closed_at,
             "history": self.history,
             **({"responses": self.responses} if self.task.kind == "collect" else {}),
         }
@@ -514,25 +620,39 @@ def task_views(
                 }
                 for e in events
             ]
-            state = _state(task, [e.status for e in events])
+            state, closed_at = _state(task, events)
             overdue = task.due is not None and state not in FINAL and now > task.due
             responses = _responses(conn, task) if task.kind == "collect" else {}
-            views.append(TaskView(task, state, overdue, history, responses))
+            views.append(TaskView(task, state, overdue, history, responses, closed_at))
     views.sort(key=lambda v: (v.task.issued, v.task.id))
     return views
 
 
-def _state(task: Task, statuses: list[str]) -> str:
+def _state(task: Task, events: Sequence[Any]) -> tuple[str, str | None]:
+    """The task's state from its recipients' reports, and when it closed (the first
+    ``done`` or ``rejected`` that decides it), or None while open.
+
+    ``done`` and ``rejected`` answer one revision: an amendment (a new instruction, a later
+    deadline) reopens a task its target closed before, so only the current revision's
+    closing reports count. A ``done`` of an earlier revision still shows the work under
+    way (``in_progress``); receipts and progress carry over."""
     if task.cancelled:
-        return "cancelled"
-    if "rejected" in statuses and "done" not in statuses:
-        return "rejected"
+        return "cancelled", None
+    current = [e for e in events if e.task_rev == task.rev]
+    done = [e.at for e in current if e.status == "done"]
+    rejected = [e.at for e in current if e.status == "rejected"]
+    if done:
+        return "done", min(done)
+    if rejected:
+        return "rejected", min(rejected)
     best = 0
-    for status in statuses:
-        mapped = _STATUS_STATE.get(status)
+    for event in events:
+        mapped = _STATUS_STATE.get(event.status)
+        if mapped in ("done", "rejected"):
+            mapped = "in_progress" if mapped == "done" else None
         if mapped in _PROGRESS:
             best = max(best, _PROGRESS.index(mapped))
-    return _PROGRESS[best]
+    return _PROGRESS[best], None
 
 
 def _responses(conn: Connection, task: Task) -> dict[str, int]:

@@ -248,7 +248,7 @@ class Demo:
             )
         self.console.print(
             f"  the unit reported: {' → '.join(h['status'] for h in view.history)} "
-            f"({'on time' if not view.overdue else 'late'})"
+            f"({'on time' if view.closed_on_time else 'late'})"
         )
         with self.node(station) as node:
             asyncio.run(_pull(node))

@@ -121,7 +121,13 @@ def list_tasks(
         return
     table = Table("id", "kind", "target", "due", "state", "reports")
     for view in views:
-        state = view.state + (" (overdue)" if view.overdue else "")
+        state = view.state + (
+            " (overdue)"
+            if view.overdue
+            else " (late)"
+            if view.closed_at is not None and not view.closed_on_time
+            else ""
+        )
         table.add_row(
             view.task.id,
             view.task.kind,
