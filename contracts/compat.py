@@ -52,12 +52,16 @@ from urllib.parse import unquote
 import jsonschema_rs
 from jsonschema_rs.canonical import Containment
 
+from contracts.privacy import privacy_rules
+from schemas.errors import GuantongError
+
 # fmt: off
 RULES: tuple[str, ...] = (
     "removed_property", "type_changed", "newly_required", "enum_value_removed", "const_changed",
     "limit_tightened", "pattern_changed", "format_added", "format_changed", "open_object",
     "x_privacy_changed", "structure_changed", "missing_file", "unlisted_file", "invalid_json",
     "invalid_index", "invalid_schema", "number_type", "missing_upcast_table",
+    "privacy_unreachable",
 )
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -508,6 +512,10 @@ def _one(name: str, version: str, rule: str, message: str, pointer: str = "") ->
 
 
 def _document_rules(name: str, version: str, doc: Schema) -> Iterator[Violation]:
+    try:
+        privacy_rules(doc)
+    except GuantongError as exc:
+        yield _one(name, version, "privacy_unreachable", f"{exc.message}.")
     for node, ptr in _subschemas(doc):
         where = f"'{ptr}'" if ptr else "the root"
         types, extra = _declared_types(node) or set(), node.get("additionalProperties")

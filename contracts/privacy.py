@@ -44,36 +44,81 @@ class PrivacyRules:
 
 
 def privacy_rules(schema: dict[str, Any]) -> PrivacyRules:
+    """The fields a contract version marks private, by path from the record's root.
+
+    ``x-privacy`` is honoured where a record's fields are named: under ``properties``,
+    ``items`` and the branches of ``anyOf``, ``oneOf`` and ``allOf``. A mark anywhere else
+    (behind a ``$ref``, under ``additionalProperties``, ``patternProperties`` or
+    ``prefixItems``, inside another private field) would be valid JSON Schema that no
+    projection applies, and the field would leave the node in the clear: such a schema is
+    refused (``bundle_invalid``), as is a field marked with two different rules."""
     found: list[tuple[Path, Rule]] = []
-    _walk(schema, (), found)
-    return PrivacyRules(tuple(sorted(found)))
+    reached: set[int] = set()
+    _walk(schema, (), found, reached)
+    for node, pointer in _marked(schema, ""):
+        if id(node) not in reached:
+            raise GuantongError(
+                ErrorCode.BUNDLE_INVALID,
+                f"x-privacy at {pointer or 'the root'} is not under properties or items "
+                "(nor their anyOf, oneOf, allOf), where projection would not apply it",
+            )
+    rules: dict[Path, Rule] = {}
+    for path, rule in found:
+        if rules.setdefault(path, rule) != rule:
+            raise GuantongError(
+                ErrorCode.BUNDLE_INVALID,
+                f"field {'/'.join(path)} is marked x-privacy {rules[path]!r} and {rule!r}",
+            )
+    return PrivacyRules(tuple(sorted(rules.items())))
 
 
-def _walk(node: Any, path: Path, found: list[tuple[Path, Rule]]) -> None:
+def _walk(node: Any, path: Path, found: list[tuple[Path, Rule]], reached: set[int]) -> None:
     if not isinstance(node, dict):
         return
     rule = node.get("x-privacy")
-    if rule is not None and path:
+    if isinstance(rule, str) and path:
         if rule not in ("local", "mask", "hash"):
             raise GuantongError(
                 ErrorCode.BUNDLE_INVALID, f"unknown x-privacy {rule!r} at {'/'.join(path)}"
             )
-        found.append((path, rule))
+        found.append((path, rule))  # type: ignore[arg-type]  # checked just above
+        reached.add(id(node))
         return
-    for name, sub in node.get("properties", {}).items():
-        _walk(sub, (*path, name), found)
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for name, sub in properties.items():
+            _walk(sub, (*path, name), found, reached)
     if isinstance(node.get("items"), dict):
-        _walk(node["items"], (*path, "*"), found)
+        _walk(node["items"], (*path, "*"), found, reached)
     for key in ("anyOf", "oneOf", "allOf"):
-        for sub in node.get(key, []):
-            _walk(sub, path, found)
+        branches = node.get(key)
+        for sub in branches if isinstance(branches, list) else ():
+            _walk(sub, path, found, reached)
+
+
+def _marked(node: Any, pointer: str) -> list[tuple[dict[str, Any], str]]:
+    """Every schema object carrying an ``x-privacy`` mark, with its JSON pointer."""
+    out: list[tuple[dict[str, Any], str]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("x-privacy"), str):
+            out.append((node, pointer))
+        for key, sub in node.items():
+            escaped = str(key).replace("~", "~0").replace("/", "~1")
+            out.extend(_marked(sub, f"{pointer}/{escaped}"))
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            out.extend(_marked(sub, f"{pointer}/{i}"))
+    return out
 
 
 def mask_value(value: str) -> str:
-    """Keep just enough to recognise a value: ``138****5678``, ``张*``, ``王**明``."""
+    """Keep just enough to recognise a value: ``138****5678``, ``张*``, ``王**明``; a
+    value of one character is all mask (``*``), since its first would be all of it."""
     n = len(value)
-    if n <= 2:
-        return value[:1] + "*" * (n - 1)
+    if n <= 1:
+        return "*" * n
+    if n == 2:
+        return value[0] + "*"
     if n < 11:
         return value[0] + "*" * (n - 2) + value[-1]
     return value[:3] + "*" * (n - 7) + value[-4:]
@@ -99,7 +144,10 @@ def project(
             if rule == "local":
                 del parent[key]
             elif rule == "mask":
-                parent[key] = mask_value(original) if isinstance(original, str) else original
+                # a value that is no string is masked as its canonical text, never sent as
+                # it is (the contract's schema then decides whether the masked form is valid)
+                text = original if isinstance(original, str) else canonical_bytes(original).decode()
+                parent[key] = mask_value(text)
             else:
                 if secret is None:
                     raise GuantongError(

@@ -110,6 +110,7 @@ class Registry:
                         ErrorCode.BUNDLE_INVALID, f"{name}/{version}.json is missing"
                     )
                 compiled[version] = _compile(name, version, info, schema)
+                compiled[version].privacy  # noqa: B018 - a mark no projection applies: refused now
             self._versions[name] = compiled
             current = meta.get("current")
             if current is not None and current not in compiled:

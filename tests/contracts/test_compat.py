@@ -173,6 +173,7 @@ def test_every_compare_rule_has_a_case() -> None:
         "invalid_schema",
         "number_type",
         "missing_upcast_table",
+        "privacy_unreachable",
     }
     assert {c[0] for c in RULE_CASES} == set(RULES) - bundle_rules
     assert len(RULES) == len(set(RULES))
@@ -459,6 +460,14 @@ def test_bundle_open_object_and_number_type(bundle: Path) -> None:
         ("1.2", "1.2", "open_object", "/properties/attachments/items"),
         ("1.2", "1.2", "number_type", "/properties/rating/type"),
     }
+
+
+def test_bundle_privacy_behind_a_ref(bundle: Path) -> None:
+    newer = opinion("1.1")
+    newer["$defs"] = {"alias": {"type": "string", "x-privacy": "local"}}
+    newer["properties"]["reporter_alias"] = {"$ref": "#/$defs/alias"}
+    publish(bundle, "opinion", "1.2", newer)
+    assert found(check_bundle(bundle)) == {("1.2", "1.2", "privacy_unreachable", "")}
 
 
 def test_bundle_missing_upcast_table(bundle: Path) -> None:

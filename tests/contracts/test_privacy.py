@@ -27,6 +27,7 @@ def _opinion(version: str = "1.1") -> dict[str, Any]:
     [
         ("13857012345", "138****2345"),
         ("张三", "张*"),
+        ("张", "*"),  # its first character would be all of it
         ("王小明", "王*明"),
         ("1234567", "1*****7"),
         ("", ""),
@@ -91,3 +92,64 @@ def test_phone_never_appears_in_entry_bytes_but_get_shows_it(make_node: NodeFact
     node.put("opinion", [(1, {"id": result.record_ids[3], **update})])
     again = node.get("opinion", result.record_ids[3])
     assert again.data is not None and "reporter_phone" not in again.data
+
+
+def _with(props: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "additionalProperties": False, **extra}
+
+
+@pytest.mark.parametrize(
+    ("schema", "where"),
+    [
+        (  # behind a $ref: valid JSON Schema, and no projection would follow it
+            _with(
+                {"name": {"$ref": "#/$defs/name"}},
+                **{"$defs": {"name": {"type": "string", "x-privacy": "local"}}},
+            ),
+            "/$defs/name",
+        ),
+        (
+            _with({"contact": {"type": "array", "prefixItems": [{"x-privacy": "mask"}]}}),
+            "/properties/contact/prefixItems/0",
+        ),
+        (
+            _with({"m": {"type": "object", "additionalProperties": {"x-privacy": "hash"}}}),
+            "/properties/m/additionalProperties",
+        ),
+        (  # inside a field already private
+            _with({"a": {"x-privacy": "local", "properties": {"b": {"x-privacy": "mask"}}}}),
+            "/properties/a/properties/b",
+        ),
+    ],
+)
+def test_a_mark_projection_would_not_apply_is_refused(schema: dict[str, Any], where: str) -> None:
+    with pytest.raises(GuantongError) as refused:
+        privacy_rules(schema)
+    assert refused.value.code is ErrorCode.BUNDLE_INVALID and where in refused.value.message
+
+
+def test_a_field_marked_twice_is_one_rule_or_refused() -> None:
+    same = _with({"p": {"anyOf": [{"x-privacy": "hash"}, {"x-privacy": "hash"}]}})
+    assert privacy_rules(same).fields == ((("p",), "hash"),)  # hashed once, not twice
+    other = _with({"p": {"anyOf": [{"x-privacy": "hash"}, {"x-privacy": "local"}]}})
+    with pytest.raises(GuantongError, match="marked x-privacy"):
+        privacy_rules(other)
+
+
+def test_a_masked_value_that_is_no_string_is_masked_as_its_text() -> None:
+    rules = privacy_rules(_with({"phone": {"x-privacy": "mask"}}))
+    public, private = project({"phone": 13857012345}, rules, None)
+    assert public == {"phone": "138****2345"} and private == {"/phone": 13857012345}
+
+
+def test_a_bundle_with_a_mark_behind_a_ref_is_not_loaded(tmp_path: Path) -> None:
+    bundle = Registry.default()
+    bundle.export(tmp_path / "b")
+    path = tmp_path / "b" / "opinion" / "1.1.json"
+    schema = json.loads(path.read_text("utf-8"))
+    schema["$defs"] = {"secret": {"type": "string", "x-privacy": "local"}}
+    schema["properties"]["reporter_alias"] = {"$ref": "#/$defs/secret"}
+    path.write_text(json.dumps(schema, ensure_ascii=False), "utf-8")
+    with pytest.raises(GuantongError) as refused:
+        Registry.from_dir(tmp_path / "b")
+    assert refused.value.code is ErrorCode.BUNDLE_INVALID
