@@ -489,7 +489,7 @@ async def _sync(
 ) -> None:
     log = get_logger("guantong.uplink")
     wait = uplink.wait()
-    if wait > 0:
+    if wait > 0 and not full:  # a run someone asked for ("sync now") is tried at once
         if state.wake is not None:
             state.wake(wait)
         return

@@ -70,6 +70,10 @@ BASE_DELAY = 2.0
 MAX_DELAY = 600.0
 PUSH_MAX_BYTES = 1 << 20
 RETRY_AFTER_JITTER = 0.5
+LONGEST_WAIT_S = 86_400 * (1 + RETRY_AFTER_JITTER)
+"""No backoff waits longer (a ``Retry-After`` is capped at a day): a stored next attempt
+further away than this was set by a clock that has since been set back (a PC a month
+ahead, corrected), and is due now rather than in a month."""
 _SET_CURSOR = RowsInsert(
     UPLINK_CURSOR,
     ("origin", "acked", "blocked", "updated_at"),
@@ -167,7 +171,7 @@ class Uplink:
             return False
         results = await self._post(body)
         if len(results) != len(segments):
-            await anyio.to_thread.run_sync(self._contact)
+            await anyio.to_thread.run_sync(self._refused, "results do not match the segments")
             raise GuantongError(
                 ErrorCode.MALFORMED,
                 f"parent answered {len(results)} results for {len(segments)} segments",
@@ -214,11 +218,17 @@ class Uplink:
                 return  # the push will find out, and back off
             if response.status_code != 200:
                 return
-            body = orjson.loads(response.content)
-            held.update({h["origin"]: int(h["seq"]) for h in body.get("heads", [])})
-            after = body.get("next")
+            try:  # a captive portal's page, a proxy's: nothing to lower by (the push says why)
+                body = orjson.loads(response.content)
+                page = {str(h["origin"]): int(h["seq"]) for h in body.get("heads", [])}
+                after = body.get("next")
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+                return
+            held.update(page)
             if not after:
                 break
+            if not isinstance(after, str):
+                return
         now = format_time(self.clock())
         with self.store.write() as conn:
             for row in conn.execute(select(UPLINK_CURSOR.c.origin, UPLINK_CURSOR.c.acked)).all():
@@ -259,8 +269,12 @@ class Uplink:
                 parent_code=str(error.get("code", "")) or None,
             )
         if response.status_code != 200:
-            await anyio.to_thread.run_sync(self._contact)
+            # refused as a whole (a revoked or expired key, a body too large): the parent
+            # is there, and the same push would be refused again at once, so back off
             error = error_of(response)
+            said = f"{error.get('code')}: {error.get('message', '')}"
+            reason = f"HTTP {response.status_code} ({said})"
+            await anyio.to_thread.run_sync(self._refused, reason)
             raise GuantongError(
                 code_of(error.get("code")),
                 f"parent refused the push ({response.status_code}): "
@@ -271,7 +285,7 @@ class Uplink:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             results = None
         if not isinstance(results, list) or not all(_is_result(r) for r in results):
-            await anyio.to_thread.run_sync(self._contact)
+            await anyio.to_thread.run_sync(self._refused, "a push answered without results")
             raise GuantongError(
                 ErrorCode.MALFORMED, f"parent {self.parent_url} answered a push without results"
             )
@@ -338,7 +352,8 @@ class Uplink:
         next_at = self.state()["next_attempt_at"]
         if next_at is None:
             return 0.0
-        return max(0.0, (parse_time(next_at) - self.clock()).total_seconds())
+        remaining = (parse_time(next_at) - self.clock()).total_seconds()
+        return 0.0 if remaining > LONGEST_WAIT_S else max(0.0, remaining)
 
     def _failed(self, reason: str, retry_after: float | None = None) -> None:
         """Back off: as the parent asked (``Retry-After``), else exponentially."""
@@ -352,8 +367,14 @@ class Uplink:
         next_at = self.clock() + timedelta(seconds=delay)
         self._save(failures, format_time(next_at), reason[:500], state["last_contact"])
 
-    def _contact(self) -> None:
-        self._save(0, None, None, format_time(self.clock()))
+    def _refused(self, reason: str) -> None:
+        """The parent answered but took nothing: back off exponentially, as for a failure,
+        and keep the reason (``/v1/status``), with the contact it was."""
+        state = self.state()
+        failures = state["failures"] + 1
+        now = self.clock()
+        next_at = now + timedelta(seconds=backoff_delay(failures, self.rng))
+        self._save(failures, format_time(next_at), reason[:500], format_time(now))
 
     def _save(
         self,

@@ -7,8 +7,16 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from node.bundles import export_bundle, export_tasks, import_bundle, import_tasks, read_bundle
@@ -102,39 +110,69 @@ BUSY_PATIENCE_S = 60.0
 
 
 async def _sync(node: Node, *, once: bool, interval: float, progress: Progress) -> SyncReport:
+    """Push the outbox and take the tasks; with ``once``, one run whose failure is raised.
+    Otherwise a run every ``interval`` seconds for as long as the command runs: a failed
+    run (the parent away, refusing) is reported and tried again, after the backoff."""
     parent = node.settings.parent_url
     if not parent:
         raise GuantongError(ErrorCode.NO_PARENT, f"{node.id} has no parent to sync with")
     total = SyncReport()
     async with client(node) as http:
-        await ensure_recovered(node, http)
         uplink = Uplink(node.log, parent_url=parent, client=http, clock=node.clock)
         task = progress.add_task("pushing", total=sum(b.entries for b in uplink.backlog()))
+        recovered = False
         while True:
-            skip: set[str] = set()
-            patience = BUSY_PATIENCE_S
-            while True:
-                try:
-                    if not await uplink.push_once(total, skip):
-                        break
-                except GuantongError as exc:
-                    # a busy parent asks for seconds: wait them here rather than fail a
-                    # run that would succeed a moment later (anything else is reported)
-                    wait = uplink.wait()
-                    if exc.details.get("parent_code") != ErrorCode.BUSY.value or wait > patience:
-                        raise
-                    patience -= wait
-                    progress.update(task, description=f"parent busy, again in {wait:.0f} s")
-                    await asyncio.sleep(wait)
-                    progress.update(task, description="pushing")
-                    continue
-                progress.update(task, completed=total.entries)
-            pulled = await pull_tasks(node, http)
-            total.tasks += pulled.stored
+            try:
+                if not recovered or node.recovery_reason is not None:
+                    recovered = await ensure_recovered(node, http) is not None
+                await _run(node, http, uplink, total, progress, task)
+            except GuantongError as exc:
+                if once:
+                    raise
+                wait = max(interval, uplink.wait())
+                progress.console.print(
+                    f"error: {exc.code.value}: {exc.message} (again in {wait:.0f} s)"
+                )
+                await asyncio.sleep(wait)
+                continue
             if once:
                 return total
             await asyncio.sleep(interval)
             progress.update(task, total=total.entries + sum(b.entries for b in uplink.backlog()))
+
+
+async def _run(
+    node: Node,
+    http: httpx.AsyncClient,
+    uplink: Uplink,
+    total: SyncReport,
+    progress: Progress,
+    task: TaskID,
+) -> None:
+    """One run: lower the cursors to what the parent holds (a parent restored from a
+    backup is refilled), push until the outbox is empty, pull tasks."""
+    await uplink.reconcile_cursors()
+    progress.update(task, total=total.entries + sum(b.entries for b in uplink.backlog()))
+    skip: set[str] = set()
+    patience = BUSY_PATIENCE_S
+    while True:
+        try:
+            if not await uplink.push_once(total, skip):
+                break
+        except GuantongError as exc:
+            # a busy parent asks for seconds: wait them here rather than fail a
+            # run that would succeed a moment later (anything else is reported)
+            wait = uplink.wait()
+            if exc.details.get("parent_code") != ErrorCode.BUSY.value or wait > patience:
+                raise
+            patience -= wait
+            progress.update(task, description=f"parent busy, again in {wait:.0f} s")
+            await asyncio.sleep(wait)
+            progress.update(task, description="pushing")
+            continue
+        progress.update(task, completed=total.entries)
+    pulled = await pull_tasks(node, http)
+    total.tasks += pulled.stored
 
 
 @app.command()

@@ -46,7 +46,7 @@ from schemas.hashing import ZERO_HASH
 from schemas.ids import uuid7
 from schemas.segments import encode_segment
 from schemas.tasks import sign_task
-from schemas.times import parse_time
+from schemas.times import format_time, parse_time
 from tests.conftest import example
 from tests.federation.harness import Federation, reopen
 from tests.reliability.faults import FAULTS, FaultPlan, faulty_pull, faulty_uplink
@@ -773,3 +773,133 @@ async def test_a_hub_restored_from_a_backup_holding_the_cursor_is_paged_on(
     assert pulled.tasks == 2  # 二 and 三: not 一 again
     held = {v.task.id for v in task_views(station, issued_here=False)}
     assert later.id in held and len(held) == 3
+
+
+async def test_sync_on_the_command_line_refills_a_parent_restored_from_a_backup(
+    fed: Federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``guantong sync --once`` (a station that does not serve, on a timer) lowers its
+    cursors to what the parent holds, so a county restored from a backup gets back what
+    it lost, as a served uplink's runs do; it pushed only beyond its cursors."""
+    _sqlite_only(fed)
+    from rich.progress import Progress
+
+    from node.cli import sync as sync_cli
+
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    _snapshot(county, tmp_path / "county.db")
+    fed.write(station.id, 4)
+    monkeypatch.setattr(sync_cli, "client", lambda node: fed.client(COUNTY, caller=node.id))
+    assert (await sync_cli._sync(station, once=True, interval=0, progress=Progress())).entries == 4
+    county = _restore(fed, COUNTY, tmp_path / "county.db")
+    assert county.log.head(station.id) is None
+    monkeypatch.setattr(sync_cli, "client", lambda node: fed.client(COUNTY, caller=node.id))
+    report = await sync_cli._sync(station, once=True, interval=0, progress=Progress())
+    assert report.entries == 4
+    held = fed.nodes[COUNTY].log.head(station.id)
+    assert held is not None and held.seq == 4
+
+
+async def test_the_sync_loop_goes_on_after_a_failed_run(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``guantong sync`` without ``--once`` runs for as long as it is left running: a
+    parent away for a while is reported and tried again after the backoff, not the end
+    of the command."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from node import uplink as uplink_module
+    from node.cli import sync as sync_cli
+
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 3)
+    monkeypatch.setattr(sync_cli, "client", lambda node: fed.client(COUNTY, caller=node.id))
+    monkeypatch.setattr(uplink_module, "backoff_delay", lambda failures, rng: 0.05)
+    fed.down.add(COUNTY)
+    console = Console(record=True, width=200)
+    ended: list[BaseException] = []
+
+    async def loop() -> None:
+        try:
+            await sync_cli._sync(
+                station, once=False, interval=0.05, progress=Progress(console=console)
+            )
+        except GuantongError as exc:
+            ended.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop)
+        await anyio.sleep(0.3)
+        fed.down.discard(COUNTY)  # back
+        with anyio.fail_after(10):
+            while (held := county.log.head(station.id)) is None or held.seq < 3:
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert ended == []
+    assert "error: parent_unreachable" in console.export_text()
+
+
+async def test_a_backoff_set_before_the_clock_was_set_back_is_due_now(
+    fed: Federation,
+) -> None:
+    """A PC whose clock ran a month ahead failed a push, then had its clock corrected: the
+    next attempt it stored is a month away, further than any backoff sets, so it is due
+    now instead of after a month of silence."""
+    fed.add(COUNTY)
+    station = fed.add(S1)
+    uplink = fed.uplink(station.id, rng=random.Random(1))
+    ahead = fed.clock() + timedelta(days=30, seconds=30)
+    uplink._save(1, format_time(ahead), "parent unreachable", None)
+    assert uplink.wait() == 0.0
+    near = fed.clock() + timedelta(seconds=30)  # an ordinary backoff is waited out
+    uplink._save(1, format_time(near), "parent unreachable", None)
+    assert uplink.wait() == pytest.approx(30.0)
+    await uplink.client.aclose()
+
+
+async def test_a_push_refused_as_a_whole_backs_off_and_says_why(fed: Federation) -> None:
+    """A parent that refuses every request (here the station's key is revoked) is there,
+    but the same push would be refused again at once: the uplink backs off as after a
+    failure, keeps the reason for /v1/status, and notes the contact."""
+    from node.app import _sync_job
+    from node.tasks import revoke_node
+
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 2)
+    revoke_node(county, station.id, revoked_from=fed.now())
+    woken: list[float] = []
+    state = _SyncState(wake=woken.append, recovered=True)
+    uplink = fed.uplink(station.id, rng=random.Random(1))
+    client = fed.client(COUNTY, caller=station.id)
+    await _sync_job(station, uplink, client, state)
+    first = uplink.state()
+    assert first["failures"] == 1 and first["last_contact"] == fed.now()
+    assert first["last_error"] is not None and "revoked" in first["last_error"]
+    await _sync_job(station, uplink, client, state)  # within the backoff: not tried
+    assert uplink.state()["failures"] == 1
+    assert len(woken) == 2 and all(w >= 1.0 for w in woken)
+    await uplink.client.aclose()
+    await client.aclose()
+
+
+async def test_a_page_that_is_no_heads_answer_lowers_no_cursor(
+    fed: Federation,
+) -> None:
+    """A captive portal answers ``/v1/heads`` with 200 and a login page: reconciling
+    lowers nothing and raises nothing; the push that follows says what is wrong."""
+    station = fed.add(S1)
+    fed.write(station.id, 1)
+    portal = httpx.MockTransport(
+        lambda request: httpx.Response(200, content=b"<html>VillageNet: please log in</html>")
+    )
+    async with httpx.AsyncClient(transport=portal) as client:
+        uplink = Uplink(station.log, parent_url="http://county", client=client, clock=fed.clock)
+        await uplink.reconcile_cursors()
+        with pytest.raises(GuantongError) as refused:
+            await uplink.sync()
+    assert refused.value.code is ErrorCode.MALFORMED
+    assert uplink.state()["failures"] == 1
