@@ -145,8 +145,20 @@ class Keyring:
         return kid
 
     def add_certificate(self, cert: Certificate, conn: Connection | None = None) -> None:
-        """Verify ``cert`` against the keyring and the anchor, then trust its key."""
+        """Verify ``cert`` against the keyring and the anchor, then trust its key.
+
+        A key belongs to one node: a certificate of a key already known for another node is
+        refused. Public keys are public, so a hub could otherwise certify another node's key
+        for a child of its own, and every hub above would give the key to that child and
+        refuse its owner's authentic entries."""
         self.check_certificate(cert, conn)
+        known = self.lookup(cert.key_id, conn)
+        if known is not None and known.node != cert.node:
+            raise GuantongError(
+                ErrorCode.FORBIDDEN,
+                f"key {cert.key_id} is {known.node}'s: {cert.issuer} may not certify it "
+                f"for {cert.node}",
+            )
         row = {
             "key_id": cert.key_id,
             "node": cert.node,
@@ -223,11 +235,16 @@ class Keyring:
         if data.get("status") == "revoked":
             if cert.node == origin or not is_in_subtree(cert.node, origin):
                 return False
-            if self.lookup(cert.key_id, conn) is None:
+            known = self.lookup(cert.key_id, conn)
+            if known is None:
                 try:  # a revocation carries the certificate: trust it, then revoke it
                     self.add_certificate(cert, conn)
                 except GuantongError:
                     return False
+            elif known.node != cert.node:
+                # the key is another node's: a writer above the node it names, not above
+                # the key's owner, revokes nothing (a city could revoke a sibling's keys)
+                return False
             self.revoke_key(cert.key_id, revoked_from=data.get("revoked_from") or time, conn=conn)
             return True
         if cert.issuer != origin or cert.self_signed:

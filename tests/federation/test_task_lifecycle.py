@@ -230,7 +230,9 @@ async def test_supervision_ends_with_the_task_it_chases(fed: Federation) -> None
     assert [w.data["level"] for w in city.list("warning") if w.data] == ["yellow"]
     await fed.cascade_down("js.wx.jy")
     (inbox,) = [
-        v for v in task_views(fed.nodes["js.wx.jy"], issued_here=False) if v.task.kind == "supervise"
+        v
+        for v in task_views(fed.nodes["js.wx.jy"], issued_here=False)
+        if v.task.kind == "supervise"
     ]
     assert inbox.state == "cancelled"
 

@@ -10,8 +10,13 @@ from typer.testing import CliRunner
 
 from node.cli import app
 from node.enrollment import rotate_online
+from node.keyring import cert_record
 from node.keys import create_key
+from node.runtime import Node
 from node.verify import verify_log
+from schemas.certs import issue_certificate
+from schemas.errors import ErrorCode, GuantongError
+from schemas.ids import Tier
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -177,3 +182,67 @@ async def test_reports_count_only_from_the_tasks_recipients(fed: Federation) -> 
     await fed.cascade_up(sibling.id)
     (view,) = task_views(county, issued_here=True)
     assert (view.state, view.history) == ("issued", [])
+
+
+async def _a_city_and_a_county_of_its_sibling(fed: Federation) -> tuple[Node, Node, Node]:
+    """The province knows js.b.x's key from js.b's log; js.a is a sibling city."""
+    fed.add("js.a")
+    victim = fed.add("js.b.x")
+    province = fed.nodes["js"]
+    assert (await fed.sync("js.b")).rejected == {}
+    known = province.keyring.lookup(victim.signer.key_id)
+    assert known is not None and known.node == "js.b.x" and known.revoked_from is None
+    return province, fed.nodes["js.a"], victim
+
+
+async def test_a_hub_cannot_certify_another_nodes_key_for_a_child_of_its_own(
+    fed: Federation,
+) -> None:
+    """Public keys are public: js.a certifying js.b.x's key for a made-up child would,
+    taken up, give the key to that child and have js.b.x's authentic entries refused."""
+    province, city, victim = await _a_city_and_a_county_of_its_sibling(fed)
+    fake = issue_certificate(
+        city.signer,
+        issuer_id="js.a",
+        node="js.a.fake",
+        tier=Tier.COUNTY,
+        public_raw=victim.signer.public_raw,
+        not_before=fed.now(),
+        not_after="2030-01-01T00:00:00.000Z",
+    )
+    city.put("node_cert", [(None, cert_record(fake, issuer="js.a"))])
+    assert (await fed.sync("js.a")).rejected == {}  # its record is stored, not learnt
+    known = province.keyring.lookup(victim.signer.key_id)
+    assert known is not None and known.node == "js.b.x"
+    with pytest.raises(GuantongError) as refused:
+        province.keyring.add_certificate(fake)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    fed.write("js.b.x", 1)
+    assert (await fed.sync("js.b.x")).rejected == {}
+    assert (await fed.sync("js.b")).rejected == {}
+    held = province.log.head("js.b.x")
+    assert held is not None and held.seq >= 1
+
+
+async def test_a_hub_cannot_revoke_the_key_of_a_node_outside_its_subtree(
+    fed: Federation,
+) -> None:
+    """A revocation names the node it revokes; js.a naming its own made-up child but
+    carrying js.b.x's key revokes nothing at the province."""
+    province, city, victim = await _a_city_and_a_county_of_its_sibling(fed)
+    fake = issue_certificate(
+        city.signer,
+        issuer_id="js.a",
+        node="js.a.fake",
+        tier=Tier.COUNTY,
+        public_raw=victim.signer.public_raw,
+        not_before="2020-01-01T00:00:00.000Z",
+        not_after="2030-01-01T00:00:00.000Z",
+    )
+    record = cert_record(
+        fake, issuer="js.a", status="revoked", revoked_from="2020-01-01T00:00:00.000Z"
+    )
+    city.put("node_cert", [(None, record)])
+    assert (await fed.sync("js.a")).rejected == {}
+    known = province.keyring.lookup(victim.signer.key_id)
+    assert known is not None and known.revoked_from is None
