@@ -302,7 +302,11 @@ def app_from_env() -> FastAPI:
 def _attach(app: FastAPI, node: Node, clock: Clock) -> None:
     app.state.node = node
     app.state.ingestor = Ingestor(
-        store=node.store, hub_id=node.id, registry=node.registry, keyring=node.keyring, clock=clock
+        store=node.store,
+        hub_id=node.id,
+        registry=lambda: node.registry,  # the bundle installed now, not at start
+        keyring=node.keyring,
+        clock=clock,
     )
 
 

@@ -224,16 +224,29 @@ class _Materials:
 
 class Ingestor:
     def __init__(
-        self, *, store: Store, hub_id: str, registry: Registry, keyring: Keyring, clock: Clock
+        self,
+        *,
+        store: Store,
+        hub_id: str,
+        registry: Registry | Callable[[], Registry],
+        keyring: Keyring,
+        clock: Clock,
     ) -> None:
+        """``registry``: the bundle, or where to find the installed one at each use (a
+        server's ingestor outlives the bundles its node installs)."""
         self.store = store
         self.hub_id = hub_id
-        self.registry = registry
+        self._registry = registry
         self.keyring = keyring
         self.clock = clock
         self._group = _GroupCommit(self._apply_batch)
         self._admission = threading.BoundedSemaphore(MAX_ADMITTED)
         self.admission_wait = ADMISSION_WAIT_S
+
+    @property
+    def registry(self) -> Registry:
+        source = self._registry
+        return source if isinstance(source, Registry) else source()
 
     @contextmanager
     def admitted(self) -> Iterator[None]:
@@ -499,8 +512,9 @@ class Ingestor:
             )
         statuses: list[str] = []
         invalid: list[dict[str, Any]] = []
+        registry = self.registry
         for entry in entries:
-            status, problems = self.registry.check(
+            status, problems = registry.check(
                 entry.contract, entry.version, entry.op, entry.data
             )
             statuses.append(status)

@@ -77,6 +77,14 @@ def _private(home: Path, settings: NodeSettings) -> None:
                 path.chmod(0o600)
 
 
+def _folder_state(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
 def load_registry(home: Path) -> Registry:
     """The bundle installed in ``home/contracts``, else the one shipped with this release."""
     installed = home / "contracts"
@@ -105,7 +113,8 @@ class Node:
         self.store = store
         self.clock = clock
         self.signer = load_key(settings.key_path)
-        self.registry = load_registry(settings.home)
+        self._registry = load_registry(settings.home)
+        self._contracts_seen = _folder_state(settings.home / "contracts")
         self.keyring = Keyring(store, anchor=settings.root_key_id)
         self.log = Log(
             store,
@@ -518,6 +527,28 @@ class Node:
             data=data,
         )
 
+    @property
+    def registry(self) -> Registry:
+        """The installed contract bundle. One that another process of this node installed
+        since (another worker of ``serve --workers``, a command beside the server) is
+        loaded at the next use: a ``stat`` of the folder, whose inode every install
+        replaces."""
+        seen = _folder_state(self.settings.home / "contracts")
+        if seen != self._contracts_seen:
+            try:
+                loaded = load_registry(self.settings.home)
+            except (GuantongError, OSError):
+                return self._registry  # being replaced this moment: looked at again next use
+            self._contracts_seen = seen
+            if loaded.bundle_version > self._registry.bundle_version:
+                self._registry = loaded
+                self.log.rules = loaded.rules("performance_index")
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self._registry = registry
+
     def install_contracts(self, registry: Registry) -> None:
         """Install a bundle in this node's home; never roll back to an older bundle."""
         if registry.bundle_version < self.registry.bundle_version:
@@ -527,13 +558,17 @@ class Node:
                 f"{self.registry.bundle_version}; nodes never roll back",
             )
         staging = self.settings.home / "contracts.new"
+        retired = self.settings.home / "contracts.old"
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
         registry.export(staging)
         target = self.settings.home / "contracts"
         if target.exists():
-            shutil.rmtree(target)
+            target.rename(retired)  # two renames: a reader finds one bundle or, briefly, none
         staging.rename(target)
-        self.registry = registry
+        shutil.rmtree(retired, ignore_errors=True)
+        self._registry = registry
+        self._contracts_seen = _folder_state(target)
         if self.log.rules != registry.rules("performance_index"):
             self.log.rules = registry.rules("performance_index")
             rebuild(self.store, self.log.rules)  # new rules: every index point recounted
