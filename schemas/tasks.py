@@ -54,8 +54,12 @@ class Task(BaseModel):
         return self.sig.partition(":")[0]
 
     def to_dict(self) -> dict[str, Any]:
+        """The task's members as it was signed: ``due`` absent when it came without one, and
+        ``null`` when it came as ``null`` (PROTOCOL §2: the signature covers the object's
+        canonical bytes, so the two forms are different bytes, and only the signed one
+        verifies)."""
         data: dict[str, Any] = self.model_dump()
-        if data["due"] is None:
+        if data["due"] is None and "due" not in self.model_fields_set:
             del data["due"]
         return data
 
