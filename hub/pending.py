@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import tuple_
 
 from contracts.registry import Registry
-from node.db import Store
+from node.db import Store, lock_head
 from node.keyring import Keyring
 from node.log import apply_records, record_row
 from node.reports import note_reports
 from node.tables import ENTRIES
 from schemas.log import Entry
+from schemas.times import format_time, system_clock
 
 __all__ = ["apply_pending"]
 
@@ -44,6 +45,13 @@ def apply_pending(
             ).all()
             if not rows:
                 return counts
+            # as ingest does, before reading what the records were: a push of a newer entry
+            # of the same record committing meanwhile would have the deltas of a state
+            # the newer-seq guard then refuses to store counted (PostgreSQL; SQLite's write
+            # transaction excludes it anyway)
+            now = format_time(system_clock())
+            for origin in sorted({row.origin for row in rows}):
+                lock_head(conn, origin, now)
             records: dict[tuple[str, str], dict[str, Any]] = {}  # by origin and id
             now_valid: list[Entry] = []
             for row in rows:

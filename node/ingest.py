@@ -407,7 +407,13 @@ class Ingestor:
                 segment = segments[i]
                 try:
                     checked = self._verify(segment, caller, recovering, conn)
-                except _Reject:
+                except _Reject as reject:
+                    if reject.body["code"] != ErrorCode.UNKNOWN_ORIGIN.value:
+                        # its key is known now, and the segment fails for another reason
+                        # (a bad signature, a revoked key): that is the answer to give
+                        origin = segment.origin
+                        held_seq = held[origin][0] if origin in held else 0
+                        results[i] = SegmentResult(origin, held_seq, "rejected", error=reject.body)
                     continue
                 if segment.origin not in held:
                     held[segment.origin] = lock_head(conn, segment.origin, now)
@@ -514,9 +520,7 @@ class Ingestor:
         invalid: list[dict[str, Any]] = []
         registry = self.registry
         for entry in entries:
-            status, problems = registry.check(
-                entry.contract, entry.version, entry.op, entry.data
-            )
+            status, problems = registry.check(entry.contract, entry.version, entry.op, entry.data)
             statuses.append(status)
             if status == "invalid":
                 invalid.append(_invalid(entry, problems))

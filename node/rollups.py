@@ -186,8 +186,16 @@ def record_deltas(
 
 
 def rebuild(store: Store, rules: dict[str, Any]) -> int:
-    """Recompute every rollup from the records and the log; returns rows written."""
+    """Recompute every rollup from the records and the log; returns rows written.
+
+    It runs while the hub serves (a bundle with new rules installed). On PostgreSQL a push
+    committing between the delete and the reads would be counted by its own upsert and by
+    the rebuild's (each statement reads what is committed when it starts): the table is
+    locked against writers first, so a push's upsert waits for the rebuild and adds to
+    totals that did not count it. SQLite's write transaction excludes writers anyway."""
     with store.write() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE rollups IN EXCLUSIVE MODE")
         conn.execute(ROLLUPS.delete())
         total: Counter[Key] = Counter()
         for row in conn.execute(

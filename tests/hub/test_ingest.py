@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from hub.api import MAX_BODY
+from node.ingest import Ingestor
 from node.log import Write
 from node.runtime import Node
 from node.tables import REJECTIONS
 from schemas.canonical import canonical_bytes
 from schemas.hashing import sha256_hex
-from schemas.log import build_entry, sign_head
+from schemas.log import SignedHead, build_entry, sign_head
 from schemas.segments import Segment, encode_segment
 from tests.conftest import example
 from tests.federation.harness import Federation
@@ -260,3 +261,33 @@ def test_a_refusal_quoting_u0000_is_recorded(fed: Federation, pair: tuple[Node, 
         (message,) = conn.execute(select(REJECTIONS.c.message)).scalars()
     assert "x\ufffd" in message
     assert _held(county, station.id) == 0
+
+
+def test_a_segment_unlocked_by_a_certificate_then_refused_says_why(fed: Federation) -> None:
+    """A station's segment after its county's, which announces the station's key, in one
+    request: verified again once the key is learnt, a bad signature is answered as one,
+    not as the unknown key it first met."""
+    station = fed.add("js.wx.jy.s1")
+    county, city = fed.nodes["js.wx.jy"], fed.nodes["js.wx"]
+    fed.write(station.id, 2)
+    announcing = county.log.read_segment(county.id, 0)
+    good = station.log.read_segment(station.id, 0)
+    assert announcing is not None and good is not None
+    kid, _, sig = good.head.sig.partition(":")
+    forged = ("A" if sig[0] != "A" else "B") + sig[1:]
+    head = SignedHead.model_validate({**good.head.to_dict(), "sig": f"{kid}:{forged}"})
+    bad = Segment(head=head, start=good.start, entries=good.entries)
+    ingestor = Ingestor(
+        store=city.store,
+        hub_id=city.id,
+        registry=city.registry,
+        keyring=city.keyring,
+        clock=city.clock,
+    )
+    first, second = ingestor.ingest([announcing, bad], caller=county.id)
+    assert first.status == "ok"
+    assert second.status == "rejected" and second.error is not None
+    assert second.error["code"] == "bad_signature"
+    with city.store.read() as conn:
+        codes = conn.execute(select(REJECTIONS.c.code).where(REJECTIONS.c.origin == station.id))
+        assert list(codes.scalars()) == ["bad_signature"]
