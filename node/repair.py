@@ -140,7 +140,7 @@ async def repair(
                 if not (check.quarantined or force):
                     node.store.clear_corrupt()
                     return RepairReport(rebuilt=False)
-                damage = check.damage or ([str(check.problem)] if check.problem else [])
+                damage = check.damage or [str(p) for p in check.problems if p.damage]
                 reason = "; ".join(damage[:3]) or "rebuild asked for"
             else:
                 damage = [f"resuming the repair from {resume}"]

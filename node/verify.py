@@ -6,8 +6,12 @@ hash, parses as a canonical entry of that origin and seq, and chains to its pred
 that the ``heads`` row matches the last entry; and that every stored signed head commits to
 the hash at its seq and carries a valid signature by a key known for that origin.
 
-The first problem per origin is reported (later ones usually follow from it); the caller
-decides whether to stop at the first origin. Entries written while the check runs are left
+The first problem per origin is reported (later ones usually follow from it); every origin
+is checked. A signed head that does not verify with a key known for its origin is damage
+like a broken chain (the bytes or the signature changed since a hub verified them); one
+whose key is not known is not (a certificate may not have arrived yet). Every origin's
+entries must end at a signed head: entries beyond the last one are covered by no
+signature, and nothing a province could verify. Entries written while the check runs are left
 for the next one: each origin is checked up to the head it had when the check began.
 
 :func:`check_store` is what ``guantong verify`` runs: the database's own integrity check
@@ -47,6 +51,13 @@ class Problem:
     seq: int
     code: ErrorCode
     message: str
+    altered: bool = False
+    """A signature that does not verify with a key known for its origin."""
+
+    @property
+    def damage(self) -> bool:
+        """Only damage to the stored bytes explains it (not a key yet to arrive)."""
+        return self.code in DAMAGE or self.altered
 
     def __str__(self) -> str:
         return f"{self.origin} seq {self.seq}: {self.code.value}: {self.message}"
@@ -63,32 +74,40 @@ class VerifyReport:
 class StoreCheck:
     damage: list[str]
     """What the database's integrity check found (empty when sound, and on PostgreSQL)."""
-    problem: Problem | None
-    """The first broken chain."""
+    problems: list[Problem]
+    """The first problem of every broken origin."""
+
+    @property
+    def problem(self) -> Problem | None:
+        """The one to report: the first damage, else the first problem."""
+        return next((p for p in self.problems if p.damage), None) or next(
+            iter(self.problems), None
+        )
 
     @property
     def quarantined(self) -> bool:
-        return bool(self.damage) or (self.problem is not None and self.problem.code in DAMAGE)
+        return bool(self.damage) or any(p.damage for p in self.problems)
 
 
 def check_store(
     log: Log, *, prefix: str | None = None, report: VerifyReport | None = None
 ) -> StoreCheck:
-    """The integrity of the database, then every chain; quarantine the store if damaged."""
+    """The integrity of the database, then every chain; quarantine the store if damaged
+    (anywhere: a missing key at one origin does not hide damage at another)."""
     damage = log.store.integrity_problems()
-    problem = None
+    problems: list[Problem] = []
     try:
-        problem = next(verify_log(log, prefix=prefix, report=report), None)
+        problems = list(verify_log(log, prefix=prefix, report=report))
     except GuantongError as exc:
         if exc.code is not ErrorCode.STORE_CORRUPT:
             raise
         if exc.message not in damage:
             damage.append(exc.message)
-    check = StoreCheck(damage, problem)
+    check = StoreCheck(damage, problems)
     if damage:
         log.store.mark_corrupt("integrity check: " + "; ".join(damage[:3]))
     elif check.quarantined:
-        log.store.mark_corrupt(f"verify: {problem}")
+        log.store.mark_corrupt(f"verify: {check.problem}")
     return check
 
 
@@ -148,7 +167,7 @@ def _verify_origin(
                 )
             )
         }
-    expected, prev = 1, ZERO_HASH
+    expected, prev, covered = 1, ZERO_HASH, 0
     for seq, stored_hash, raw in log.iter_entries(origin):
         if seq > head_seq:
             break  # written since the check began
@@ -185,6 +204,7 @@ def _verify_origin(
             report.signed_heads += 1
             if problem is not None:
                 return problem
+            covered = seq
         prev, expected = actual, seq + 1
     last = expected - 1
     if last != head_seq or (last and prev != head_hash):
@@ -198,6 +218,13 @@ def _verify_origin(
         beyond = min(signed)
         return Problem(
             origin, beyond, ErrorCode.BAD_CHAIN, f"a signed head names seq {beyond}, beyond the log"
+        )
+    if last and last > covered:
+        return Problem(
+            origin,
+            last,
+            ErrorCode.BAD_SIGNATURE,
+            f"entries {covered + 1}-{last} are covered by no signed head",
         )
     return None
 
@@ -226,6 +253,10 @@ def _verify_head(
         )
     if not head.verify(known[1]):
         return Problem(
-            origin, seq, ErrorCode.BAD_SIGNATURE, "signed head signature does not verify"
+            origin,
+            seq,
+            ErrorCode.BAD_SIGNATURE,
+            "signed head signature does not verify",
+            altered=True,
         )
     return None

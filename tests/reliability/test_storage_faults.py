@@ -38,10 +38,12 @@ from node.bundles import export_bundle, import_bundle
 from node.db import CORRUPT_MARKER
 from node.repair import repair
 from node.runtime import Node
-from node.tables import ENTRIES, RECORDS
+from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS
 from node.uplink import collect_segments
 from node.verify import check_store, verify_log
+from schemas.canonical import canonical_bytes
 from schemas.errors import ErrorCode, GuantongError
+from schemas.hashing import sha256_hex
 from schemas.segments import encode_segment
 from tests.conftest import FakeClock, NodeFactory
 from tests.federation.harness import Federation, reopen
@@ -747,3 +749,86 @@ async def test_a_read_only_postgresql_store_refuses_pushes_and_serves_reads(
     pg_fed.apps.pop(COUNTY, None)
     assert (await pg_fed.sync(S1)).entries == 2
     _same_log(station, county, S1)
+
+
+def _flip_last_signature(node: Node, origin: str) -> None:
+    """One changed character in the signature of ``origin``'s last signed head."""
+    with node.store.write() as conn:
+        seq, raw = conn.execute(
+            select(SIGNED_HEADS.c.seq, SIGNED_HEADS.c.raw)
+            .where(SIGNED_HEADS.c.origin == origin)
+            .order_by(SIGNED_HEADS.c.seq.desc())
+            .limit(1)
+        ).one()
+        raw = bytes(raw)
+        i = raw.index(b'"sig":"') + 30  # inside the base64url of the signature
+        flipped = raw[:i] + (b"A" if raw[i : i + 1] != b"A" else b"B") + raw[i + 1 :]
+        conn.execute(
+            SIGNED_HEADS.update()
+            .where(SIGNED_HEADS.c.origin == origin, SIGNED_HEADS.c.seq == seq)
+            .values(raw=flipped)
+        )
+
+
+async def test_a_signature_damaged_in_the_store_quarantines_it_and_hides_no_other_damage(
+    fed: Federation,
+) -> None:
+    """A signed head that no longer verifies with its origin's known key is damage (a hub
+    verified it when it took it in); and a check reads every origin, so it does not stop
+    at the first broken one and miss damaged entries of another."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(county.id, 2, seed=2)
+    fed.write(station.id, 4)
+    await fed.sync(station.id)
+    assert list(verify_log(county.log)) == []
+    _flip_last_signature(county, county.id)
+    check = check_store(county.log)
+    assert check.quarantined and check.problem is not None
+    assert check.problem.code is ErrorCode.BAD_SIGNATURE and check.problem.damage
+    county.store.clear_corrupt()
+    with county.store.write() as conn:  # and silent damage in the station's entry 3
+        raw = conn.execute(
+            select(ENTRIES.c.raw).where(ENTRIES.c.origin == S1, ENTRIES.c.seq == 3)
+        ).scalar_one()
+        conn.execute(
+            ENTRIES.update()
+            .where(ENTRIES.c.origin == S1, ENTRIES.c.seq == 3)
+            .values(raw=bytes(raw).replace(b'"', b"'", 1))
+        )
+    check = check_store(county.log)
+    assert check.quarantined
+    assert {(p.origin, p.code) for p in check.problems} == {
+        (county.id, ErrorCode.BAD_SIGNATURE),
+        (S1, ErrorCode.BAD_HASH),
+    }
+
+
+async def test_entries_no_signed_head_covers_do_not_verify(fed: Federation) -> None:
+    """A station's last entry rewritten at its county, its hash and head row made to
+    match (no key needed) and the signed head that named it dropped: the bytes are no
+    longer the station's, and nothing signs them."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(station.id, 3)
+    await fed.sync(station.id)
+    with county.store.write() as conn:
+        raw = conn.execute(
+            select(ENTRIES.c.raw).where(ENTRIES.c.origin == S1, ENTRIES.c.seq == 3)
+        ).scalar_one()
+        entry = orjson.loads(bytes(raw))
+        entry["data"]["content"] = "forged by an operator of the county"
+        forged = canonical_bytes(entry)
+        digest = sha256_hex(forged)
+        conn.execute(
+            ENTRIES.update()
+            .where(ENTRIES.c.origin == S1, ENTRIES.c.seq == 3)
+            .values(raw=forged, hash=digest)
+        )
+        conn.execute(
+            SIGNED_HEADS.delete().where(SIGNED_HEADS.c.origin == S1, SIGNED_HEADS.c.seq == 3)
+        )
+        conn.execute(HEADS.update().where(HEADS.c.origin == S1).values(hash=digest))
+    check = check_store(county.log)
+    assert check.problem is not None and check.problem.origin == S1
+    assert "covered by no signed head" in check.problem.message
