@@ -169,7 +169,7 @@ class Uplink:
         segments, body = await anyio.to_thread.run_sync(self._prepare, skip)
         if not segments:
             return False
-        results = await self._post(body)
+        results = await self._post_split(segments, body)
         if len(results) != len(segments):
             await anyio.to_thread.run_sync(self._refused, "results do not match the segments")
             raise GuantongError(
@@ -180,12 +180,43 @@ class Uplink:
         await anyio.to_thread.run_sync(self._record, segments, results, report, skip)
         return True
 
+    async def _post_split(self, segments: list[Segment], body: bytes) -> list[dict[str, Any]]:
+        """POST the segments; a request the parent finds too large is sent again in halves.
+        A relay forwards another origin's segments whole, as signed, so one can be larger
+        than the parent takes (one that came on a USB stick): refused alone, it is answered
+        here as that origin's rejection (set aside with its reason, as a rejected segment
+        is), and the other origins go on."""
+        try:
+            return await self._post(body)
+        except GuantongError as exc:
+            if exc.code is not ErrorCode.TOO_LARGE:
+                raise
+            if len(segments) == 1:
+                (segment,) = segments
+                return [
+                    {
+                        "origin": segment.origin,
+                        "held": segment.start - 1,
+                        "status": "rejected",
+                        "error": {"code": exc.code.value, "message": exc.message},
+                    }
+                ]
+        half = len(segments) // 2
+        results = []
+        for part in (segments[:half], segments[half:]):
+            part_body = await anyio.to_thread.run_sync(self._encode, part)
+            results.extend(await self._post_split(part, part_body))
+        return results
+
+    def _encode(self, segments: list[Segment]) -> bytes:
+        body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
+        return gzip_body(body, self.compresslevel)
+
     def _prepare(self, skip: set[str]) -> tuple[list[Segment], bytes]:
         """The next request's segments and its gzipped body, off the event loop (1 MiB
         of compression would hold up every other request this node serves)."""
         segments = collect_segments(self.log, max_bytes=self.max_bytes, skip=skip)
-        body = b"".join(encode_segment(s.head, s.start, s.entries) for s in segments)
-        return segments, gzip_body(body, self.compresslevel) if segments else b""
+        return segments, self._encode(segments) if segments else b""
 
     async def sync(self, *, reconcile: bool = True) -> SyncReport:
         """Push until the outbox is empty or only rejected origins remain; first lower the

@@ -903,3 +903,48 @@ async def test_a_page_that_is_no_heads_answer_lowers_no_cursor(
             await uplink.sync()
     assert refused.value.code is ErrorCode.MALFORMED
     assert uplink.state()["failures"] == 1
+
+
+async def test_a_relayed_segment_too_large_for_the_parent_holds_up_no_other_origin(
+    fed: Federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay forwards another origin's segments whole, as signed: one that came on a USB
+    stick can be larger than the parent takes in a request. It is set aside with its
+    reason, as a rejected segment is, and the relay's other origins go on up."""
+    import hub.api
+    from node.uplink import backlog
+
+    city = fed.add("js.wx")
+    county = fed.add(COUNTY)
+    s1, s2 = fed.add(S1), fed.add("js.wx.jy.s2")
+    await fed.sync(county.id)  # the city learns the stations' certificates
+    fed.write(s1.id, 300)  # one put: one signed head at seq 300
+    fed.write(s2.id, 3, seed=2)
+    segment = s1.log.read_segment(s1.id, 0, max_entries=10_000, max_bytes=1 << 30)
+    assert segment is not None and len(segment.entries) == 300
+    bundle = tmp_path / "s1.gtb"
+    header = {
+        "bundle": 1,
+        "kind": "up",
+        "from": s1.id,
+        "to": county.id,
+        "created": fed.now(),
+        "segments": 1,
+        "entries": 300,
+    }
+    body = encode_segment(segment.head, segment.start, segment.entries)
+    bundle.write_bytes(gzip.compress(json.dumps(header).encode() + b"\n" + body))
+    assert [r.status for r in import_bundle(county, bundle)[1]] == ["ok"]
+    assert (await fed.sync(s2.id)).rejected == {}
+    real = hub.api.inflate
+    monkeypatch.setattr(hub.api, "inflate", lambda body: real(body, limit=64 << 10))
+    report = await fed.sync(county.id)
+    assert set(report.rejected) == {s1.id} and "too_large" in report.rejected[s1.id]
+    held = city.log.head("js.wx.jy.s2")
+    assert held is not None and held.seq == 3
+    (waiting,) = [b for b in backlog(county.store) if b.origin == s1.id]
+    assert waiting.acked == 0 and waiting.blocked is not None and "too_large" in waiting.blocked
+    monkeypatch.setattr(hub.api, "inflate", real)  # the parent takes larger requests again
+    assert (await fed.sync(county.id)).rejected == {}
+    held = city.log.head(s1.id)
+    assert held is not None and held.seq == 300
