@@ -18,7 +18,6 @@ back on the next online sync (answers are by hash, so the resend costs nothing b
 from __future__ import annotations
 
 import contextlib
-import errno
 import gzip
 import os
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from node.compression import gunzip
+from node.files import file_error
 from node.ingest import Ingestor, SegmentResult
 from node.runtime import Node
 from node.taskfeed import task_stream, tasks_for
@@ -35,7 +35,7 @@ from node.uplink import collect_segments
 from schemas.canonical import canonical_bytes, parse_json
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import is_node_id, parent_of
-from schemas.segments import encode_segment, split_lines
+from schemas.segments import Segment, decode_segments, encode_segment, split_lines
 from schemas.times import format_time
 
 __all__ = [
@@ -123,15 +123,8 @@ def _write_atomically(out: Path, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise GuantongError(
-                ErrorCode.STORAGE_FULL, f"no space left to write {out}: nothing was written"
-            ) from exc
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise GuantongError(
-                ErrorCode.STORAGE_READ_ONLY, f"cannot write {out}: {exc.strerror}"
-            ) from exc
-        raise GuantongError(ErrorCode.NOT_FOUND, f"cannot write {out}: {exc.strerror}") from exc
+        error = file_error(exc, str(out))
+        raise GuantongError(error.code, f"{error.message}: nothing was written") from exc
 
 
 def read_bundle(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -186,7 +179,23 @@ def import_bundle(node: Node, path: Path) -> tuple[dict[str, Any], list[SegmentR
         clock=node.clock,
     )
     try:
-        results = ingestor.push(body, caller=header["from"])
+        segments = list(decode_segments(split_lines(body)))
+        _check_counts(header, segments)
+        results = ingestor.ingest(segments, caller=header["from"])
     except GuantongError as exc:
         raise GuantongError(exc.code, f"{path}: {exc.message}", **exc.details) from exc
     return header, results
+
+
+def _check_counts(header: dict[str, Any], segments: list[Segment]) -> None:
+    """A bundle says how many segments and entries it carries: fewer or more is a bundle
+    cut or spliced on the way (a segment dropped and the rest compressed again)."""
+    found = {"segments": len(segments), "entries": sum(len(s.entries) for s in segments)}
+    for name, count in found.items():
+        said = header.get(name)
+        if said is not None and said != count:
+            raise GuantongError(
+                ErrorCode.MALFORMED,
+                f"the header says {said} {name}, the bundle holds {count}: it was cut or "
+                "changed after it was written; nothing was imported",
+            )

@@ -4,11 +4,14 @@ marker): written under a temporary name, then renamed over the old one."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from pathlib import Path
 
-__all__ = ["replace_file", "temporary_name"]
+from schemas.errors import ErrorCode, GuantongError
+
+__all__ = ["file_error", "replace_file", "temporary_name"]
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -32,3 +35,16 @@ def replace_file(path: Path, data: bytes) -> None:
 def temporary_name(path: Path) -> Path:
     """Where :func:`replace_file` writes ``path``'s next content before the rename."""
     return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def file_error(exc: OSError, what: str | None = None) -> GuantongError:
+    """A file that could not be written or read, as an error with a stable code: a full
+    disk is ``storage_full``, a read-only or forbidden one ``storage_read_only``, anything
+    else (a missing folder) ``not_found``; the message names the file."""
+    name = what or (str(exc.filename) if exc.filename else "a file")
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return GuantongError(ErrorCode.STORAGE_FULL, f"no space left to write {name}")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return GuantongError(ErrorCode.STORAGE_READ_ONLY, f"cannot write {name}: {reason}")
+    return GuantongError(ErrorCode.NOT_FOUND, f"cannot use {name}: {reason}")

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from node.auth import NodeAuth
+from node.files import file_error
 from node.logs import configure_logging
 from node.recovery import ensure_recovered
 from node.runtime import Node
@@ -65,7 +66,9 @@ MajorOpt = Annotated[
 
 
 def command(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn :class:`GuantongError` into one stderr line naming its code, exit status 1."""
+    """Turn :class:`GuantongError` into one stderr line naming its code, exit status 1; a
+    file the command could not write or read (``--out`` on a full stick, a folder that
+    does not exist) likewise, by :func:`node.files.file_error`."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -73,6 +76,10 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except GuantongError as exc:
             err_console.print(f"error: {exc.code.value}: {exc.message}", markup=False)
+            raise typer.Exit(1) from exc
+        except OSError as exc:
+            error = file_error(exc)
+            err_console.print(f"error: {error.code.value}: {error.message}", markup=False)
             raise typer.Exit(1) from exc
 
     return wrapper

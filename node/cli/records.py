@@ -27,7 +27,7 @@ from node.settings import load_settings
 from node.verify import VerifyReport, check_store
 from schemas.canonical import parse_json
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier
+from schemas.ids import Tier, check_node_id
 
 __all__: list[str] = []
 
@@ -260,7 +260,7 @@ def heads(
 ) -> None:
     """The head of every origin this node holds, its own included."""
     with open_node(home) as node:
-        rows = node.log.heads(prefix)
+        rows = node.log.heads(check_node_id(prefix) if prefix is not None else None)
     items = [
         {
             "origin": h.origin,
@@ -290,6 +290,8 @@ def verify(
 ) -> None:
     """Check the database's integrity, re-hash every entry and check every chain and signed
     head; exit 1 on the first break. A damaged store is quarantined until `guantong repair`."""
+    if prefix is not None:
+        check_node_id(prefix)  # a mistyped prefix would verify nothing, and say ok
     report = VerifyReport()
     with open_node(home) as node:
         check = check_store(node.log, prefix=prefix, report=report)

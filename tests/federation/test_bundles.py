@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import orjson
 import pytest
 
 from node.bundles import export_bundle, import_bundle, read_bundle
@@ -103,3 +104,25 @@ def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(GuantongError) as info:
         read_bundle(tmp_path / "y.gtb")
     assert info.value.code is ErrorCode.MALFORMED
+
+
+async def test_a_bundle_missing_a_segment_its_header_counts_is_refused(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A whole segment cut out and the rest compressed again: every line still parses,
+    but the header says what was there; nothing is imported."""
+    city = fed.add("js.wx")
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 3)
+    await fed.sync(station.id)
+    path = tmp_path / "jy.gtb"
+    export_bundle(county, path)
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    first = orjson.loads(lines[1])
+    kept = lines[: 2 + first["head"]["seq"] - first["from"] + 1]  # the county's segment
+    path.write_bytes(gzip.compress(b"\n".join(kept) + b"\n"))
+    with pytest.raises(GuantongError) as refused:
+        import_bundle(city, path)
+    assert refused.value.code is ErrorCode.MALFORMED and "header says" in refused.value.message
+    assert city.log.head(county.id) is None and city.log.head(station.id) is None

@@ -190,3 +190,32 @@ def test_real_processes_write_concurrently_without_gaps(tmp_path: Path) -> None:
     verified = _cli("verify", "--json", env=env)
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["entries"] == 600
+
+
+def test_a_file_a_command_cannot_write_is_an_error_with_its_code(tmp_path: Path) -> None:
+    """``--request-file`` into a folder that does not exist: one line naming the code and
+    the file, exit 1, no traceback."""
+    province, city = tmp_path / "js", tmp_path / "wx"
+    code, _, err = gt("init", "--id", "js", "--tier", "province", "--home", str(province))
+    assert code == 0, err
+    code, _, err = gt(
+        "init", "--id", "js.wx", "--tier", "city", "--parent", "http://127.0.0.1:9",
+        "--home", str(city),
+    )  # fmt: skip
+    assert code == 0, err
+    code, token, err = gt("token", "create", "js.wx", "--tier", "city", "--home", str(province))
+    assert code == 0, err
+    target = tmp_path / "no-such-stick" / "request.json"
+    code, _, err = gt(
+        "enroll", "--token", token.strip(), "--request-file", str(target), "--home", str(city)
+    )
+    assert code == 1
+    assert err.startswith("error: not_found: ") and str(target) in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["verify", "heads"])
+def test_a_prefix_that_is_no_node_id_is_refused(home: Path, command: str) -> None:
+    """A mistyped prefix would verify nothing and say ok."""
+    code, _, err = gt(command, "--prefix", "JS.WX!", "--home", str(home))
+    assert code == 1 and err.startswith("error: invalid_node_id: ")
