@@ -465,12 +465,35 @@ def compare_schemas(
     walk = _Walk(old, new, contract, old_version, new_version)
     walk.compare(old, new, "", "", "")
     verdict = _containment(old, new)
-    if verdict == Containment.YES:  # proven compatible: drop the walk's "cannot prove" findings
+    # proven compatible: drop the walk's "cannot prove" findings; but the containment check
+    # takes `format` as an annotation, which the registry asserts, so a proof is only one
+    # where no combinator the walk could not follow holds a `format`
+    if verdict == Containment.YES and not (
+        _format_in_combinator(old) or _format_in_combinator(new)
+    ):
         walk.found = [v for v in walk.found if v.rule != "structure_changed"]
     elif verdict == Containment.NO and all(v.rule in _NOT_NARROWING for v in walk.found):
         shown = f"found values valid under {old_version} that {new_version} rejects"
         walk.add("", "structure_changed", f"the containment check {shown}, at an unknown place.")
     return _sorted(walk.found)
+
+
+_COMBINATORS = ("anyOf", "oneOf", "allOf", "not", "if", "then", "else")
+
+
+def _format_in_combinator(node: Any, inside: bool = False) -> bool:
+    """Whether a `format` keyword sits anywhere below a combinator of ``node``."""
+    if isinstance(node, list):
+        return any(_format_in_combinator(item, inside) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if inside and "format" in node:
+        return True
+    return any(
+        _format_in_combinator(sub, inside or key in _COMBINATORS)
+        for key, sub in node.items()
+        if key not in ("enum", "const", "examples", "default")
+    )
 
 
 def _strict_pairs(pairs: list[tuple[str, Any]]) -> Schema:

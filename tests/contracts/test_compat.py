@@ -495,3 +495,16 @@ def test_bundle_output_is_sorted(bundle: Path) -> None:
         ("opinion", "1.0"),
     ]
     assert result == check_bundle(bundle)
+
+
+def test_a_format_added_under_a_combinator_is_not_proven_compatible() -> None:
+    """The containment check takes `format` as an annotation; the registry asserts it, so
+    a minor wrapping a string in an anyOf with a format narrows it all the same."""
+    old = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False}
+    new = {
+        "type": "object",
+        "properties": {"a": {"anyOf": [{"type": "string", "format": "date"}]}},
+        "additionalProperties": False,
+    }
+    found = compare_schemas(old, new, contract="c", old_version="1.0", new_version="1.1")
+    assert [v.rule for v in found] == ["structure_changed"]
