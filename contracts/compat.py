@@ -53,6 +53,8 @@ import jsonschema_rs
 from jsonschema_rs.canonical import Containment
 
 from contracts.privacy import privacy_rules
+from contracts.registry import Registry
+from contracts.upcast import UPCASTERS
 from schemas.errors import GuantongError
 
 # fmt: off
@@ -61,7 +63,7 @@ RULES: tuple[str, ...] = (
     "limit_tightened", "pattern_changed", "format_added", "format_changed", "open_object",
     "x_privacy_changed", "structure_changed", "missing_file", "unlisted_file", "invalid_json",
     "invalid_index", "invalid_schema", "number_type", "missing_upcast_table",
-    "privacy_unreachable",
+    "privacy_unreachable", "missing_upcaster",
 )
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -458,6 +460,36 @@ def _sorted(found: list[Violation]) -> list[Violation]:
     return sorted(dict.fromkeys(found), key=key)
 
 
+def compare_installed(installed: Registry, new: Registry) -> list[str]:
+    """What a newer bundle changes of the one installed: every published version must stay,
+    and validate what it validated (annotations may change; a version ends by its status,
+    ``retired``). Nodes that hold the older bundle check entries by it, and an entry of a
+    version missing from the newer one would stay pending for good."""
+    problems = []
+    for cv in installed.all_versions():
+        if not new.knows(cv.name, cv.version):
+            problems.append(
+                f"{cv.name} {cv.version} is published and missing from bundle "
+                f"{new.bundle_version}: mark it retired instead"
+            )
+            continue
+        schema = new.get(cv.name, cv.version).schema
+        labels = {"contract": cv.name, "old_version": cv.version, "new_version": cv.version}
+        changed = [
+            v
+            for v in (
+                *compare_schemas(cv.schema, schema, **labels),
+                *compare_schemas(schema, cv.schema, **labels),
+            )
+            if v.rule != "open_object"
+        ]
+        if changed:
+            problems.append(
+                f"{cv.name} {cv.version} is published and changed in place: {changed[0]}"
+            )
+    return problems
+
+
 def compare_schemas(
     old: Schema, new: Schema, *, contract: str, old_version: str, new_version: str
 ) -> list[Violation]:
@@ -608,6 +640,12 @@ def check_bundle(bundle_dir: Path) -> list[Violation]:
             ):
                 shown = f"{name} {major}.0 must exist and carry an `{keyword}` table"
                 found.append(_one(name, minors[0], "missing_upcast_table", f"{shown}."))
+            if major > 1 and (name, major - 1) not in UPCASTERS:
+                shown = (
+                    f"no upcaster from {name} {major - 1}.x to {major}.x in this release "
+                    "(contracts/upcast.py): hubs could not present older records in it"
+                )
+                found.append(_one(name, minors[0], "missing_upcaster", f"{shown}."))
             valid = [v for v in minors if (name, v) in docs]
             for old, new in ((o, n) for i, n in enumerate(valid) for o in valid[:i]):
                 pair = compare_schemas(

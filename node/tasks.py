@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
+from contracts.compat import compare_installed
 from contracts.registry import Registry
 from node.db import after_commit, before_commit, insert_ignore
 from node.keyring import cert_record
@@ -208,6 +209,9 @@ def publish_contracts(node: Node, registry: Registry) -> Task:
             f"bundle {registry.bundle_version} is not newer than the installed "
             f"{node.registry.bundle_version}; nodes never roll back",
         )
+    changed = compare_installed(node.registry, registry)
+    if changed:
+        raise GuantongError(ErrorCode.INCOMPATIBLE_CHANGE, "; ".join(changed[:5]))
     node.install_contracts(registry)
     payload = {
         "bundle_version": registry.bundle_version,

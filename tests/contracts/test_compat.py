@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from contracts.compat import RULES, Violation, check_bundle, compare_schemas
+from contracts.compat import RULES, Violation, check_bundle, compare_installed, compare_schemas
+from contracts.registry import Registry
 
 BUNDLE = Path(__file__).resolve().parents[2] / "contracts" / "bundle"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -174,6 +175,7 @@ def test_every_compare_rule_has_a_case() -> None:
         "number_type",
         "missing_upcast_table",
         "privacy_unreachable",
+        "missing_upcaster",
     }
     assert {c[0] for c in RULE_CASES} == set(RULES) - bundle_rules
     assert len(RULES) == len(set(RULES))
@@ -468,6 +470,43 @@ def test_bundle_privacy_behind_a_ref(bundle: Path) -> None:
     newer["properties"]["reporter_alias"] = {"$ref": "#/$defs/alias"}
     publish(bundle, "opinion", "1.2", newer)
     assert found(check_bundle(bundle)) == {("1.2", "1.2", "privacy_unreachable", "")}
+
+
+def test_bundle_new_major_without_an_upcaster(bundle: Path) -> None:
+    """A table alone does not upcast: this release's code has no deputy 1 -> 2 upcaster,
+    so hubs could not present older deputy records in 2.0."""
+    newer = read(bundle / "deputy" / "1.0.json") | {"x-upcast-from-1": {}}
+    publish(bundle, "deputy", "2.0", newer)
+    assert found(check_bundle(bundle)) == {("2.0", "2.0", "missing_upcaster", "")}
+
+
+def test_publishing_keeps_every_installed_version_as_it_was(tmp_path: Path) -> None:
+    installed = Registry.from_dir(BUNDLE)
+    narrowed = tmp_path / "narrowed"
+    shutil.copytree(BUNDLE, narrowed)
+    index = read(narrowed / "index.json")
+    index["bundle_version"] = installed.bundle_version + 1
+    write(narrowed / "index.json", index)
+    doc = read(narrowed / "opinion" / "1.0.json")
+    doc["required"] = [*doc.get("required", []), "location"]
+    write(narrowed / "opinion" / "1.0.json", doc)
+    (changed,) = compare_installed(installed, Registry.from_dir(narrowed))
+    assert changed.startswith("opinion 1.0 is published and changed in place")
+    dropped = tmp_path / "dropped"
+    shutil.copytree(BUNDLE, dropped)
+    index = read(dropped / "index.json")
+    index["bundle_version"] = installed.bundle_version + 1
+    del index["contracts"]["deputy"]
+    write(dropped / "index.json", index)
+    shutil.rmtree(dropped / "deputy")
+    problems = compare_installed(installed, Registry.from_dir(dropped))
+    assert problems and all("deputy" in p and "retired" in p for p in problems)
+    retitled = tmp_path / "retitled"  # annotations may change
+    shutil.copytree(BUNDLE, retitled)
+    doc = read(retitled / "opinion" / "1.0.json")
+    doc["title"] = "群众意见（新标题）"
+    write(retitled / "opinion" / "1.0.json", doc)
+    assert compare_installed(installed, Registry.from_dir(retitled)) == []
 
 
 def test_bundle_missing_upcast_table(bundle: Path) -> None:

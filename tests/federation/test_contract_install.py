@@ -15,6 +15,7 @@ from node.rollups import rebuild
 from node.runtime import Node
 from node.tables import ENTRIES, ROLLUPS
 from node.tasks import publish_contracts
+from schemas.errors import ErrorCode, GuantongError
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -98,3 +99,21 @@ def test_another_process_of_the_node_uses_the_bundle_one_installed(
         assert not (county.settings.home / "contracts.old").exists()
     finally:
         other.close()
+
+
+def test_the_province_refuses_to_publish_a_bundle_that_changes_a_published_version(
+    fed: Federation, tmp_path: Path
+) -> None:
+    province = fed.add("js")
+    registry = _bundle(tmp_path)
+    folder = tmp_path / "narrowed"
+    registry.export(folder)
+    path = folder / "opinion" / "1.0.json"
+    schema = json.loads(path.read_text("utf-8"))
+    schema["required"] = [*schema.get("required", []), "location"]
+    path.write_text(json.dumps(schema, ensure_ascii=False), "utf-8")
+    with pytest.raises(GuantongError) as refused:
+        publish_contracts(province, Registry.from_dir(folder))
+    assert refused.value.code is ErrorCode.INCOMPATIBLE_CHANGE
+    assert "opinion 1.0" in refused.value.message
+    assert province.registry.bundle_version == 1
