@@ -14,7 +14,15 @@ from schemas.canonical import canonical_bytes
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 from schemas.log import NodeId, Signature, Time
-from schemas.signing import Signer, b64u_decode, b64u_encode, key_id, signing_bytes, verify_bytes
+from schemas.signing import (
+    Signer,
+    b64u_decode,
+    b64u_encode,
+    is_weak_key,
+    key_id,
+    signing_bytes,
+    verify_bytes,
+)
 
 __all__ = ["Certificate", "issue_certificate"]
 
@@ -39,6 +47,8 @@ class Certificate(BaseModel):
             raise ValueError(f"key is not base64url: {exc}") from exc
         if len(raw) != 32 or key_id(raw) != self.key_id:
             raise ValueError("key_id is not the id of key")
+        if is_weak_key(raw):
+            raise ValueError("key is no usable Ed25519 public key (a point of small order)")
         if self.not_after < self.not_before:
             raise ValueError("not_after precedes not_before")
         return self

@@ -26,6 +26,7 @@ __all__ = [
     "b64u_decode",
     "b64u_encode",
     "is_signature",
+    "is_weak_key",
     "key_id",
     "signing_bytes",
     "split_signature",
@@ -81,13 +82,36 @@ def split_signature(sig: str) -> tuple[str, bytes]:
     return kid, raw
 
 
+_P = 2**255 - 19
+_Y8 = int.from_bytes(
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+)
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
+"""The y coordinates of the eight points of small order (the identity, one of order 2,
+two of order 4, four of order 8); x is fixed by y up to its sign bit. As libsodium's
+blocklist, which the tests derive again from the curve's arithmetic."""
+
+
+def is_weak_key(public_raw: bytes) -> bool:
+    """Whether ``public_raw`` is no usable Ed25519 public key: not 32 bytes, a y that is
+    not reduced, or a point of small order. OpenSSL verifies signatures by such keys, and
+    for them a signature made without any private key (``R`` the key itself, ``S`` zero)
+    verifies every message: a node enrolled with one could have anything signed in its
+    name, and disown what it wrote."""
+    if len(public_raw) != 32:
+        return True
+    y = int.from_bytes(public_raw, "little") & ((1 << 255) - 1)
+    return y >= _P or y in _SMALL_ORDER_Y
+
+
 def verify_bytes(sig: str, data: bytes, public_raw: bytes) -> bool:
-    """True iff ``sig`` is a valid signature by ``public_raw`` (and names its key id)."""
+    """True iff ``sig`` is a valid signature by ``public_raw`` (and names its key id); never
+    for a weak key (:func:`is_weak_key`)."""
     try:
         kid, raw = split_signature(sig)
     except GuantongError:
         return False
-    if kid != key_id(public_raw):
+    if kid != key_id(public_raw) or is_weak_key(public_raw):
         return False
     try:
         Ed25519PublicKey.from_public_bytes(public_raw).verify(raw, data)

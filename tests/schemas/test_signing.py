@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.enrollment import verify_proof
 from schemas.signing import (
     Signer,
     b64u_decode,
     b64u_encode,
     is_signature,
+    is_weak_key,
     key_id,
     signing_bytes,
     split_signature,
@@ -97,3 +99,78 @@ def test_b64u_is_strict() -> None:
     for bad in ("AA==", "A", "AB", "a+b/"):
         with pytest.raises(ValueError):
             b64u_decode(bad)
+
+
+# -- weak public keys ----------------------------------------------------------------------
+
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """Affine addition on -x² + y² = 1 + d x² y² (complete for Ed25519)."""
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    return (
+        (x1 * y2 + y1 * x2) * pow(1 + t, _P - 2, _P) % _P,
+        (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P,
+    )
+
+
+def _small_order_points() -> set[tuple[int, int]]:
+    """The points P with [8]P the identity, from the curve's equation alone. Orders 1, 2
+    and 4 have y in {1, -1, 0}. A point of order 8 doubles to one of order 4, whose y is
+    0: y² + x² = 0 in the doubling, so x² = -y², and on the curve d y⁴ + 2 y² - 1 = 0.
+    Every candidate y is checked by three doublings."""
+    found = set()
+    candidates = {0, 1, _P - 1}
+    sqrt_m1 = pow(2, (_P - 1) // 4, _P)
+    disc = (4 + 4 * _D) % _P  # b² - 4ac for a = d, b = 2, c = -1, in y²
+    root = pow(disc, (_P + 3) // 8, _P)
+    if root * root % _P != disc:
+        root = root * sqrt_m1 % _P
+    for y2 in (
+        (-2 + root) * pow(2 * _D, _P - 2, _P) % _P,
+        (-2 - root) * pow(2 * _D, _P - 2, _P) % _P,
+    ):
+        y = pow(y2, (_P + 3) // 8, _P)
+        if y * y % _P != y2:
+            y = y * sqrt_m1 % _P
+        if y * y % _P == y2:
+            candidates |= {y, _P - y}
+    for y in candidates:
+        u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+        x = pow(u * pow(v, _P - 2, _P), (_P + 3) // 8, _P)
+        if v * x * x % _P != u:
+            x = x * sqrt_m1 % _P
+        if v * x * x % _P != u:
+            continue
+        for point in ((x, y), ((_P - x) % _P, y)):
+            q = point
+            for _ in range(3):
+                q = _add(q, q)
+            if q == (0, 1):
+                found.add(point)
+    return found
+
+
+def test_the_eight_points_of_small_order_are_weak_keys_and_real_keys_are_not() -> None:
+    points = _small_order_points()
+    assert len(points) == 8
+    for x, y in points:
+        encoded = (y | ((x & 1) << 255)).to_bytes(32, "little")
+        assert is_weak_key(encoded), (x, y)
+        flipped = (y | ((1 - (x & 1)) << 255)).to_bytes(32, "little")  # the other sign bit
+        assert is_weak_key(flipped)
+    assert is_weak_key((_P + 1).to_bytes(32, "little"))  # 1, not reduced
+    assert is_weak_key(bytes(31))
+    keys = [Signer.from_seed(bytes([i]) * 32).public_raw for i in range(1, 65)]
+    assert not any(is_weak_key(k) for k in keys)
+
+
+def test_a_signature_by_a_weak_key_never_verifies() -> None:
+    """For the identity, R = the key and S = 0 'verify' every message under OpenSSL."""
+    identity = (1).to_bytes(32, "little")
+    forged = f"{key_id(identity)}:{b64u_encode(identity + bytes(32))}"
+    assert not verify_bytes(forged, b"any message at all", identity)
+    assert not verify_proof(forged, "js.wx.jy.s012", b64u_encode(identity), "gt1.any")
