@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, Form, Request
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from hub.acceptance import accept
 from hub.report_html import render_report
 from node.auth import NodeAuth
-from node.reconcile import LocalRoots
+from node.reconcile import LocalRoots, RemoteRoots
 from node.rollups import stats
 from node.runtime import Node
 from node.tables import ACCEPTANCE_REPORTS, ENTRIES, HEADS, KEYS, PEERS, REJECTIONS
@@ -102,15 +103,19 @@ def _subtree(node: Node) -> list[dict[str, Any]]:
 def tasks(request: Request, account: Reader) -> Response:
     node: Node = request.app.state.node
     views = task_views(node, issued_here=True)[::-1]
+    return render(request, "tasks.html", views=views, targets=_targets(node), error=None, form=None)
+
+
+def _targets(node: Node) -> list[str]:
+    """The nodes below this one whose keys it knows: whom a task may be issued to."""
     with node.store.read() as conn:
-        targets = sorted(
+        return sorted(
             set(
                 conn.execute(
                     select(KEYS.c.node).where(KEYS.c.node.startswith(node.id + "."))
                 ).scalars()
             )
         )
-    return render(request, "tasks.html", views=views, targets=targets, error=None)
 
 
 @router.post("/tasks", response_class=HTMLResponse)
@@ -133,13 +138,22 @@ def issue(
         issue_task(node, target=target, kind=kind, payload=payload, subtree=bool(subtree), due=due)
     except (GuantongError, ValueError) as exc:
         views = task_views(node, issued_here=True)[::-1]
+        form = {
+            "kind": kind,
+            "target": target,
+            "record": record,
+            "text": text,
+            "due_days": due_days,
+            "subtree": bool(subtree),
+        }
         return render(
             request,
             "tasks.html",
             status_code=422,
             views=views,
-            targets=[target],
+            targets=sorted({*_targets(node), target}),
             error=getattr(exc, "message", str(exc)),
+            form=form,  # what was typed stays: only the mistake needs correcting
         )
     return RedirectResponse("/tasks", 303)
 
@@ -199,18 +213,32 @@ def acceptance_page(request: Request, account: Reader) -> Response:
 
 @router.post("/acceptance")
 async def run_acceptance(
-    request: Request, account: Writer, prefix: Annotated[str, Form()]
+    request: Request,
+    account: Writer,
+    prefix: Annotated[str, Form()],
+    hub_url: Annotated[str, Form()] = "",
 ) -> Response:
+    """Run the acceptance check of ``prefix``; against the hub at ``hub_url`` (the city's
+    own server), whose signed Merkle roots the reconciliation compares with what this node
+    holds of its subtree, as ``guantong accept --hub URL`` does."""
     node: Node = request.app.state.node
     if not account.is_admin:
         return Response("admins run acceptance checks", status_code=403)
-    report = await accept(
-        node, prefix.strip(), lower=LocalRoots(node.store) if prefix == node.id else None
-    )
+    prefix, hub_url = prefix.strip(), hub_url.strip()
+    if hub_url:
+        parts = urlsplit(hub_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return Response(f"hub URL {hub_url!r} is no http(s) address", status_code=422)
+        async with node_client(node) as http:
+            report = await accept(node, prefix, lower=RemoteRoots(http, hub_url))
+    else:
+        report = await accept(
+            node, prefix, lower=LocalRoots(node.store) if prefix == node.id else None
+        )
     with node.store.write() as conn:
         result = conn.execute(
             ACCEPTANCE_REPORTS.insert().values(
-                prefix=prefix.strip(),
+                prefix=prefix,
                 checked_at=report["checked_at"],
                 passed=bool(report["passed"]),
                 report=orjson.dumps(report),

@@ -216,3 +216,73 @@ async def test_a_records_page_shows_its_lifecycle_where_it_is_held(
                 f"/desk/record/opinion/{record_id}", params={"origin": other.id}
             )
             assert re.findall(r"<td>([^<]+) #(\d+)</td>", page.text) == [(other.id, "1")]
+
+
+async def test_a_task_form_refused_keeps_what_was_typed(fed: Federation, station: str) -> None:
+    county = fed.nodes["js.wx.jy"]
+    add_user(county, "lead", "operator", PASSWORD)
+    text = "请于本周内核查并修复解放路东段的路灯（群众反映已坏一个月）"
+    async with _client(fed, county.id) as client:
+        csrf = await _login(client, "lead")
+        response = await client.post(
+            "/tasks",
+            data={
+                "csrf": csrf,
+                "target": station,
+                "kind": "supervise",
+                "text": text,
+                "record": "0190a4c2-7b1e-7c3d-8e9f-00000000ffff",  # no such record
+                "due_days": "30",
+                "subtree": "1",
+            },
+        )
+    assert response.status_code == 422
+    assert "no record 0190a4c2-7b1e-7c3d-8e9f-00000000ffff" in response.text
+    assert f">{text}</textarea>" in response.text
+    assert 'value="30"' in response.text and 'value="0190a4c2-7b1e' in response.text
+    assert re.search(r'<option value="supervise"[^>]*selected', response.text)
+    assert re.search(rf"<option selected>{re.escape(station)}</option>", response.text)
+    assert re.search(r'name="subtree" value="1" checked', response.text)
+
+
+async def test_the_acceptance_form_checks_against_the_hub_it_names(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+    from sqlalchemy import select
+
+    import hub.dashboard
+    from node.tables import ACCEPTANCE_REPORTS
+
+    fed.add("js.wx.jy.s1")
+    province = fed.nodes["js"]
+    add_user(province, "admin", "admin", PASSWORD)
+    await fed.cascade_up("js.wx.jy.s1", "js.wx.jy", "js.wx")
+    requested: list[str] = []
+
+    async def note(request: httpx.Request) -> None:
+        requested.append(str(request.url))
+
+    def to_the_city(node: object) -> httpx.AsyncClient:
+        client = fed.client("js.wx", caller="js")
+        client.event_hooks["request"].append(note)
+        return client
+
+    monkeypatch.setattr(hub.dashboard, "node_client", to_the_city)
+    async with _client(fed, "js") as client:
+        csrf = await _login(client, "admin")
+        page = await client.get("/acceptance")
+        assert 'name="hub_url"' in page.text
+        bad = await client.post(
+            "/acceptance", data={"csrf": csrf, "prefix": "js.wx", "hub_url": "file:///etc"}
+        )
+        assert bad.status_code == 422
+        response = await client.post(
+            "/acceptance", data={"csrf": csrf, "prefix": "js.wx", "hub_url": "http://js.wx"}
+        )
+        assert response.status_code == 303, response.text
+    with province.store.read() as conn:
+        raw = conn.execute(select(ACCEPTANCE_REPORTS.c.report)).scalar_one()
+    (reconciliation,) = [c for c in orjson.loads(raw)["criteria"] if c["id"] == "reconciliation"]
+    assert not reconciliation["summary"].startswith("not checked"), reconciliation["summary"]
+    assert requested and all(url.startswith("http://js.wx/") for url in requested)
