@@ -80,9 +80,7 @@ class StoreCheck:
     @property
     def problem(self) -> Problem | None:
         """The one to report: the first damage, else the first problem."""
-        return next((p for p in self.problems if p.damage), None) or next(
-            iter(self.problems), None
-        )
+        return next((p for p in self.problems if p.damage), None) or next(iter(self.problems), None)
 
     @property
     def quarantined(self) -> bool:
