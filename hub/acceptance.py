@@ -144,7 +144,11 @@ def _coverage(node: Node, prefix: str, t: Thresholds, now: Any) -> Criterion:
             r.node: r.tier
             for r in conn.execute(
                 select(KEYS.c.node, KEYS.c.tier).where(
-                    KEYS.c.cert.is_not(None), _in(KEYS.c.node, prefix)
+                    # a node whose every key is revoked is decommissioned: not expected,
+                    # and not enrolled
+                    KEYS.c.cert.is_not(None),
+                    KEYS.c.revoked_from.is_(None),
+                    _in(KEYS.c.node, prefix),
                 )
             )
         }
@@ -280,6 +284,7 @@ def _timeliness(node: Node, prefix: str, t: Thresholds, now: Any) -> Criterion:
                 RECORDS.c.contract == "warning",
                 _in(RECORDS.c.origin, prefix),
                 RECORDS.c.data["level"].as_string() == "red",
+                RECORDS.c.data["cleared_at"].as_string().is_(None),  # still open
             )
         ).scalar_one()
     percentiles = {tier: _percentiles(values) for tier, values in sorted(lags.items())}
@@ -289,6 +294,7 @@ def _timeliness(node: Node, prefix: str, t: Thresholds, now: Any) -> Criterion:
         for v in task_views(node)
         if v.task.kind == "assign"
         and v.task.due
+        and v.state != "cancelled"  # withdrawn by its issuer: nothing left to close
         and is_in_subtree(v.task.target, prefix)
         and v.task.due <= format_time(now)
     ]
