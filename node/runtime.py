@@ -498,12 +498,16 @@ class Node:
         limit: int | None = None,
         include_deleted: bool = False,
         major: int | None = None,
+        newest_first: bool = False,
     ) -> list[RecordView]:
+        """Records of ``contract`` in the order they were last changed (``newest_first``:
+        the other way, so that a ``limit`` keeps the latest)."""
         self.registry.versions(contract)  # unknown contract: a clear error, not an empty list
+        order = (_RECORDS.c.updated_at, _RECORDS.c.origin, _RECORDS.c.record_id)
         query = (
             self._records()
             .where(_RECORDS.c.contract == contract)
-            .order_by(_RECORDS.c.updated_at, _RECORDS.c.origin, _RECORDS.c.record_id)
+            .order_by(*(c.desc() for c in order) if newest_first else order)
         )
         if not include_deleted:
             query = query.where(_RECORDS.c.deleted.is_(False))

@@ -72,6 +72,9 @@ def add_user(node: Node, name: str, role: str, password: str) -> None:
     }
     with node.store.write() as conn:
         upsert(conn, USERS, [row], ["name"], ["role", "password_hash", "disabled"])
+        # a new password (or role) ends the sessions opened before it: a reset is often
+        # because someone else knows the old one
+        conn.execute(delete(SESSIONS).where(SESSIONS.c.user == name))
 
 
 def _is_user_name(name: str) -> bool:

@@ -16,7 +16,7 @@ from node.web.accounts import check_password as verify_password
 from node.web.accounts import end_session, start_session
 from node.web.forms import fields_for, parse_form
 from node.web.pages import CSRF, Reader, Writer, cookie_name, render
-from schemas.errors import GuantongError
+from schemas.errors import ErrorCode, GuantongError
 
 __all__ = ["DESK_CONTRACTS", "router"]
 
@@ -69,25 +69,55 @@ def logout(request: Request, account: CSRF) -> Response:
 
 @router.get("/desk", response_class=HTMLResponse)
 def desk(request: Request, account: Reader) -> Response:
+    return _desk(request)
+
+
+def _desk(
+    request: Request,
+    *,
+    status_code: int = 200,
+    task_error: str | None = None,
+    typed: dict[str, dict[str, str]] | None = None,
+) -> Response:
+    """The desk: the newest records of each kind (a record saved a moment ago is on top),
+    the tasks received; ``task_error`` and what was ``typed`` into a task's report when it
+    was refused, so that only the mistake needs correcting."""
     node: Node = request.app.state.node
     uplink = getattr(request.app.state, "uplink", None)
-    lists = {c: node.list(c, limit=20) for c in DESK_CONTRACTS if c in node.registry.names()}
+    lists = {
+        c: node.list(c, limit=20, newest_first=True)
+        for c in DESK_CONTRACTS
+        if c in node.registry.names()
+    }
     inbox = [v for v in task_views(node, issued_here=False) if v.task.issuer != node.id]
     return render(
         request,
         "desk.html",
+        status_code=status_code,
         lists=lists,
         inbox=inbox,
         sync=uplink.state() if uplink else None,
         backlog=sum(b.entries for b in backlog(node.store)),
         contracts=DESK_CONTRACTS,
+        task_error=task_error,
+        typed=typed or {},
     )
+
+
+def _desk_contract(contract: str) -> str:
+    """A contract people write at the desk. The others (certificates, task reports,
+    warnings, data-quality items, the station register) are written by the node itself
+    through their own checks: a node_cert record written here would revoke a child's key
+    at every hub above without the revocation's own path."""
+    if contract not in DESK_CONTRACTS:
+        raise GuantongError(ErrorCode.FORBIDDEN, f"{contract} records are not written at the desk")
+    return contract
 
 
 @router.get("/desk/new/{contract}", response_class=HTMLResponse)
 def new_record(request: Request, contract: str, account: Reader) -> Response:
     node: Node = request.app.state.node
-    cv = node.registry.current(contract)
+    cv = node.registry.current(_desk_contract(contract))
     return render(
         request, "form.html", cv=cv, fields=fields_for(cv), values={}, errors={}, record_id=None
     )
@@ -115,7 +145,7 @@ def record(
             .where(ENTRIES.c.origin == view.origin, ENTRIES.c.record_id == record_id)
             .order_by(ENTRIES.c.time)
         ).all()
-    editable = view.origin == node.id
+    editable = view.origin == node.id and contract in DESK_CONTRACTS
     return render(
         request,
         "form.html",
@@ -139,7 +169,7 @@ async def update_record(
 
 async def _save(request: Request, contract: str, record_id: str | None) -> Response:
     node: Node = request.app.state.node
-    cv = node.registry.current(contract)
+    cv = node.registry.current(_desk_contract(contract))
     form = {k: str(v) for k, v in (await request.form()).items()}
     fields = fields_for(cv)
     record, errors = parse_form(form, fields)
@@ -165,6 +195,7 @@ async def _save(request: Request, contract: str, record_id: str | None) -> Respo
             values=form,
             errors=errors,
             record_id=record_id,
+            editable=True,  # an own record being edited: corrected and sent again
         )
     kick = getattr(request.app.state, "kick", None)
     if kick is not None:
@@ -184,7 +215,16 @@ def report(
     node: Node = request.app.state.node
     if status not in ("accepted", "in_progress", "done", "rejected"):
         return Response("bad status", status_code=400)
-    report_task(node, task_id, status, note=note or None, resolution=resolution or None)
+    try:
+        report_task(node, task_id, status, note=note or None, resolution=resolution or None)
+    except GuantongError as exc:
+        typed = {task_id: {"status": status, "note": note, "resolution": resolution}}
+        return _desk(
+            request,
+            status_code=409 if exc.code is ErrorCode.FORBIDDEN else 422,
+            task_error=f"{exc.code.value}: {exc.message}",
+            typed=typed,
+        )
     kick = getattr(request.app.state, "kick", None)
     if kick is not None:
         kick()

@@ -61,9 +61,9 @@ def _stamp() -> str:
 
 def _fill_time_ok(stamp: str) -> bool:
     issued, _, mac = stamp.partition(".")
-    if not issued.isdigit() or not hmac.compare_digest(
-        mac, hmac.new(_SECRET, issued.encode(), sha256).hexdigest()[:16]
-    ):
+    if not (issued.isascii() and issued.isdigit()) or not hmac.compare_digest(
+        mac.encode(), hmac.new(_SECRET, issued.encode(), sha256).hexdigest()[:16].encode()
+    ):  # bytes: compare_digest refuses text that is not ASCII (a forged stamp)
         return False
     age = time.time() - int(issued)
     return _min_fill() <= age <= MAX_FILL_S

@@ -42,6 +42,10 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
         {
             "t": lambda text: translate(text, lang),
             "lang": lang,
+            # the language link keeps the page's own query (?origin=, ?code=)
+            "other_lang": str(
+                request.url.include_query_params(lang="en" if lang == "zh" else "zh")
+            ).removeprefix(str(request.base_url).rstrip("/")),
             "node": node,
             "account": account,
             "is_hub": getattr(request.app.state, "is_hub", False),

@@ -1,0 +1,158 @@
+"""The desk and the citizen form at their edges: what people may write there, what a
+refused form keeps, what a reset password ends, what a page links to."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from node.tasks import issue_task
+from node.web import intake
+from node.web.accounts import add_user
+from tests.federation.harness import Federation
+
+pytestmark = pytest.mark.anyio
+PASSWORD = "correct horse battery"
+GOOD = {
+    "date": "2026-11-21",
+    "visitor_count": "12",
+    "issues_collected": "3",
+    "deputy_ids": '["0190a4c2-7b1e-7c3d-8e9f-0000000000d1"]',
+}
+
+
+def client(fed: Federation, node_id: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=fed.app(node_id)),
+        base_url="http://web",
+        follow_redirects=False,
+    )
+
+
+async def login(c: httpx.AsyncClient, name: str, password: str = PASSWORD) -> str:
+    r = await c.post("/login", data={"name": name, "password": password, "next": "/desk"})
+    assert r.status_code == 303, r.text
+    page = await c.get("/desk")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found
+    return found.group(1)
+
+
+async def test_operator_cannot_revoke_a_station_key_from_the_desk(fed: Federation) -> None:
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    city = fed.nodes["js.wx"]
+    add_user(county, "clerk", "operator", PASSWORD)
+    (cert,) = [k.cert for k in county.keyring.keys_of(station.id) if k.cert is not None]
+    form = {k: str(v) for k, v in cert.to_dict().items()}
+    form.update(status="revoked", revoked_from=fed.now())
+    async with client(fed, county.id) as c:
+        csrf = await login(c, "clerk")
+        page = await c.get("/desk")
+        assert "/desk/new/node_cert" not in page.text  # not offered on the desk...
+        r = await c.post("/desk/new/node_cert", data={"csrf": csrf, **form})
+    await fed.cascade_up(county.id)
+    known = city.keyring.lookup(cert.key_id)
+    # ...so an operator must not be able to write it either
+    assert r.status_code in (403, 404), r.status_code
+    assert known is not None and known.revoked_from is None
+
+
+async def test_a_password_reset_ends_the_sessions_opened_before(fed: Federation) -> None:
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    async with client(fed, station.id) as thief:
+        await login(thief, "op")  # someone who learnt the old password
+        add_user(station, "op", "operator", "a brand new password")  # the reset
+        still = await thief.get("/desk")
+        assert still.status_code == 303
+
+
+async def test_a_refused_edit_can_be_corrected_and_saved_again(fed: Federation) -> None:
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    async with client(fed, station.id) as c:
+        csrf = await login(c, "op")
+        r = await c.post("/desk/new/reception", data={"csrf": csrf, **GOOD})
+        assert r.status_code == 303
+        (rec,) = station.list("reception")
+        page = await c.get(f"/desk/record/reception/{rec.id}")
+        assert "保存" in page.text and 'type="submit"' in page.text  # editable at first
+        bad = await c.post(
+            f"/desk/record/reception/{rec.id}",
+            data={"csrf": csrf, **GOOD, "visitor_count": "-3"},
+        )
+        assert bad.status_code == 422
+        assert 'type="submit"' in bad.text, "no save button after a validation error"
+        assert not re.search(r'id="f-visitor_count"[^>]*readonly', bad.text)
+
+
+async def test_a_record_just_saved_is_on_the_desk(fed: Federation) -> None:
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    fed.write(station.id, 25)
+    fed.clock.advance(minutes=5)
+    async with client(fed, station.id) as c:
+        csrf = await login(c, "op")
+        r = await c.post(
+            "/desk/new/opinion",
+            data={
+                "csrf": csrf,
+                "channel": "visit",
+                "category": "transport",
+                "content": "新录入的一条民意",
+                "title": "刚刚保存的记录",
+                "status": "received",
+                "received_at": "2026-11-21 16:00",
+            },
+        )
+        assert r.status_code == 303, r.text[:500]
+        page = await c.get("/desk?saved=1")
+    assert "刚刚保存的记录" in page.text
+
+
+async def test_an_odd_stamp_is_refused_not_a_crash(fed: Federation) -> None:
+    intake._hits.clear()
+    station = fed.add("js.wx.jy.s1")
+    transport = httpx.ASGITransport(app=fed.app(station.id), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://web") as c:
+        r = await c.post(
+            f"/c/{station.id}",
+            data={"stamp": "1763683200.签名", "content": "路灯坏了", "category": "other"},
+        )
+    assert r.status_code == 429  # what every other bad stamp gets
+
+
+async def test_a_too_long_resolution_comes_back_on_the_desk(fed: Federation) -> None:
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    add_user(station, "op", "operator", PASSWORD)
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "请核实"})
+    await fed.cascade_down(station.id)
+    text = "已处理。" * 1001
+    async with client(fed, station.id) as c:
+        csrf = await login(c, "op")
+        desk = await c.get("/desk")
+        assert f'action="/desk/task/{task.id}"' in desk.text
+        r = await c.post(
+            f"/desk/task/{task.id}", data={"csrf": csrf, "status": "done", "resolution": text}
+        )
+    assert r.headers["content-type"].startswith("text/html") and text in r.text
+
+
+async def test_the_language_link_keeps_the_pages_query(fed: Federation) -> None:
+    """On a record page reached with ?origin=, switching the language keeps the origin:
+    without it an id two origins hold is ambiguous."""
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    (rid,) = fed.write(station.id, 1)
+    async with client(fed, station.id) as c:
+        await login(c, "op")
+        page = await c.get(f"/desk/record/opinion/{rid}?origin={station.id}")
+        (link,) = re.findall(r'<a href="([^"]*lang=en[^"]*)">English</a>', page.text)
+        link = link.replace("&amp;", "&")
+        assert link.startswith(f"/desk/record/opinion/{rid}?") and f"origin={station.id}" in link
+        switched = await c.get(link)
+    assert switched.status_code == 200 and 'lang="en"' in switched.text
