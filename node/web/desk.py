@@ -221,7 +221,7 @@ def report(
         typed = {task_id: {"status": status, "note": note, "resolution": resolution}}
         return _desk(
             request,
-            status_code=409 if exc.code is ErrorCode.FORBIDDEN else 422,
+            status_code=_REPORT_STATUS.get(exc.code, 422),
             task_error=f"{exc.code.value}: {exc.message}",
             typed=typed,
         )
@@ -229,6 +229,10 @@ def report(
     if kick is not None:
         kick()
     return RedirectResponse("/desk", 303)
+
+
+_REPORT_STATUS = {ErrorCode.NOT_FOUND: 404, ErrorCode.FORBIDDEN: 409}
+"""A refused task report's page: no such task, a task cancelled meanwhile, else 422."""
 
 
 @router.post("/desk/sync")
