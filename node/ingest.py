@@ -65,7 +65,7 @@ from node.db import Store, bulk, lock_head, storable_text
 from node.keyring import Keyring, KnownKey
 from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
-from node.rollups import Key, apply_deltas
+from node.rollups import Key, apply_deltas, day_of
 from node.tables import ENTRIES, HEADS, REJECTIONS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
@@ -213,7 +213,7 @@ class _Materials:
             self.records[key] = row
 
     def count(self, origin: str, time: str) -> None:
-        key = (origin, time[:10], "entries", "count")
+        key = (origin, day_of(time), "entries", "count")
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def flush(self, conn: Connection) -> None:

@@ -19,26 +19,37 @@ Contributions (``metric``/``key`` → amount), by contract:
   performance rules: ``dim:<dimension>`` and ``deputy:<id>:<dimension>``;
 - ``reception``: ``count``, ``visitors``; ``warning`` (预警): ``level:<l>``;
 - every entry, on its time's day: ``entries/count`` (station activity).
+
+A day is a day in China (UTC+8): times are stored in UTC, and an opinion received at 01:00
+Beijing time on the 1st of a month belongs to that day and month, not to the last of the
+one before (:func:`day_of`); the on-time rule counts those days too. Dates (a reception's,
+a duty activity's) are China dates as entered. A store records in ``meta`` that its
+rollups count China days (``rollup_days``); one that does not (a store of an earlier
+release, which counted UTC days) is recounted once when its node opens
+(:func:`ensure_rollup_days`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, func, select
 
 from node.db import RowsInsert, Store, bulk, driver_rows
-from node.tables import ENTRIES, KEYS, RECORDS, ROLLUPS
+from node.tables import ENTRIES, KEYS, META, RECORDS, ROLLUPS
+from schemas.errors import ErrorCode, GuantongError
 
 __all__ = [
     "ON_TIME_DAYS",
     "apply_deltas",
     "contribute",
     "contribution",
+    "day_of",
+    "ensure_rollup_days",
     "entry_counts",
     "rebuild",
     "record_deltas",
@@ -46,6 +57,19 @@ __all__ = [
 ]
 
 ON_TIME_DAYS = 15
+ROLLUP_DAYS = "china"
+"""What the rollups' days are, in ``meta`` (``rollup_days``): days in China, UTC+8."""
+_EAST = 16
+"""From 16:00 UTC on, it is the next day in China."""
+
+
+def day_of(time: str) -> str:
+    """The day in China (UTC+8) of an RFC 3339 UTC time; a date is returned as it is."""
+    if len(time) < 13 or time[10] != "T" or int(time[11:13]) < _EAST:
+        return time[:10]
+    return (date.fromisoformat(time[:10]) + timedelta(days=1)).isoformat()
+
+
 Key = tuple[str, str, str, str]  # origin, day, metric, key
 _CHUNK = 500
 
@@ -79,7 +103,7 @@ def contribute(
         received = data.get("received_at")
         if type(received) is not str:
             return
-        day = received[:10]
+        day = day_of(received)
         status = str(data.get("status"))
         add(day, "opinion", "total")
         add(day, "opinion", f"status:{status}")
@@ -94,7 +118,7 @@ def contribute(
             add(day, "opinion", "rating_sum", rating)
             add(day, "opinion", "rating_count")
     elif contract == "suggestion" and isinstance(data.get("submitted_at"), str):
-        day = data["submitted_at"][:10]
+        day = day_of(data["submitted_at"])
         add(day, "suggestion", "total")
         add(day, "suggestion", f"status:{data.get('status')}")
         if data.get("satisfaction"):
@@ -122,18 +146,19 @@ def contribute(
         add(day, "reception", "count")
         add(day, "reception", "visitors", int(data.get("visitor_count") or 0))
     elif contract == "warning" and isinstance(data.get("raised_at"), str):
-        add(data["raised_at"][:10], "warning", f"level:{data.get('level')}")
+        add(day_of(data["raised_at"]), "warning", f"level:{data.get('level')}")
 
 
 def _days(start: str, end: str) -> int:
-    return (date.fromisoformat(end[:10]) - date.fromisoformat(start[:10])).days
+    """Days in China from ``start`` to ``end``."""
+    return (date.fromisoformat(day_of(end)) - date.fromisoformat(day_of(start))).days
 
 
 def entry_counts(entries: Iterable[tuple[str, str]]) -> Counter[Key]:
     """``(origin, time)`` of new entries → per-day entry counts."""
     out: Counter[Key] = Counter()
     for origin, time in entries:
-        out[(origin, time[:10], "entries", "count")] += 1
+        out[(origin, day_of(time), "entries", "count")] += 1
     return out
 
 
@@ -194,23 +219,51 @@ def rebuild(store: Store, rules: dict[str, Any]) -> int:
     locked against writers first, so a push's upsert waits for the rebuild and adds to
     totals that did not count it. SQLite's write transaction excludes writers anyway."""
     with store.write() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE rollups IN EXCLUSIVE MODE")
-        conn.execute(ROLLUPS.delete())
-        total: Counter[Key] = Counter()
-        for row in conn.execute(
-            select(RECORDS.c.origin, RECORDS.c.contract, RECORDS.c.data).where(
-                RECORDS.c.deleted.is_(False)
-            )
-        ):
-            contribute(total, 1, row.origin, row.contract, row.data, rules)
-        day = func.substr(ENTRIES.c.time, 1, 10)
-        for origin, entry_day, count in conn.execute(
-            select(ENTRIES.c.origin, day, func.count()).group_by(ENTRIES.c.origin, day)
-        ):
-            total[(origin, entry_day, "entries", "count")] += int(count)
-        apply_deltas(conn, total)
-        return sum(1 for v in total.values() if v)
+        return _rebuild(conn, rules)
+
+
+def ensure_rollup_days(store: Store, rules: dict[str, Any]) -> bool:
+    """Recount the rollups once if they do not count days in China yet (a store of an
+    earlier release); True if it did. Looked at in a read (a node on a read-only disk still
+    opens), then checked again and done in one write transaction, so that two processes
+    opening the node at once recount once. A store that cannot be written now is recounted
+    at a later opening."""
+    query = select(META.c.value).where(META.c.key == "rollup_days")
+    with store.read() as conn:
+        if conn.execute(query).scalar() == ROLLUP_DAYS:
+            return False
+    try:
+        with store.write() as conn:
+            if conn.execute(query).scalar() == ROLLUP_DAYS:
+                return False
+            _rebuild(conn, rules)
+            return True
+    except GuantongError as exc:
+        if exc.code in (ErrorCode.STORAGE_READ_ONLY, ErrorCode.STORAGE_FULL):
+            return False
+        raise
+
+
+def _rebuild(conn: Connection, rules: dict[str, Any]) -> int:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE rollups IN EXCLUSIVE MODE")
+    conn.execute(ROLLUPS.delete())
+    total: Counter[Key] = Counter()
+    for row in conn.execute(
+        select(RECORDS.c.origin, RECORDS.c.contract, RECORDS.c.data).where(
+            RECORDS.c.deleted.is_(False)
+        )
+    ):
+        contribute(total, 1, row.origin, row.contract, row.data, rules)
+    hour = func.substr(ENTRIES.c.time, 1, 13)  # the hour decides the day in China
+    for origin, entry_hour, count in conn.execute(
+        select(ENTRIES.c.origin, hour, func.count()).group_by(ENTRIES.c.origin, hour)
+    ):
+        total[(origin, day_of(entry_hour), "entries", "count")] += int(count)
+    apply_deltas(conn, total)
+    conn.execute(META.delete().where(META.c.key == "rollup_days"))
+    conn.execute(META.insert().values(key="rollup_days", value=ROLLUP_DAYS))
+    return sum(1 for v in total.values() if v)
 
 
 def stats(

@@ -25,7 +25,7 @@ from node.db import CORRUPT_MARKER, Store, driver_rows, insert_ignore, lock_head
 from node.keyring import Keyring
 from node.keys import create_key, load_key
 from node.log import AppendResult, Log, Write
-from node.rollups import rebuild
+from node.rollups import ROLLUP_DAYS, ensure_rollup_days, rebuild
 from node.settings import CONFIG_FILE, NodeSettings, write_config
 from node.tables import KEYS, LOCAL_PRIVATE, META, RECORDS
 from schemas.canonical import canonical_bytes, find_nul
@@ -150,6 +150,8 @@ class Node:
             node = cls(settings, store, clock=clock)
             try:
                 node._check_evidence()
+                # a store of an earlier release counted UTC days: recounted once
+                ensure_rollup_days(store, node.log.rules)
             except GuantongError as exc:
                 # A quarantined store still opens, so that status, verify and repair can
                 # say what is wrong; a server does not crash-loop on it. Writes are refused.
@@ -285,6 +287,7 @@ class Node:
                     {"key": "node_id", "value": self.id},
                     {"key": "tier", "value": self.settings.tier.value},
                     {"key": "created", "value": now},
+                    {"key": "rollup_days", "value": ROLLUP_DAYS},  # nothing to recount
                 ],
                 ["key"],
             )

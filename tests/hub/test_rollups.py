@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from contracts.samples import sample_records
-from node.rollups import rebuild, stats
-from node.tables import ROLLUPS
-from tests.federation.harness import Federation
+from node.rollups import day_of, ensure_rollup_days, rebuild, stats
+from node.tables import META, ROLLUPS
+from tests.conftest import example
+from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +92,72 @@ async def test_stats_endpoint(fed: Federation) -> None:
             )
         ).json()
     assert body["opinions"]["total"] == 20 and "performance_index" in body
+
+
+# -- days in China ------------------------------------------------------------------------
+
+
+def _received(**over: Any) -> dict[str, Any]:
+    data = example("opinion", "1.1", 0)
+    for k in ("resolved_at", "closed_at", "rating", "rated_at", "rating_comment", "resolution"):
+        data.pop(k, None)
+    data.update(over)
+    return data
+
+
+def test_a_day_is_a_day_in_china() -> None:
+    assert day_of("2026-11-30T15:59:59.999Z") == "2026-11-30"
+    assert day_of("2026-11-30T16:00:00.000Z") == "2026-12-01"  # 00:00 in Beijing
+    assert day_of("2026-12-31T23:00:00.000Z") == "2027-01-01"
+    assert day_of("2026-11-21") == "2026-11-21"  # a date stays as entered
+
+
+async def test_an_opinion_received_after_midnight_in_beijing_counts_in_that_month(
+    fed: Federation,
+) -> None:
+    """Received 2026-12-01 01:00 Beijing time, stored as 2026-11-30T17:00Z."""
+    station = fed.add("js.wx.jy.s1")
+    station.put(
+        "opinion", [(None, _received(status="received", received_at="2026-11-30T17:00:00.000Z"))]
+    )
+    await fed.cascade_up(station.id)
+    county = fed.nodes["js.wx.jy"].store
+    december = stats(county, "js.wx.jy", start="2026-12-01", end="2026-12-31")
+    assert december["opinions"]["total"] == 1
+    assert stats(county, "js.wx.jy", start="2026-11-01", end="2026-11-30")["opinions"]["total"] == 0
+
+
+async def test_the_on_time_rule_counts_days_in_china(fed: Federation) -> None:
+    """Received 11-01 23:00 and resolved 11-17 01:00 Beijing time: 16 days in China
+    (15 days and 2 hours elapsed), not within the 15."""
+    station = fed.add("js.wx.jy.s1")
+    resolved = _received(
+        status="resolved",
+        received_at="2026-11-01T15:00:00.000Z",
+        accepted_at="2026-11-01T15:10:00.000Z",
+        assigned_at="2026-11-01T15:20:00.000Z",
+        resolved_at="2026-11-16T17:00:00.000Z",
+        resolution="已解决",
+    )
+    station.put("opinion", [(None, resolved)])
+    await fed.cascade_up(station.id)
+    opinions = stats(fed.nodes["js.wx.jy"].store, "js.wx.jy")["opinions"]
+    assert opinions["resolved"] == 1 and opinions["on_time_rate"] == 0.0
+
+
+async def test_a_store_that_counted_utc_days_is_recounted_once_when_opened(
+    fed: Federation,
+) -> None:
+    station = fed.add("js.wx.jy.s1")
+    station.put(
+        "opinion", [(None, _received(status="received", received_at="2026-11-30T17:00:00.000Z"))]
+    )
+    await fed.cascade_up(station.id)
+    county = fed.nodes["js.wx.jy"]
+    with county.store.write() as conn:  # as an earlier release left it
+        conn.execute(META.delete().where(META.c.key == "rollup_days"))
+        conn.execute(ROLLUPS.update().where(ROLLUPS.c.day == "2026-12-01").values(day="2026-11-30"))
+    county = reopen(fed, "js.wx.jy")
+    december = stats(county.store, "js.wx.jy", start="2026-12-01", end="2026-12-31")
+    assert december["opinions"]["total"] == 1
+    assert ensure_rollup_days(county.store, county.log.rules) is False  # once
