@@ -276,6 +276,8 @@ class _Salvage:
         self.work = sqlite3.connect(self.scratch)
         self.work.executescript(
             "CREATE TABLE e (origin TEXT, seq INTEGER, raw BLOB, PRIMARY KEY (origin, seq));"
+            "CREATE TABLE r (origin TEXT, seq INTEGER, received_at TEXT,"
+            " PRIMARY KEY (origin, seq));"
             "CREATE TABLE s (origin TEXT, seq INTEGER, raw BLOB, PRIMARY KEY (origin, seq));"
             "CREATE TABLE h (origin TEXT PRIMARY KEY, seq INTEGER);"
         )
@@ -327,6 +329,9 @@ class _Salvage:
         if self.old is not None:
             for table, into, columns in (
                 ("entries", "e", ["origin", "seq", "raw"]),
+                # when each entry arrived: re-ingested, an entry would arrive now, and the
+                # sync lag the acceptance check measures would be the time since
+                ("entries", "r", ["origin", "seq", "received_at"]),
                 ("signed_heads", "s", ["origin", "seq", "raw"]),
                 ("heads", "h", ["origin", "seq"]),
             ):
@@ -354,7 +359,19 @@ class _Salvage:
                 break
             waiting = retry
         self.report.origins = [OriginSalvage(o, before.get(o), self.held[o]) for o in origins]
+        self._arrivals()
         self._count()
+
+    def _arrivals(self) -> None:
+        """Give the entries taken back the arrival times they had in the damaged store."""
+        rows = self.work.execute(
+            "SELECT received_at, origin, seq FROM r WHERE received_at IS NOT NULL"
+        )
+        while chunk := rows.fetchmany(_BATCH):
+            with self.node.store.write() as conn:
+                conn.exec_driver_sql(
+                    "UPDATE entries SET received_at = ? WHERE origin = ? AND seq = ?", chunk
+                )
 
     async def take_back(self, client: httpx.AsyncClient) -> None:
         """Own entries the parent holds beyond the salvaged head, then the salvaged rest."""
@@ -370,6 +387,7 @@ class _Salvage:
         own = self.node.log.head()
         self.held[self.node.id] = own.seq if own else 0
         self._take(self.node.id)
+        self._arrivals()
         self._count()
 
     def _count(self) -> None:

@@ -832,3 +832,32 @@ async def test_entries_no_signed_head_covers_do_not_verify(fed: Federation) -> N
     check = check_store(county.log)
     assert check.problem is not None and check.problem.origin == S1
     assert "covered by no signed head" in check.problem.message
+
+
+async def test_a_repaired_hub_keeps_when_each_entry_arrived(fed: Federation) -> None:
+    """Repair takes the log in again; the entries keep the arrival times they had, or
+    the sync lag the acceptance check measures would be the days since the repair."""
+    if fed.hub_db is not None:
+        pytest.skip("repair rebuilds SQLite stores (PostgreSQL: restore the dump)")
+    from hub.acceptance import Thresholds, _timeliness
+
+    for station in ("js.wx.jy.s1", "js.wx.jy.s2"):
+        fed.add(station)
+        fed.write(station, 6)
+    await fed.cascade_up("js.wx.jy.s1", "js.wx.jy.s2", COUNTY, CITY)
+
+    def arrivals() -> dict[tuple[str, int], str]:
+        with fed.nodes["js"].store.read() as conn:
+            rows = conn.execute(select(ENTRIES.c.origin, ENTRIES.c.seq, ENTRIES.c.received_at))
+            return {(r.origin, int(r.seq)): r.received_at for r in rows}
+
+    before = arrivals()
+    assert _timeliness(fed.nodes["js"], CITY, Thresholds(), fed.clock()).passed
+    fed.clock.advance(days=3)  # the province's disk fails; it is repaired three days later
+    province = fed.nodes["js"]
+    province.close()
+    report = await repair(province.settings, clock=fed.clock, force=True)
+    assert report.rebuilt
+    province = reopen(fed, "js")
+    assert arrivals() == before
+    assert _timeliness(province, CITY, Thresholds(), fed.clock()).passed
