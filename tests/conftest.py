@@ -178,3 +178,14 @@ def fed(request: pytest.FixtureRequest, make_node: NodeFactory, clock: FakeClock
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_counts() -> Iterator[None]:
+    """Each test starts with no failed sign-ins counted (the counts live in the process,
+    which runs many tests: as a server's restart forgets them)."""
+    from node.web import desk
+
+    yield
+    desk.LOGINS_BY_USER.reset()
+    desk.LOGINS_BY_ADDRESS.reset()

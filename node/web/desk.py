@@ -16,6 +16,7 @@ from node.web.accounts import check_password as verify_password
 from node.web.accounts import end_session, start_session
 from node.web.forms import fields_for, parse_form
 from node.web.pages import CSRF, Reader, Writer, cookie_name, render
+from node.web.throttle import Throttle
 from schemas.errors import ErrorCode, GuantongError
 
 __all__ = ["DESK_CONTRACTS", "router"]
@@ -32,6 +33,12 @@ DESK_CONTRACTS = (
 )
 
 
+LOGINS_BY_USER = Throttle(limit=10, window=900.0)
+"""Ten wrong passwords for one user name within 15 minutes: that name waits."""
+LOGINS_BY_ADDRESS = Throttle(limit=50, window=900.0)
+"""Fifty from one address (an office behind one NAT has many people): that address waits."""
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", next=next if next.startswith("/") else "/")
@@ -45,8 +52,19 @@ def login(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     node: Node = request.app.state.node
+    address = request.client.host if request.client else "?"
+    keys = (f"user:{node.id}:{name[:64]}", f"address:{node.id}:{address}")
+    wait = max(LOGINS_BY_USER.wait(keys[0]), LOGINS_BY_ADDRESS.wait(keys[1]))
+    if wait > 0:  # checked before the password's hash is computed
+        minutes = max(1, round(wait / 60))
+        refused = render(request, "login.html", status_code=429, next=next, throttled=minutes)
+        refused.headers["Retry-After"] = str(int(wait) + 1)
+        return refused
     if verify_password(node, name, password) is None:
+        LOGINS_BY_USER.failed(keys[0])
+        LOGINS_BY_ADDRESS.failed(keys[1])
         return render(request, "login.html", status_code=401, next=next, failed=True)
+    LOGINS_BY_USER.clear(keys[0])
     token, _ = start_session(node, name)
     response = RedirectResponse(
         next if next.startswith("/") and not next.startswith("//") else "/", 303

@@ -61,6 +61,7 @@ _EN = {
     "督办": "Supervise",
     "通知": "Notice",
     "征集": "Collect",
+    "登录失败次数过多，请稍后再试": "Too many failed sign-ins: try again later",
     "含下级": "and every node below",
     "运行验收": "Run acceptance",
     "范围": "Prefix",

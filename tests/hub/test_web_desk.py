@@ -156,3 +156,34 @@ async def test_the_language_link_keeps_the_pages_query(fed: Federation) -> None:
         assert link.startswith(f"/desk/record/opinion/{rid}?") and f"origin={station.id}" in link
         switched = await c.get(link)
     assert switched.status_code == 200 and 'lang="en"' in switched.text
+
+
+def test_a_throttle_counts_failures_in_its_window() -> None:
+    from node.web.throttle import Throttle
+
+    throttle = Throttle(limit=3, window=60.0)
+    for t in (0.0, 1.0, 2.0):
+        assert throttle.wait("op", now=t) == 0.0
+        throttle.failed("op", now=t)
+    assert throttle.wait("op", now=3.0) == pytest.approx(57.0)  # until the first is old
+    assert throttle.wait("other", now=3.0) == 0.0
+    assert throttle.wait("op", now=60.0) == 0.0
+    throttle.clear("op")
+    assert throttle.wait("op", now=3.0) == 0.0
+
+
+async def test_guessing_a_password_is_stopped_before_the_hash(fed: Federation) -> None:
+    """Ten wrong passwords for one name: the eleventh try waits, the right password too,
+    and no hash is computed for it; another name from the same office still signs in."""
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    add_user(station, "colleague", "operator", PASSWORD)
+    async with client(fed, station.id) as c:
+        for i in range(10):
+            wrong = await c.post("/login", data={"name": "op", "password": f"guess {i:04d}!"})
+            assert wrong.status_code == 401
+        right = await c.post("/login", data={"name": "op", "password": PASSWORD})
+        assert right.status_code == 429 and int(right.headers["retry-after"]) > 800
+        assert "登录失败次数过多" in right.text
+        other = await c.post("/login", data={"name": "colleague", "password": PASSWORD})
+        assert other.status_code == 303
