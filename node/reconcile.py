@@ -55,6 +55,10 @@ def subtree_roots(
     )
     with store.read() as conn:
         rows = [(r.origin, int(r.seq), str(r.hash)) for r in conn.execute(query)]
+    # the leaves' order is the ids' code points, whatever the database's collation (a
+    # PostgreSQL hub created with a locale's would sort '-' and '.' otherwise, and hubs
+    # holding the same heads would disagree on the root)
+    rows.sort()
     whole = _info(prefix, rows)
     if not children:
         return whole, {}
