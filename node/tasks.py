@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, func, select
 
 from contracts.compat import compare_installed
 from contracts.registry import Registry
@@ -300,20 +300,8 @@ def write_receipts(node: Node) -> int:
     the log holds, not from what one pull brought, so a failed write is simply made on the
     next pull, the same receipts come out however pages cut the revisions, and a node that
     recovered its log (with its receipts) does not report twice."""
-    ancestors = [node.id]
-    while (up := parent_of(ancestors[-1])) is not None:
-        ancestors.append(up)
     with node.store.read() as conn:
-        rows = (
-            conn.execute(
-                select(TASKS.c.raw).where(
-                    (TASKS.c.target == node.id)
-                    | ((TASKS.c.scope == "subtree") & TASKS.c.target.in_(ancestors))
-                )
-            )
-            .scalars()
-            .all()
-        )
+        latest = _held_latest(conn, node.id)
         receipts = conn.execute(
             select(TASK_EVENTS.c.task_id, TASK_EVENTS.c.task_rev, TASK_EVENTS.c.note).where(
                 TASK_EVENTS.c.origin == node.id, TASK_EVENTS.c.status == "received"
@@ -321,13 +309,8 @@ def write_receipts(node: Node) -> int:
         ).all()
     acknowledged = {r.task_id for r in receipts if r.note != CANCELLED_NOTE}
     cancellations = {(r.task_id, r.task_rev) for r in receipts if r.note == CANCELLED_NOTE}
-    latest: dict[str, Task] = {}
-    for raw in rows:
-        task = Task.parse(bytes(raw))
-        if task.issuer != node.id and (task.id not in latest or task.rev > latest[task.id].rev):
-            latest[task.id] = task
     records = []
-    for task in latest.values():
+    for task in latest:
         if task.id not in acknowledged:
             records.append((None, _receipt(node, task)))
         if task.cancelled and (task.id, task.rev) not in cancellations:
@@ -408,12 +391,27 @@ def _new_revisions(conn: Connection, tasks: list[Task]) -> list[Task]:
     return fresh
 
 
-def _held_latest(conn: Connection, kind: str, node_id: str) -> list[Task]:
-    """The latest revision of every held task of ``kind`` that reaches ``node_id``."""
+def _reaching(node_id: str) -> ColumnElement[bool]:
+    """The held tasks that reach ``node_id``: it is their target, or below the target of a
+    ``subtree`` one (:meth:`Task.reaches`, as a condition on the stored columns)."""
+    ancestors = [node_id]
+    while (up := parent_of(ancestors[-1])) is not None:
+        ancestors.append(up)
+    return (TASKS.c.target == node_id) | (
+        (TASKS.c.scope == "subtree") & TASKS.c.target.in_(ancestors)
+    )
+
+
+def _held_latest(conn: Connection, node_id: str, kind: str | None = None) -> list[Task]:
+    """The latest revision of every held task (of ``kind``) that reaches ``node_id`` and
+    another node issued."""
+    query = select(TASKS.c.raw).where(_reaching(node_id), TASKS.c.issuer != node_id)
+    if kind is not None:
+        query = query.where(TASKS.c.kind == kind)
     latest: dict[str, Task] = {}
-    for raw in conn.execute(select(TASKS.c.raw).where(TASKS.c.kind == kind)).scalars():
+    for raw in conn.execute(query).scalars():
         task = Task.parse(bytes(raw))
-        if task.reaches(node_id) and (task.id not in latest or task.rev > latest[task.id].rev):
+        if task.id not in latest or task.rev > latest[task.id].rev:
             latest[task.id] = task
     return list(latest.values())
 
@@ -425,8 +423,8 @@ def _apply_revocations(
     only ever moves earlier, so applying one again changes nothing). A malformed one is
     reported when it arrives, and skipped after."""
     revoked = 0
-    for task in _held_latest(conn, "revoke", node.id):
-        if task.cancelled or task.issuer == node.id:
+    for task in _held_latest(conn, node.id, "revoke"):
+        if task.cancelled:
             continue
         try:
             target, since = _revocation(task)
@@ -445,28 +443,26 @@ def _install_held_bundle(node: Node) -> int | None:
     alone, and only the one to install is parsed and checked as a task."""
     best: tuple[int, bytes] | None = None
     seen: set[str] = set()
+    installed = node.registry.bundle_version
     with node.store.read() as conn:
         rows = conn.execute(
-            select(TASKS.c.task_id, TASKS.c.issuer, TASKS.c.target, TASKS.c.scope, TASKS.c.raw)
-            .where(TASKS.c.kind == "contracts")
+            select(TASKS.c.task_id, TASKS.c.issuer, TASKS.c.raw)
+            .where(TASKS.c.kind == "contracts", _reaching(node.id), TASKS.c.issuer != node.id)
             .order_by(TASKS.c.task_id, TASKS.c.rev.desc())
         )
         for row in rows:
             if row.task_id in seen:
                 continue  # an earlier revision
             seen.add(row.task_id)
-            reaches = row.target == node.id or (
-                row.scope == "subtree" and is_in_subtree(node.id, row.target)
-            )
-            if row.issuer == node.id or parent_of(row.issuer) is not None or not reaches:
+            if parent_of(row.issuer) is not None:
                 continue  # only the province publishes bundles
             payload = orjson.loads(bytes(row.raw)).get("payload")
             if not isinstance(payload, dict) or payload.get("cancelled") is True:
                 continue
             claimed = payload.get("bundle_version")
             if not isinstance(claimed, int) or isinstance(claimed, bool):
-                claimed = node.registry.bundle_version + 1  # checked when parsed
-            if claimed > node.registry.bundle_version and (best is None or claimed > best[0]):
+                claimed = installed + 1  # checked when parsed
+            if claimed > installed and (best is None or claimed > best[0]):
                 best = (claimed, bytes(row.raw))
     if best is None:
         return None
