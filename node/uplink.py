@@ -386,8 +386,11 @@ class Uplink:
         remaining = (parse_time(next_at) - self.clock()).total_seconds()
         return 0.0 if remaining > LONGEST_WAIT_S else max(0.0, remaining)
 
-    def _failed(self, reason: str, retry_after: float | None = None) -> None:
-        """Back off: as the parent asked (``Retry-After``), else exponentially."""
+    def _failed(
+        self, reason: str, retry_after: float | None = None, *, answered: bool = False
+    ) -> None:
+        """Back off: as the parent asked (``Retry-After``), else exponentially; keep the
+        reason (``/v1/status``), and, if the parent ``answered``, the contact it was."""
         state = self.state()
         failures = state["failures"] + 1
         delay = (
@@ -395,17 +398,13 @@ class Uplink:
             if retry_after is not None
             else backoff_delay(failures, self.rng)
         )
-        next_at = self.clock() + timedelta(seconds=delay)
-        self._save(failures, format_time(next_at), reason[:500], state["last_contact"])
+        now = self.clock()
+        contact = format_time(now) if answered else state["last_contact"]
+        self._save(failures, format_time(now + timedelta(seconds=delay)), reason[:500], contact)
 
     def _refused(self, reason: str) -> None:
-        """The parent answered but took nothing: back off exponentially, as for a failure,
-        and keep the reason (``/v1/status``), with the contact it was."""
-        state = self.state()
-        failures = state["failures"] + 1
-        now = self.clock()
-        next_at = now + timedelta(seconds=backoff_delay(failures, self.rng))
-        self._save(failures, format_time(next_at), reason[:500], format_time(now))
+        """The parent answered but took nothing: back off as for a failure."""
+        self._failed(reason, answered=True)
 
     def _save(
         self,
