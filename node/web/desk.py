@@ -61,8 +61,8 @@ def login(
         refused.headers["Retry-After"] = str(int(wait) + 1)
         return refused
     if verify_password(node, name, password) is None:
-        LOGINS_BY_USER.failed(keys[0])
-        LOGINS_BY_ADDRESS.failed(keys[1])
+        LOGINS_BY_USER.count(keys[0])
+        LOGINS_BY_ADDRESS.count(keys[1])
         return render(request, "login.html", status_code=401, next=next, failed=True)
     LOGINS_BY_USER.clear(keys[0])
     token, _ = start_session(node, name)

@@ -1,8 +1,9 @@
 """Citizen intake: a QR code per station and per deputy, a public opinion form, a receipt.
 
-The form is public, so it is guarded: a per-address token bucket (``RATE`` submissions per
-``WINDOW``), a hidden honeypot field bots fill in, and a signed render time — a form
-submitted faster than a person can type, or hours later, is refused. The record is written
+The form is public, so it is guarded: at most ``RATE`` submissions per address within
+``WINDOW`` seconds (:class:`node.web.throttle.Throttle`), a hidden honeypot field bots
+fill in, and a signed render time — a form submitted faster than a person can type, or
+hours later, is refused. The record is written
 like any other (validated against the opinion contract, channel ``qr``): the reporter's
 name stays at the station, the phone travels masked, the repeat-reporter key as an HMAC.
 The citizen gets a receipt code to look up progress; nothing else of the record is shown.
@@ -14,7 +15,6 @@ import hmac
 import os
 import secrets
 import time
-from collections import deque
 from hashlib import sha256
 from typing import Annotated
 
@@ -26,6 +26,7 @@ from sqlalchemy import select
 from node.runtime import Node
 from node.tables import RECEIPTS
 from node.web.pages import render
+from node.web.throttle import Throttle
 from schemas.errors import GuantongError
 from schemas.ids import is_uuid
 from schemas.times import format_time
@@ -37,20 +38,16 @@ RATE = 5
 WINDOW = 600.0
 MIN_FILL_S = 3.0
 MAX_FILL_S = 3 * 3600.0
-_hits: dict[str, deque[float]] = {}
+SUBMISSIONS = Throttle(limit=RATE, window=WINDOW)
 _SECRET = secrets.token_bytes(32)
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CODE_LENGTH = 10
 
 
 def _allowed(address: str) -> bool:
-    now = time.monotonic()
-    hits = _hits.setdefault(address, deque())
-    while hits and now - hits[0] > WINDOW:
-        hits.popleft()
-    if len(hits) >= RATE:
+    if SUBMISSIONS.wait(address) > 0:
         return False
-    hits.append(now)
+    SUBMISSIONS.count(address)
     return True
 
 

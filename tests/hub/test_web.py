@@ -92,7 +92,7 @@ async def test_citizen_intake_guards_and_receipt(
     fed: Federation, station: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
-    intake._hits.clear()
+    intake.SUBMISSIONS.reset()
     async with _client(fed, station) as client:
         page = await client.get(f"/c/{station}?deputy=0190a4c2-7b1e-7c3d-8e9f-0000000000d1")
         stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)

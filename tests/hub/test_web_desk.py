@@ -114,7 +114,7 @@ async def test_a_record_just_saved_is_on_the_desk(fed: Federation) -> None:
 
 
 async def test_an_odd_stamp_is_refused_not_a_crash(fed: Federation) -> None:
-    intake._hits.clear()
+    intake.SUBMISSIONS.reset()
     station = fed.add("js.wx.jy.s1")
     transport = httpx.ASGITransport(app=fed.app(station.id), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://web") as c:
@@ -164,7 +164,7 @@ def test_a_throttle_counts_failures_in_its_window() -> None:
     throttle = Throttle(limit=3, window=60.0)
     for t in (0.0, 1.0, 2.0):
         assert throttle.wait("op", now=t) == 0.0
-        throttle.failed("op", now=t)
+        throttle.count("op", now=t)
     assert throttle.wait("op", now=3.0) == pytest.approx(57.0)  # until the first is old
     assert throttle.wait("other", now=3.0) == 0.0
     assert throttle.wait("op", now=60.0) == 0.0

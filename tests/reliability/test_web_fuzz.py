@@ -121,7 +121,7 @@ def station_web(make_node: NodeFactory, clock: FakeClock, monkeypatch: pytest.Mo
     issue_task(fed.nodes[HUB], target=STATION, kind="assign", payload={"text": "handle it"})
     anyio.run(fed.pull, STATION)
     monkeypatch.setenv("GUANTONG_INTAKE_MIN_FILL_S", "0")
-    monkeypatch.setattr(intake, "RATE", 10**9)
+    monkeypatch.setattr(intake.SUBMISSIONS, "limit", 10**9)
     return _web(fed, STATION)
 
 
