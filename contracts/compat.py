@@ -55,6 +55,7 @@ from jsonschema_rs.canonical import Containment
 from contracts.privacy import privacy_rules
 from contracts.registry import Registry
 from contracts.upcast import UPCASTERS
+from schemas.canonical import pointer_token
 from schemas.errors import GuantongError
 
 # fmt: off
@@ -111,7 +112,7 @@ class Violation:
 
 
 def _ptr(base: str, *tokens: str | int) -> str:
-    return base + "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+    return base + "".join("/" + pointer_token(t) for t in tokens)
 
 
 def _show(value: Any) -> str:

@@ -21,7 +21,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from schemas.canonical import canonical_bytes
+from schemas.canonical import canonical_bytes, pointer_token
 from schemas.errors import ErrorCode, GuantongError
 
 __all__ = ["PrivacyRules", "mask_value", "merge_private", "privacy_rules", "project"]
@@ -103,8 +103,7 @@ def _marked(node: Any, pointer: str) -> list[tuple[dict[str, Any], str]]:
         if isinstance(node.get("x-privacy"), str):
             out.append((node, pointer))
         for key, sub in node.items():
-            escaped = str(key).replace("~", "~0").replace("/", "~1")
-            out.extend(_marked(sub, f"{pointer}/{escaped}"))
+            out.extend(_marked(sub, f"{pointer}/{pointer_token(key)}"))
     elif isinstance(node, list):
         for i, sub in enumerate(node):
             out.extend(_marked(sub, f"{pointer}/{i}"))
@@ -187,8 +186,7 @@ def _locate(data: Any, path: Path, prefix: str = "") -> list[tuple[str, Any, Any
                 found.extend(_descend(item, rest, f"{prefix}/{i}", data, i))
         return found
     if isinstance(data, dict) and head in data:
-        escaped = head.replace("~", "~0").replace("/", "~1")
-        found.extend(_descend(data[head], rest, f"{prefix}/{escaped}", data, head))
+        found.extend(_descend(data[head], rest, f"{prefix}/{pointer_token(head)}", data, head))
     return found
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import jsonschema_rs
 
 from contracts.privacy import PrivacyRules, privacy_rules
-from schemas.canonical import canonical_bytes, parse_json
+from schemas.canonical import canonical_bytes, parse_json, pointer_token
 from schemas.errors import ErrorCode, GuantongError
 
 __all__ = [
@@ -275,7 +275,7 @@ def _violation(err: Any) -> Violation:
         match = re.search(r"\('([^']+)' was unexpected", err.message)
         if match:
             path.append(match.group(1))
-    pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in path)
+    pointer = "".join("/" + pointer_token(p) for p in path)
     return Violation(pointer=pointer, rule=rule, message=_shorten(err.message))
 
 

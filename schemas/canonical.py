@@ -27,6 +27,7 @@ __all__ = [
     "is_plain_canonical",
     "parse_canonical",
     "parse_json",
+    "pointer_token",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -128,6 +129,11 @@ def _plain(value: dict[str, Any], depth: int) -> bool:
     return True
 
 
+def pointer_token(key: object) -> str:
+    """``key`` as one token of a JSON pointer (RFC 6901: ``~`` as ``~0``, ``/`` as ``~1``)."""
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
 def find_nul(value: Any) -> str | None:
     """The JSON pointer of the first string or member name in ``value`` holding U+0000,
     None if there is none (a member name holding it shows ``\\u0000`` in the pointer).
@@ -140,7 +146,7 @@ def find_nul(value: Any) -> str | None:
     elif type(value) is list:
         items = enumerate(value)
     for key, item in items:
-        step = str(key).replace("~", "~0").replace("/", "~1")
+        step = pointer_token(key)
         if "\x00" in step:
             return "/" + step.replace("\x00", "\\u0000")
         found = find_nul(item)
