@@ -15,6 +15,7 @@ import pytest
 from contracts.registry import DEFAULT_BUNDLE, Registry
 from hub.acceptance import Thresholds, _timeliness
 from hub.deadlines import check_deadlines
+from node.runtime import Node
 from node.tasks import (
     _store,
     amend_task,
@@ -26,11 +27,17 @@ from node.tasks import (
     task_views,
 )
 from schemas.errors import ErrorCode, GuantongError
-from schemas.tasks import sign_task
+from schemas.tasks import Task, sign_task
 from schemas.times import format_time
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
+
+
+def _assign(fed: Federation, issuer: Node, station: Node, text: str, *, days: int) -> Task:
+    """An ``assign`` task from ``issuer`` to ``station``, due ``days`` from now."""
+    due = format_time(fed.clock() + timedelta(days=days))
+    return issue_task(issuer, target=station.id, kind="assign", payload={"text": text}, due=due)
 
 
 def _fail_once(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> list[int]:
@@ -101,13 +108,7 @@ async def test_only_its_issuer_revises_a_task(fed: Federation) -> None:
     city = fed.add("js.wx")
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
-    task = issue_task(
-        city,
-        target=station.id,
-        kind="assign",
-        payload={"text": "市里交办：修桥"},
-        due=format_time(fed.clock() + timedelta(days=3)),
-    )
+    task = _assign(fed, city, station, "市里交办：修桥", days=3)
     await fed.cascade_down(county.id)
     fields = {**task.to_dict(), "issuer": county.id, "rev": 2, "issued": format_time(fed.clock())}
     forged = sign_task(county.signer, {**fields, "payload": {"cancelled": True}})
@@ -125,13 +126,7 @@ async def test_an_amendment_reopens_a_task_its_target_rejected_or_closed(
 ) -> None:
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
-    task = issue_task(
-        county,
-        target=station.id,
-        kind="assign",
-        payload={"text": "修路灯"},
-        due=format_time(fed.clock() + timedelta(days=3)),
-    )
+    task = _assign(fed, county, station, "修路灯", days=3)
     await fed.cascade_down(station.id)
     report_task(station, task.id, "rejected", note="地址不全")
     await fed.cascade_up(station.id)
@@ -163,13 +158,7 @@ async def test_a_task_closed_after_its_deadline_is_not_closed_on_time(
 ) -> None:
     station = fed.add("js.wx.jy.s1")
     province = fed.nodes["js"]
-    task = issue_task(
-        province,
-        target=station.id,
-        kind="assign",
-        payload={"text": "x"},
-        due=format_time(fed.clock() + timedelta(days=1)),
-    )
+    task = _assign(fed, province, station, "x", days=1)
     await fed.cascade_down("js.wx", "js.wx.jy", station.id)
     fed.clock.advance(days=5)
     report_task(station, task.id, "done", resolution="晚了四天")
@@ -186,13 +175,7 @@ async def test_a_task_closed_after_its_deadline_is_not_closed_on_time(
 async def test_a_missed_extension_is_warned_of_again(fed: Federation) -> None:
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
-    task = issue_task(
-        county,
-        target=station.id,
-        kind="assign",
-        payload={"text": "x"},
-        due=format_time(fed.clock() + timedelta(days=1)),
-    )
+    task = _assign(fed, county, station, "x", days=1)
     fed.clock.advance(days=1, hours=1)
     assert check_deadlines(county).warnings == [(task.id, "yellow")]
     assert check_deadlines(county).warnings == []
@@ -207,13 +190,7 @@ async def test_a_missed_extension_is_warned_of_again(fed: Federation) -> None:
 async def test_supervision_ends_with_the_task_it_chases(fed: Federation) -> None:
     city = fed.add("js.wx")
     station = fed.add("js.wx.jy.s1")
-    task = issue_task(
-        city,
-        target=station.id,
-        kind="assign",
-        payload={"text": "x"},
-        due=format_time(fed.clock() + timedelta(days=1)),
-    )
+    task = _assign(fed, city, station, "x", days=1)
     await fed.cascade_down("js.wx.jy", station.id)
     fed.clock.advance(days=1, hours=1)
     first = check_deadlines(city)
@@ -242,13 +219,7 @@ async def test_a_supervisor_that_does_not_answer_is_warned_of_not_chased_again(
 ) -> None:
     city = fed.add("js.wx")
     station = fed.add("js.wx.jy.s1")
-    task = issue_task(
-        city,
-        target=station.id,
-        kind="assign",
-        payload={"text": "x"},
-        due=format_time(fed.clock() + timedelta(days=1)),
-    )
+    task = _assign(fed, city, station, "x", days=1)
     fed.clock.advance(days=1, hours=1)
     check_deadlines(city)
     fed.clock.advance(days=3, hours=1)  # the task orange; the first supervise task overdue

@@ -14,7 +14,7 @@ from node.keyring import cert_record
 from node.keys import create_key
 from node.runtime import Node
 from node.verify import verify_log
-from schemas.certs import issue_certificate
+from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
 from tests.federation.harness import Federation
@@ -195,21 +195,26 @@ async def _a_city_and_a_county_of_its_sibling(fed: Federation) -> tuple[Node, No
     return province, fed.nodes["js.a"], victim
 
 
+def _foreign_certificate(city: Node, victim: Node, *, not_before: str) -> Certificate:
+    """js.a certifying, for a made-up child js.a.fake, the public key of js.b.x."""
+    return issue_certificate(
+        city.signer,
+        issuer_id="js.a",
+        node="js.a.fake",
+        tier=Tier.COUNTY,
+        public_raw=victim.signer.public_raw,
+        not_before=not_before,
+        not_after="2030-01-01T00:00:00.000Z",
+    )
+
+
 async def test_a_hub_cannot_certify_another_nodes_key_for_a_child_of_its_own(
     fed: Federation,
 ) -> None:
     """Public keys are public: js.a certifying js.b.x's key for a made-up child would,
     taken up, give the key to that child and have js.b.x's authentic entries refused."""
     province, city, victim = await _a_city_and_a_county_of_its_sibling(fed)
-    fake = issue_certificate(
-        city.signer,
-        issuer_id="js.a",
-        node="js.a.fake",
-        tier=Tier.COUNTY,
-        public_raw=victim.signer.public_raw,
-        not_before=fed.now(),
-        not_after="2030-01-01T00:00:00.000Z",
-    )
+    fake = _foreign_certificate(city, victim, not_before=fed.now())
     city.put("node_cert", [(None, cert_record(fake, issuer="js.a"))])
     assert (await fed.sync("js.a")).rejected == {}  # its record is stored, not learnt
     known = province.keyring.lookup(victim.signer.key_id)
@@ -230,15 +235,7 @@ async def test_a_hub_cannot_revoke_the_key_of_a_node_outside_its_subtree(
     """A revocation names the node it revokes; js.a naming its own made-up child but
     carrying js.b.x's key revokes nothing at the province."""
     province, city, victim = await _a_city_and_a_county_of_its_sibling(fed)
-    fake = issue_certificate(
-        city.signer,
-        issuer_id="js.a",
-        node="js.a.fake",
-        tier=Tier.COUNTY,
-        public_raw=victim.signer.public_raw,
-        not_before="2020-01-01T00:00:00.000Z",
-        not_after="2030-01-01T00:00:00.000Z",
-    )
+    fake = _foreign_certificate(city, victim, not_before="2020-01-01T00:00:00.000Z")
     record = cert_record(
         fake, issuer="js.a", status="revoked", revoked_from="2020-01-01T00:00:00.000Z"
     )
