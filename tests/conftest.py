@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from contracts.registry import Registry
+from contracts.registry import DEFAULT_BUNDLE, Registry
 from node.db import Store, normalise_url
 from node.runtime import Node
 from node.settings import NodeSettings
@@ -178,6 +179,24 @@ def fed(request: pytest.FixtureRequest, make_node: NodeFactory, clock: FakeClock
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def newer_bundle(tmp_path: Path, *, opinion_1_2: bool = False, points: int = 0) -> Registry:
+    """The shipped bundle as version 2: with an opinion 1.2 (a copy of 1.1), or with every
+    performance-index rule worth ``points`` more."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    index = json.loads((bundle / "index.json").read_text("utf-8"))
+    index["bundle_version"] = 2
+    if opinion_1_2:
+        shutil.copy(bundle / "opinion" / "1.1.json", bundle / "opinion" / "1.2.json")
+        opinion = index["contracts"]["opinion"]
+        opinion["versions"]["1.2"] = dict(opinion["versions"]["1.1"])
+        opinion["current"] = "1.2"
+    for rule in index["rules"]["performance_index"]["points"].values():
+        rule["points"] += points
+    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
+    return Registry.from_dir(bundle)
 
 
 @pytest.fixture(autouse=True)

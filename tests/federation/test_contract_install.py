@@ -4,39 +4,21 @@ against the bundle installed now, by every process of the node."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from contracts.registry import DEFAULT_BUNDLE, Registry
+from contracts.registry import Registry
 from node.rollups import rebuild
 from node.runtime import Node
 from node.tables import ENTRIES, ROLLUPS
 from node.tasks import publish_contracts
 from schemas.errors import ErrorCode, GuantongError
+from tests.conftest import newer_bundle
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
-
-
-def _bundle(tmp_path: Path, *, opinion_1_2: bool = False, points: int = 0) -> Registry:
-    """The shipped bundle as version 2: with an opinion 1.2 (a copy of 1.1), or with every
-    performance-index rule worth ``points`` more."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(DEFAULT_BUNDLE, bundle)
-    index = json.loads((bundle / "index.json").read_text("utf-8"))
-    index["bundle_version"] = 2
-    if opinion_1_2:
-        shutil.copy(bundle / "opinion" / "1.1.json", bundle / "opinion" / "1.2.json")
-        opinion = index["contracts"]["opinion"]
-        opinion["versions"]["1.2"] = dict(opinion["versions"]["1.1"])
-        opinion["current"] = "1.2"
-    for rule in index["rules"]["performance_index"]["points"].values():
-        rule["points"] += points
-    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
-    return Registry.from_dir(bundle)
 
 
 async def test_a_serving_hub_checks_pushes_against_the_bundle_installed_since(
@@ -45,7 +27,7 @@ async def test_a_serving_hub_checks_pushes_against_the_bundle_installed_since(
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
     fed.app(county.id)  # serving before the bundle arrives
-    publish_contracts(fed.nodes["js"], _bundle(tmp_path, opinion_1_2=True))
+    publish_contracts(fed.nodes["js"], newer_bundle(tmp_path, opinion_1_2=True))
     await fed.cascade_down("js.wx", "js.wx.jy", station.id)
     assert county.registry.bundle_version == 2
     ids = fed.write(station.id, 1)
@@ -64,7 +46,7 @@ async def test_a_serving_hub_counts_with_the_rules_installed_since(
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
     fed.app(county.id)
-    registry = _bundle(tmp_path, points=10)
+    registry = newer_bundle(tmp_path, points=10)
     publish_contracts(fed.nodes["js"], registry)
     await fed.cascade_down("js.wx", "js.wx.jy", station.id)
     fed.write(station.id, 3, contract="duty_activity")
@@ -92,7 +74,7 @@ def test_another_process_of_the_node_uses_the_bundle_one_installed(
     other = Node.open(county.settings, clock=fed.clock)
     try:
         assert other.registry.bundle_version == 1
-        county.install_contracts(_bundle(tmp_path, opinion_1_2=True, points=5))
+        county.install_contracts(newer_bundle(tmp_path, opinion_1_2=True, points=5))
         assert other.registry.bundle_version == 2
         assert other.log.rules == county.registry.rules("performance_index")
         assert "1.2" in [cv.version for cv in other.registry.versions("opinion")]
@@ -105,7 +87,7 @@ def test_the_province_refuses_to_publish_a_bundle_that_changes_a_published_versi
     fed: Federation, tmp_path: Path
 ) -> None:
     province = fed.add("js")
-    registry = _bundle(tmp_path)
+    registry = newer_bundle(tmp_path)
     folder = tmp_path / "narrowed"
     registry.export(folder)
     path = folder / "opinion" / "1.0.json"

@@ -4,15 +4,12 @@ deadline job's alerts per deadline."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from contracts.registry import DEFAULT_BUNDLE, Registry
 from hub.acceptance import Thresholds, _timeliness
 from hub.deadlines import check_deadlines
 from node.runtime import Node
@@ -29,6 +26,7 @@ from node.tasks import (
 from schemas.errors import ErrorCode, GuantongError
 from schemas.tasks import Task, sign_task
 from schemas.times import format_time
+from tests.conftest import newer_bundle
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -85,12 +83,7 @@ async def test_a_bundle_that_failed_to_install_is_installed_by_the_next_pull(
 ) -> None:
     station = fed.add("js.wx.jy.s1")
     province = fed.nodes["js"]
-    bundle = tmp_path / "bundle"
-    shutil.copytree(DEFAULT_BUNDLE, bundle)
-    index = json.loads((bundle / "index.json").read_text("utf-8"))
-    index["bundle_version"] = 2
-    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
-    publish_contracts(province, Registry.from_dir(bundle))
+    publish_contracts(province, newer_bundle(tmp_path))
     await fed.cascade_down("js.wx", "js.wx.jy")
     calls = _fail_once(monkeypatch, station, "install_contracts")
     first = await fed.pull(station.id)  # stored; the install failed after the commit

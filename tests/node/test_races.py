@@ -4,8 +4,6 @@ unless a lock holds it; SQLite's write transaction always does)."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,6 @@ import pytest
 from sqlalchemy import event, select
 
 import node.log as node_log
-from contracts.registry import DEFAULT_BUNDLE, Registry
 from hub.pending import apply_pending
 from node.db import Store
 from node.ingest import Ingestor
@@ -22,6 +19,7 @@ from node.rollups import rebuild
 from node.runtime import Node
 from node.tables import ROLLUPS
 from schemas.segments import Segment
+from tests.conftest import newer_bundle
 from tests.federation.harness import Federation
 
 PATIENCE_S = 1.0
@@ -71,25 +69,12 @@ class _Racer:
         assert [r.status for r in self.results] == ["ok"]
 
 
-def _v2(tmp_path: Path) -> Registry:
-    bundle = tmp_path / "bundle"
-    shutil.copytree(DEFAULT_BUNDLE, bundle)
-    index = json.loads((bundle / "index.json").read_text("utf-8"))
-    index["bundle_version"] = 2
-    shutil.copy(bundle / "opinion" / "1.1.json", bundle / "opinion" / "1.2.json")
-    opinion = index["contracts"]["opinion"]
-    opinion["versions"]["1.2"] = dict(opinion["versions"]["1.1"])
-    opinion["current"] = "1.2"
-    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
-    return Registry.from_dir(bundle)
-
-
 def test_pending_entries_applied_while_a_push_of_the_same_record_lands(
     fed: Federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
-    v2 = _v2(tmp_path)
+    v2 = newer_bundle(tmp_path, opinion_1_2=True)
     station.install_contracts(v2)  # the station had the bundle first (a USB stick)
     (rid,) = fed.write(station.id, 1)
     first = station.log.read_segment(station.id, 0)
