@@ -301,13 +301,7 @@ def app_from_env() -> FastAPI:
 
 def _attach(app: FastAPI, node: Node, clock: Clock) -> None:
     app.state.node = node
-    app.state.ingestor = Ingestor(
-        store=node.store,
-        hub_id=node.id,
-        registry=lambda: node.registry,  # the bundle installed now, not at start
-        keyring=node.keyring,
-        clock=clock,
-    )
+    app.state.ingestor = Ingestor.of(node, clock=clock)  # the bundle installed now
 
 
 def node_client(node: Node, timeout: float = 30.0) -> httpx.AsyncClient:

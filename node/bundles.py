@@ -171,13 +171,7 @@ def import_bundle(node: Node, path: Path) -> tuple[dict[str, Any], list[SegmentR
         raise GuantongError(
             ErrorCode.MALFORMED, f"{path} carries tasks: import it at {header.get('to')}"
         )
-    ingestor = Ingestor(
-        store=node.store,
-        hub_id=node.id,
-        registry=node.registry,
-        keyring=node.keyring,
-        clock=node.clock,
-    )
+    ingestor = Ingestor.of(node)
     try:
         segments = list(decode_segments(split_lines(body)))
         _check_counts(header, segments)

@@ -66,6 +66,7 @@ from node.keyring import Keyring, KnownKey
 from node.log import apply_records, entry_row, insert_entries, record_row
 from node.reports import note_reports
 from node.rollups import Key, apply_deltas, day_of
+from node.runtime import Node
 from node.tables import ENTRIES, HEADS, REJECTIONS
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import sha256_hex
@@ -242,6 +243,18 @@ class Ingestor:
         self._group = _GroupCommit(self._apply_batch)
         self._admission = threading.BoundedSemaphore(MAX_ADMITTED)
         self.admission_wait = ADMISSION_WAIT_S
+
+    @classmethod
+    def of(cls, node: Node, *, clock: Clock | None = None) -> Ingestor:
+        """The ingestor of ``node``: its store, keyring and clock (or ``clock``), and the
+        contract bundle it has installed at each use."""
+        return cls(
+            store=node.store,
+            hub_id=node.id,
+            registry=lambda: node.registry,
+            keyring=node.keyring,
+            clock=clock or node.clock,
+        )
 
     @property
     def registry(self) -> Registry:

@@ -51,13 +51,7 @@ class RecoveryReport:
 
 async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> RecoveryReport:
     """Pull and verify own entries the parent holds beyond our head; raise on fork."""
-    ingestor = Ingestor(
-        store=node.store,
-        hub_id=node.id,
-        registry=node.registry,
-        keyring=node.keyring,
-        clock=node.clock,
-    )
+    ingestor = Ingestor.of(node)
     own = node.log.head()
     start = after = own.seq if own else 0
     await _learn_chain(node, client, parent_url, node.signer.key_id)

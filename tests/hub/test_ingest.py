@@ -42,9 +42,7 @@ def _body(*segments: Segment) -> bytes:
 def _push(hub: Node, body: bytes, caller: str | None = "js.wx.jy.s1") -> list[dict[str, Any]]:
     from node.ingest import Ingestor
 
-    ingestor = Ingestor(
-        store=hub.store, hub_id=hub.id, registry=hub.registry, keyring=hub.keyring, clock=hub.clock
-    )
+    ingestor = Ingestor.of(hub)
     return [r.to_dict() for r in ingestor.push(body, caller=caller)]
 
 
@@ -277,13 +275,7 @@ def test_a_segment_unlocked_by_a_certificate_then_refused_says_why(fed: Federati
     forged = ("A" if sig[0] != "A" else "B") + sig[1:]
     head = SignedHead.model_validate({**good.head.to_dict(), "sig": f"{kid}:{forged}"})
     bad = Segment(head=head, start=good.start, entries=good.entries)
-    ingestor = Ingestor(
-        store=city.store,
-        hub_id=city.id,
-        registry=city.registry,
-        keyring=city.keyring,
-        clock=city.clock,
-    )
+    ingestor = Ingestor.of(city)
     first, second = ingestor.ingest([announcing, bad], caller=county.id)
     assert first.status == "ok"
     assert second.status == "rejected" and second.error is not None

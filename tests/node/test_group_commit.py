@@ -85,7 +85,7 @@ def test_a_failing_request_in_a_batch_leaves_the_others_applied(
     fed: Federation, county: Node
 ) -> None:
     segments = {n: _segment(fed, f"js.wx.jy.s{n}", 3) for n in range(1, 5)}
-    ingestor = _ingestor(county)
+    ingestor = Ingestor.of(county)
     leader_in = threading.Event()
     release = threading.Event()
 
@@ -140,7 +140,7 @@ def test_records_and_rollups_of_a_batch_equal_a_rebuild(fed: Federation, county:
     and the same record id used by another origin: a record is named by its origin and
     its id, so each origin's is its own, the newest state of each wins, and the rollups
     equal what a rebuild counts."""
-    ingestor = _ingestor(county)
+    ingestor = Ingestor.of(county)
     one, two = fed.add("js.wx.jy.s1"), fed.add("js.wx.jy.s2")
     record_id = fed.write("js.wx.jy.s1", 3, seed=4)[0]
     first = one.log.read_segment("js.wx.jy.s1", 0)
@@ -184,14 +184,14 @@ def test_an_id_two_origins_use_gives_the_same_records_in_any_order(
     two.put("opinion", [(None, {**_data(one, record_id), "id": record_id})])
     certs = county.log.read_segment("js.wx.jy", 0)
     assert certs is not None
-    (result,) = _ingestor(city).ingest([certs], caller=None)
+    (result,) = Ingestor.of(city).ingest([certs], caller=None)
     assert result.status == "ok", result.to_dict()
     segments = [one.log.read_segment("js.wx.jy.s1", 0), two.log.read_segment("js.wx.jy.s2", 0)]
     held = []
     for hub, order in ((county, segments), (city, segments[::-1])):
         for segment in order:
             assert segment is not None
-            (result,) = _ingestor(hub).ingest([segment], caller=None)
+            (result,) = Ingestor.of(hub).ingest([segment], caller=None)
             assert result.status == "ok", result.to_dict()
         stations = RECORDS.c.origin.startswith("js.wx.jy.")
         with hub.store.read() as conn:
@@ -223,7 +223,7 @@ def test_at_most_a_few_requests_are_ingested_at_once(county: Node) -> None:
     """Memory does not grow with the number of children pushing at once."""
     from node.ingest import MAX_ADMITTED
 
-    ingestor = _ingestor(county)
+    ingestor = Ingestor.of(county)
     inside, most = 0, 0
     lock = threading.Lock()
 
@@ -250,7 +250,7 @@ def test_a_request_that_finds_no_place_is_refused_as_busy(county: Node) -> None:
     short Retry-After) rather than hold the request until its sender's timeout."""
     from node.ingest import MAX_ADMITTED
 
-    ingestor = _ingestor(county)
+    ingestor = Ingestor.of(county)
     ingestor.admission_wait = 0.05
     with contextlib.ExitStack() as places:
         for _ in range(MAX_ADMITTED):
@@ -260,13 +260,3 @@ def test_a_request_that_finds_no_place_is_refused_as_busy(county: Node) -> None:
         assert refused.value.code is ErrorCode.BUSY
     with ingestor.admitted(), ingestor.admitted():  # the places are given back
         pass
-
-
-def _ingestor(hub: Node) -> Ingestor:
-    return Ingestor(
-        store=hub.store,
-        hub_id=hub.id,
-        registry=hub.registry,
-        keyring=hub.keyring,
-        clock=hub.clock,
-    )

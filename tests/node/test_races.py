@@ -35,16 +35,6 @@ def _rollups(store: Store) -> dict[tuple[str, str, str, str], int]:
         }
 
 
-def _ingestor(hub: Node) -> Ingestor:
-    return Ingestor(
-        store=hub.store,
-        hub_id=hub.id,
-        registry=hub.registry,
-        keyring=hub.keyring,
-        clock=hub.clock,
-    )
-
-
 class _Racer:
     """Pushes a segment from another thread, once, in the middle of a job's transaction."""
 
@@ -56,7 +46,7 @@ class _Racer:
     def go(self) -> None:
         if self.thread is not None:
             return
-        push = _ingestor(self.hub)
+        push = Ingestor.of(self.hub)
         self.thread = threading.Thread(
             target=lambda: self.results.extend(push.ingest([self.segment], caller=self.caller))
         )
@@ -79,7 +69,7 @@ def test_pending_entries_applied_while_a_push_of_the_same_record_lands(
     (rid,) = fed.write(station.id, 1)
     first = station.log.read_segment(station.id, 0)
     assert first is not None
-    (result,) = _ingestor(county).ingest([first], caller=station.id)
+    (result,) = Ingestor.of(county).ingest([first], caller=station.id)
     assert result.status == "ok" and result.pending
     data = station.get("opinion", rid, origin=station.id).data
     station.put("opinion", [(None, {**data, "id": rid})])  # a newer state of the record
@@ -110,7 +100,7 @@ def test_a_rebuild_while_a_push_lands(fed: Federation) -> None:
     fed.write(s1.id, 2)
     segment = s1.log.read_segment(s1.id, 0)
     assert segment is not None
-    assert _ingestor(county).ingest([segment], caller=s1.id)[0].status == "ok"
+    assert Ingestor.of(county).ingest([segment], caller=s1.id)[0].status == "ok"
     fed.write(s2.id, 2)
     segment = s2.log.read_segment(s2.id, 0)
     assert segment is not None

@@ -610,13 +610,7 @@ async def test_nul_in_a_signature_is_a_segment_rejection(fed: Federation) -> Non
     segment = station.log.read_segment(station.id, 0)
     assert segment is not None
     forged = segment.head.model_copy(update={"sig": "\x00:AAAA"})
-    ingestor = Ingestor(
-        store=county.store,
-        hub_id=county.id,
-        registry=county.registry,
-        keyring=county.keyring,
-        clock=fed.clock,
-    )
+    ingestor = Ingestor.of(county, clock=fed.clock)
     (result,) = ingestor.push(
         encode_segment(forged, segment.start, segment.entries), caller=station.id
     )

@@ -254,13 +254,7 @@ class _Hub:
             fed.write(station, 4, seed=i)
             fed.write(station, 3, seed=i + 10, contract="reception")
         self.nul = self.county.store.is_sqlite
-        self.ingestor = Ingestor(
-            store=self.county.store,
-            hub_id=self.county.id,
-            registry=self.county.registry,
-            keyring=self.county.keyring,
-            clock=fed.clock,
-        )
+        self.ingestor = Ingestor.of(self.county, clock=fed.clock)
         first = self.segment(STATIONS[0], 0, 4)
         assert [r.status for r in self.ingestor.push(first, caller=STATIONS[0])] == ["ok"]
         self.valid = [
