@@ -19,7 +19,7 @@ from hub.report_html import render_report
 from node.db import upsert
 from node.reconcile import RemoteRoots
 from node.tables import ENTRIES, HEADS, REGISTER
-from node.tasks import issue_task
+from node.tasks import amend_task, issue_task, revoke_node
 from schemas.signing import verify_object
 from schemas.times import format_time
 from tests.federation.harness import Federation
@@ -44,6 +44,11 @@ async def _accept(fed: Federation) -> dict[str, Any]:
 
 def _failed(report: dict[str, Any]) -> set[str]:
     return {c["id"] for c in report["criteria"] if not c["passed"]}
+
+
+def _crit(report: dict[str, Any], cid: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(c for c in report["criteria"] if c["id"] == cid)
+    return found
 
 
 def _evidence(report: dict[str, Any], criterion: str) -> dict[str, Any]:
@@ -232,3 +237,59 @@ def test_reviewing_refusals_clears_the_security_criterion(fed: Federation) -> No
 
 async def _accept_sync(fed: Federation) -> dict[str, Any]:
     return await _accept(fed)
+
+
+# -- what is withdrawn, lifted or decommissioned does not fail a sound city -----------------
+
+
+async def test_cancelled_assign_task_does_not_fail_timeliness(fed: Federation) -> None:
+    await _city(fed)
+    task = issue_task(
+        fed.nodes["js"],
+        target="js.wx.jy.s1",
+        kind="assign",
+        payload={"x": 1},
+        due=format_time(fed.clock().replace(hour=12)),
+    )
+    amend_task(fed.nodes["js"], task.id, cancel=True)  # the issuer withdraws it
+    fed.clock.advance(days=1)
+    report = await _accept(fed)
+    timeliness = _crit(report, "timeliness")
+    assert timeliness["passed"], (timeliness["summary"], timeliness["evidence"]["late_tasks"])
+
+
+async def test_cleared_red_warning_does_not_fail_timeliness(fed: Federation) -> None:
+    await _city(fed)
+    s1 = fed.nodes["js.wx.jy.s1"]
+    raised = fed.now()
+    warning = {
+        "kind": "overdue_opinion",
+        "subject": {"contract": "opinion", "id": "00000000-0000-4000-8000-000000000001"},
+        "node": "js.wx.jy.s1",
+        "raised_at": raised,
+        "level": "red",
+        "message": "民意办理超期",
+    }
+    (wid,) = s1.put("warning", [(None, warning)]).record_ids
+    fed.clock.advance(hours=2)
+    # supervised and solved: the warning is lifted (预警解除)
+    s1.put("warning", [(None, {**warning, "id": wid, "cleared_at": fed.now()})])
+    await fed.cascade_up("js.wx.jy.s1", "js.wx.jy", "js.wx")
+    report = await _accept(fed)
+    timeliness = _crit(report, "timeliness")
+    assert timeliness["passed"], timeliness["summary"]
+
+
+async def test_decommissioned_revoked_station_is_not_expected(fed: Federation) -> None:
+    """No register imported: expected = every certified node. A station the city revoked
+    (closed down) a while ago is no longer certified, so it is not expected to report."""
+    await _city(fed)
+    revoke_node(fed.nodes["js.wx"], "js.wx.jy.s2", revoked_from=fed.now())
+    await fed.cascade_up("js.wx")
+    fed.clock.advance(days=10)
+    for station in ("js.wx.jy.s1", "js.wx.yx.s1"):
+        fed.write(station, 1, seed=99)
+    await fed.cascade_up("js.wx.jy.s1", "js.wx.yx.s1", "js.wx.jy", "js.wx.yx", "js.wx")
+    report = await _accept(fed)
+    coverage = _crit(report, "coverage")
+    assert coverage["passed"], (coverage["summary"], coverage["evidence"]["silent"])
