@@ -181,9 +181,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def newer_bundle(tmp_path: Path, *, opinion_1_2: bool = False, points: int = 0) -> Registry:
-    """The shipped bundle as version 2: with an opinion 1.2 (a copy of 1.1), or with every
-    performance-index rule worth ``points`` more."""
+def newer_bundle(
+    tmp_path: Path, *, opinion_1_2: bool = False, opinion_2: bool = False, points: int = 0
+) -> Registry:
+    """The shipped bundle as version 2: with an opinion 1.2 (a copy of 1.1), with opinion
+    2.0 as the version written, or with every performance-index rule worth ``points``
+    more."""
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle)
     index = json.loads((bundle / "index.json").read_text("utf-8"))
@@ -193,6 +196,8 @@ def newer_bundle(tmp_path: Path, *, opinion_1_2: bool = False, points: int = 0) 
         opinion = index["contracts"]["opinion"]
         opinion["versions"]["1.2"] = dict(opinion["versions"]["1.1"])
         opinion["current"] = "1.2"
+    if opinion_2:
+        index["contracts"]["opinion"]["current"] = "2.0"
     for rule in index["rules"]["performance_index"]["points"].values():
         rule["points"] += points
     (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")

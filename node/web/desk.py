@@ -8,13 +8,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from contracts.upcast import present
 from node.runtime import Node
 from node.tables import ENTRIES
 from node.tasks import report_task, task_views
 from node.uplink import backlog
 from node.web.accounts import check_password as verify_password
 from node.web.accounts import end_session, start_session
-from node.web.forms import fields_for, parse_form
+from node.web.forms import fields_for, parse_form, refine
 from node.web.pages import CSRF, Reader, Writer, cookie_name, render
 from node.web.throttle import Throttle
 from schemas.errors import ErrorCode, GuantongError
@@ -164,12 +165,23 @@ def record(
             .order_by(ENTRIES.c.time)
         ).all()
     editable = view.origin == node.id and contract in DESK_CONTRACTS
+    data = view.data or {}
+    if editable and view.data is not None:
+        # an edit is saved under the current version: an own record of an older major
+        # is shown as it will be saved (upcast: opinion 1.x's category as 2.0's pair)
+        current = node.registry.current(contract)
+        if current.major > cv.major:
+            try:
+                _, data = present(node.registry, contract, view.version, data, major=current.major)
+                cv = current
+            except GuantongError:  # no upcaster: shown as written
+                pass
     return render(
         request,
         "form.html",
         cv=cv,
         fields=fields_for(cv),
-        values=_as_form(view.data or {}),
+        values=_as_form(data),
         errors={},
         record_id=record_id,
         history=history,
@@ -191,6 +203,7 @@ async def _save(request: Request, contract: str, record_id: str | None) -> Respo
     form = {k: str(v) for k, v in (await request.form()).items()}
     fields = fields_for(cv)
     record, errors = parse_form(form, fields)
+    errors.update(refine(cv, record))
     if not errors:
         problems = cv.violations(record)
         errors = {

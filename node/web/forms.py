@@ -16,7 +16,7 @@ import orjson
 
 from contracts.registry import ContractVersion
 
-__all__ = ["FormField", "fields_for", "parse_form"]
+__all__ = ["FormField", "Refinement", "fields_for", "parse_form", "refine", "refinement"]
 
 CHINA = timezone(timedelta(hours=8))
 _PAIR = re.compile(r"([a-z0-9_]+)\s*[=＝]\s*([^；;，,。\s]+)")
@@ -78,6 +78,43 @@ def _field(name: str, prop: dict[str, Any], required: bool) -> FormField:
         prop.get("maxLength"),
         prop.get("x-privacy"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Refinement:
+    """A choice that refines another: each value of ``fine`` belongs to one value of
+    ``coarse`` (opinion 2.0's ``subcategory`` and ``category``), named in the contract by
+    the fine property's ``x-category`` map. A person picks the fine value; the coarse one
+    follows from it."""
+
+    fine: str
+    coarse: str
+    parents: dict[str, str]
+
+
+def refinement(cv: ContractVersion) -> Refinement | None:
+    """The contract's refined choice, if it has one."""
+    properties = cv.schema.get("properties", {})
+    for name, prop in properties.items():
+        parents = prop.get("x-category") if isinstance(prop, dict) else None
+        if isinstance(parents, dict) and "category" in properties and name != "category":
+            return Refinement(name, "category", {str(k): str(v) for k, v in parents.items()})
+    return None
+
+
+def refine(cv: ContractVersion, record: dict[str, Any]) -> dict[str, str]:
+    """Fill the coarse choice from the fine one where it was left empty (in place); the
+    errors, by field, where both were given and disagree."""
+    found = refinement(cv)
+    if found is None or not isinstance(record.get(found.fine), str):
+        return {}
+    parent = found.parents.get(record[found.fine])
+    if parent is None:
+        return {}  # not a value of the contract: its own validation says so
+    given = record.setdefault(found.coarse, parent)
+    if given != parent:
+        return {found.coarse: f"{record[found.fine]} 属于 {parent} / belongs to {parent}"}
+    return {}
 
 
 def parse_form(

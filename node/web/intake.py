@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from node.runtime import Node
 from node.tables import RECEIPTS
+from node.web.forms import Refinement, fields_for, refine, refinement
 from node.web.pages import render
 from node.web.throttle import Throttle
 from schemas.errors import GuantongError
@@ -151,9 +152,13 @@ def submit(
     if deputy.strip():
         record["deputy_id"] = deputy.strip()
     cv = node.registry.current("opinion")
+    refined = refinement(cv)
+    if refined is not None:  # the citizen picked the fine category (opinion 2.0 on)
+        record[refined.fine] = record.pop("category")
+        refine(cv, record)
     problems = cv.violations(record)
     if problems:
-        errors = {p.pointer.strip("/") or "_": p.message for p in problems}
+        errors = {_form_field(p.pointer.strip("/"), refined) or "_": p.message for p in problems}
         return render(
             request,
             "intake.html",
@@ -225,8 +230,15 @@ def receipt(request: Request, code: str = "") -> Response:
     return render(request, "receipt.html", code=code, view=public, status=data.get("status"))
 
 
-def _categories(node: Node) -> list[tuple[str, str]]:
-    from node.web.forms import fields_for
+def _form_field(name: str, refined: Refinement | None) -> str:
+    """The form's field for a property: the one category box holds the fine category."""
+    return "category" if refined is not None and name == refined.fine else name
 
-    field = next(f for f in fields_for(node.registry.current("opinion")) if f.name == "category")
-    return field.options
+
+def _categories(node: Node) -> list[tuple[str, str]]:
+    """The categories a citizen picks from: the fine ones where the contract refines its
+    categories (opinion 2.0: subcategories, each in one category)."""
+    cv = node.registry.current("opinion")
+    refined = refinement(cv)
+    name = "category" if refined is None else refined.fine
+    return next(f for f in fields_for(cv) if f.name == name).options

@@ -4,6 +4,7 @@ refused form keeps, what a reset password ends, what a page links to."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from node.tasks import issue_task
 from node.web import intake
 from node.web.accounts import add_user
+from tests.conftest import newer_bundle
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -187,3 +189,63 @@ async def test_guessing_a_password_is_stopped_before_the_hash(fed: Federation) -
         assert "登录失败次数过多" in right.text
         other = await c.post("/login", data={"name": "colleague", "password": PASSWORD})
         assert other.status_code == 303
+
+
+async def test_with_opinion_2_written_the_citizen_picks_the_fine_category(
+    fed: Federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    station = fed.add("js.wx.jy.s1")
+    station.install_contracts(newer_bundle(tmp_path, opinion_2=True))
+    monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
+    intake.SUBMISSIONS.reset()
+    async with client(fed, station.id) as c:
+        page = await c.get(f"/c/{station.id}")
+        assert 'value="transport"' in page.text and 'value="infrastructure"' not in page.text
+        stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)
+        assert stamp
+        form = {"stamp": stamp.group(1), "content": "公交站台没有遮雨棚。", "category": "transport"}
+        done = await c.post(f"/c/{station.id}", data=form)
+        assert done.status_code == 200, done.text
+        odd = await c.post(f"/c/{station.id}", data={**form, "category": "infrastructure"})
+        assert odd.status_code == 422 and 'id="category"' in odd.text
+    (opinion,) = station.list("opinion")
+    assert opinion.version == "2.0" and opinion.data is not None
+    assert (opinion.data["category"], opinion.data["subcategory"]) == (
+        "infrastructure",
+        "transport",
+    )
+
+
+async def test_an_own_record_of_an_older_major_is_edited_as_the_current(
+    fed: Federation, tmp_path: Path
+) -> None:
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    written = {
+        "channel": "visit",
+        "category": "transport",
+        "content": "公交站台没有遮雨棚。",
+        "status": "received",
+        "received_at": fed.now(),
+    }
+    (record_id,) = station.put("opinion", [(None, written)]).record_ids
+    station.install_contracts(newer_bundle(tmp_path, opinion_2=True))
+    async with client(fed, station.id) as c:
+        csrf = await login(c, "op")
+        page = await c.get(f"/desk/record/opinion/{record_id}")
+        assert "opinion 2.0" in page.text
+        chosen = re.search(r'id="f-subcategory".*?<option value="(\w+)" selected', page.text, re.S)
+        assert chosen and chosen.group(1) == "transport"
+        form = {"csrf": csrf, **{k: str(v) for k, v in written.items()}}
+        form.update(category="", subcategory="transport", status="accepted")
+        form["accepted_at"] = fed.now()
+        saved = await c.post(f"/desk/record/opinion/{record_id}", data=form)
+        assert saved.status_code == 303, saved.text
+        wrong = await c.post(
+            f"/desk/record/opinion/{record_id}", data={**form, "category": "economy"}
+        )
+        assert wrong.status_code == 422 and "belongs to infrastructure" in wrong.text
+    view = station.get("opinion", record_id, origin=station.id)
+    assert view.version == "2.0" and view.data is not None
+    assert (view.data["category"], view.data["subcategory"]) == ("infrastructure", "transport")
+    assert view.data["status"] == "accepted"
