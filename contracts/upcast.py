@@ -16,7 +16,7 @@ from typing import Any
 from contracts.registry import ContractVersion, Registry
 from schemas.errors import ErrorCode, GuantongError
 
-__all__ = ["Presented", "UPCASTERS", "present", "upcaster"]
+__all__ = ["Presented", "UPCASTERS", "folded_values", "present", "upcaster"]
 
 Upcaster = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
@@ -61,6 +61,30 @@ def present(
         current = fn(copy.deepcopy(current), target.schema)
         current_version = target.version
     return current_version, current
+
+
+def folded_values(registry: Registry, contract: str, field: str, major: int) -> dict[str, str]:
+    """Each value an older major allows in ``field`` (an enum) that ``major`` names
+    otherwise, mapped to its new name: opinion 1.x's category ``transport`` is 2.0's
+    ``infrastructure``. Figures counted by that field then show one set of values while
+    stations move to the new major at different times. Values the upcasters keep, or that
+    have no upcaster to ``major``, are left out."""
+    fold: dict[str, str] = {}
+    for cv in registry.versions(contract):
+        prop = cv.schema.get("properties", {}).get(field, {})
+        if cv.major >= major or not isinstance(prop, dict):
+            continue
+        for value in prop.get("enum") or ():
+            if not isinstance(value, str):
+                continue
+            try:
+                _, data = present(registry, contract, cv.version, {field: value}, major=major)
+            except GuantongError:
+                break  # no way up from this version
+            new = data.get(field)
+            if isinstance(new, str) and new != value:
+                fold[value] = new
+    return fold
 
 
 def _newest_of_major(registry: Registry, contract: str, major: int) -> ContractVersion | None:

@@ -40,7 +40,7 @@ from node.openapi import (
     json_body,
 )
 from node.reconcile import subtree_roots
-from node.rollups import stats
+from node.rollups import opinion_categories, stats
 from node.runtime import Node
 from node.tables import HEADS
 from node.taskfeed import task_stream, tasks_for
@@ -272,7 +272,14 @@ def get_stats(
     scope = prefix or node.id
     _check_scope(request, node, scope)
     rules = node.registry.rules("performance_index")
-    return stats(node.store, scope, start=start, end=end, dimensions=rules.get("dimensions") or {})
+    return stats(
+        node.store,
+        scope,
+        start=start,
+        end=end,
+        dimensions=rules.get("dimensions") or {},
+        categories=opinion_categories(node.registry),
+    )
 
 
 @router.get(

@@ -16,7 +16,7 @@ from hub.acceptance import accept
 from hub.report_html import render_report
 from node.auth import NodeAuth
 from node.reconcile import LocalRoots, RemoteRoots
-from node.rollups import stats
+from node.rollups import opinion_categories, stats
 from node.runtime import Node
 from node.tables import ACCEPTANCE_REPORTS, ENTRIES, HEADS, KEYS, PEERS, REJECTIONS
 from node.tasks import issue_task, task_views
@@ -43,7 +43,12 @@ MAX_REPORT_ID = 2**31 - 1
 def overview(request: Request, account: Reader) -> Response:
     node: Node = request.app.state.node
     rules = node.registry.rules("performance_index")
-    figures = stats(node.store, node.id, dimensions=rules.get("dimensions") or {})
+    figures = stats(
+        node.store,
+        node.id,
+        dimensions=rules.get("dimensions") or {},
+        categories=opinion_categories(node.registry),
+    )
     return render(
         request,
         "dashboard.html",

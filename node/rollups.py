@@ -39,6 +39,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
+from contracts.registry import Registry
+from contracts.upcast import folded_values
 from node.db import RowsInsert, Store, bulk, driver_rows
 from node.tables import ENTRIES, KEYS, META, RECORDS, ROLLUPS
 from schemas.errors import ErrorCode, GuantongError
@@ -51,6 +53,7 @@ __all__ = [
     "day_of",
     "ensure_rollup_days",
     "entry_counts",
+    "opinion_categories",
     "rebuild",
     "record_deltas",
     "stats",
@@ -273,12 +276,18 @@ def stats(
     start: str | None = None,
     end: str | None = None,
     dimensions: dict[str, str] | None = None,
+    categories: dict[str, str] | None = None,
     top: int = 20,
 ) -> dict[str, Any]:
     """The rollups of ``prefix``'s subtree between two days (inclusive), with the rates the
     province reads: 办结率 (resolved / total), on-time rate (on time / resolved), average
     citizen rating, station activity (应活率: registered stations that wrote anything in
-    the period, over registered), and the deputy performance index with its ranking."""
+    the period, over registered), and the deputy performance index with its ranking.
+
+    ``categories`` renames opinion categories of older majors as the current one names
+    them (:func:`opinion_categories`): records are counted by the category they were
+    written with, and a subtree whose stations moved to opinion 2.0 at different times
+    would show 1.x's fine categories beside 2.0's coarse ones."""
     query = select(
         ROLLUPS.c.origin, ROLLUPS.c.day, ROLLUPS.c.metric, ROLLUPS.c.key, ROLLUPS.c.value
     ).where((ROLLUPS.c.origin == prefix) | ROLLUPS.c.origin.startswith(prefix + "."))
@@ -300,7 +309,8 @@ def stats(
             if metric == "entries" and value > 0:
                 active.add(origin)
         registered = _registered_stations(conn, prefix)
-    summary = _summary(totals, dimensions or {}, top)
+    fold = categories or {}
+    summary = _summary(totals, dimensions or {}, top, fold)
     summary["stations"] = {
         "registered": len(registered),
         "active": len(registered & active),
@@ -312,10 +322,10 @@ def stats(
         "to": end,
         **summary,
         "by_node": {
-            child: _summary(c, dimensions or {}, 0) for child, c in sorted(by_child.items())
+            child: _summary(c, dimensions or {}, 0, fold) for child, c in sorted(by_child.items())
         },
         "by_month": {
-            month: _summary(c, dimensions or {}, 0) for month, c in sorted(by_month.items())
+            month: _summary(c, dimensions or {}, 0, fold) for month, c in sorted(by_month.items())
         },
     }
 
@@ -331,11 +341,28 @@ def _registered_stations(conn: Connection, prefix: str) -> set[str]:
     return {row.node for row in rows}
 
 
+def _folded(counts: dict[str, int], fold: dict[str, str]) -> dict[str, int]:
+    if not fold:
+        return counts
+    out: Counter[str] = Counter()
+    for key, value in counts.items():
+        out[fold.get(key, key)] += value
+    return dict(sorted(out.items()))
+
+
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _summary(c: Counter[tuple[str, str]], dimensions: dict[str, str], top: int) -> dict[str, Any]:
+def opinion_categories(registry: Registry) -> dict[str, str]:
+    """The opinion categories of older majors as the current version names them."""
+    current = registry.current("opinion")
+    return folded_values(registry, "opinion", "category", current.major)
+
+
+def _summary(
+    c: Counter[tuple[str, str]], dimensions: dict[str, str], top: int, fold: dict[str, str]
+) -> dict[str, Any]:
     def keyed(metric: str, prefix: str) -> dict[str, int]:
         return {
             k[len(prefix) :]: v
@@ -365,7 +392,7 @@ def _summary(c: Counter[tuple[str, str]], dimensions: dict[str, str], top: int) 
                 else None
             ),
             "by_status": keyed("opinion", "status:"),
-            "by_category": keyed("opinion", "category:"),
+            "by_category": _folded(keyed("opinion", "category:"), fold),
         },
         "suggestions": {
             "total": c[("suggestion", "total")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from contracts.samples import sample_records
 from node.rollups import day_of, ensure_rollup_days, rebuild, stats
 from node.tables import META, ROLLUPS
-from tests.conftest import example
+from tests.conftest import example, newer_bundle
 from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +162,28 @@ async def test_a_store_that_counted_utc_days_is_recounted_once_when_opened(
     december = stats(county.store, "js.wx.jy", start="2026-12-01", end="2026-12-31")
     assert december["opinions"]["total"] == 1
     assert ensure_rollup_days(county.store, county.log.rules) is False  # once
+
+
+# -- categories across majors -------------------------------------------------------------
+
+
+async def test_categories_of_an_older_major_count_as_the_current_names_them(
+    fed: Federation, tmp_path: Path
+) -> None:
+    station = fed.add("js.wx.jy.s1")
+    station.put("opinion", [(None, _received(category="transport"))], version="1.1")
+    station.put("opinion", [(None, _received(category="education"))], version="1.1")
+    newer = {"category": "infrastructure", "subcategory": "transport"}
+    station.put("opinion", [(None, _received(**newer))], version="2.0")
+    await fed.cascade_up(station.id)
+    county = fed.nodes["js.wx.jy"]
+
+    async def by_category() -> dict[str, int]:
+        async with fed.client(county.id, caller="js.wx") as client:
+            body = (await client.get("/v1/stats", params={"prefix": county.id})).json()
+        return dict(body["opinions"]["by_category"])
+
+    # while 1.1 is the version written, each counts by the category it was written with
+    assert await by_category() == {"education": 1, "infrastructure": 1, "transport": 1}
+    county.install_contracts(newer_bundle(tmp_path, opinion_2=True))
+    assert await by_category() == {"infrastructure": 2, "public_services": 1}
