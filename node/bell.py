@@ -110,8 +110,8 @@ def close_all() -> None:
 
 class Stamp:
     """A file replaced after every commit of interest, so that other processes learn of
-    it by a ``stat`` (its inode changes with every replacement, even within one tick of
-    the file system's clock): no query, no thread. Best effort: a stamp that cannot be
+    it by looking at the file (:func:`_stat`: its inode, time, size and few bytes): no
+    query, no thread. Best effort: a stamp that cannot be
     written (a full or read-only disk) only delays what waits for it."""
 
     def __init__(self, path: Path) -> None:
@@ -136,11 +136,18 @@ class Stamp:
         return True
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    """What changes when ``path`` is written again (it is replaced, so its inode does even
-    within one tick of the file system's clock); None while it does not exist."""
+def _stat(path: Path) -> tuple[int, int, int, bytes] | None:
+    """What changes when ``path`` is written again; None while it does not exist.
+
+    Its inode changes with each replacement, but not always from one look to the next:
+    two replacements between two looks, within one tick of the file system's clock (a few
+    milliseconds), can leave the second file on the inode the first one freed, with the
+    same time and size. So its content counts too: every writer writes something new
+    (the stamp a time in nanoseconds, the watermark the head it covers)."""
     try:
-        info = os.stat(path)
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())
+            content = file.read(4096)
     except OSError:
         return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
+    return info.st_ino, info.st_mtime_ns, info.st_size, content

@@ -3,6 +3,7 @@ between processes."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -95,3 +96,25 @@ def test_a_stamp_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
     stamp = Stamp(tmp_path / "gone" / "tasks.stamp")  # its directory does not exist
     stamp.touch()
     assert not stamp.changed()
+
+
+def test_a_stamp_sees_a_write_that_left_inode_time_and_size_alike(tmp_path: Path) -> None:
+    """Two replacements between two looks, within one tick of the file system's clock, can
+    leave the file on the inode the first freed, with the same time and size: what was
+    written still tells them apart."""
+    path = tmp_path / "tasks.stamp"
+    here, there = Stamp(path), Stamp(path)
+    here.touch()
+    assert there.changed()
+    before = os.stat(path)
+    with open(path, "r+b") as file:  # the same inode and size, other bytes...
+        file.write(bytes(b ^ 1 for b in path.read_bytes()))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the same time
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
+    assert there.changed()
+    assert not there.changed()
