@@ -8,7 +8,9 @@ the injected clock:
   it travels up like any data, so every tier above sees it — and a ``supervise`` task asks
   the target's parent to chase it (or the target itself when the parent is this node);
 - every ``ESCALATE_AFTER`` further without the task done: the warning rises (orange, then
-  red) and supervision moves one tier up, to the grandparent (never above this node).
+  red) and supervision moves one tier up, to the grandparent (never above this node);
+- once a warned task is closed (done, rejected, cancelled), its warnings are lifted
+  (解除): written again with ``cleared_at``, so that no tier above counts them open.
 
 A ``supervise`` task is the chase of another: it is reminded and warned of like any task
 with a deadline, but never escalated into supervision of its own (the task it chases
@@ -31,7 +33,7 @@ from sqlalchemy import select
 
 from node.db import insert_ignore
 from node.runtime import Node
-from node.tables import TASK_ALERTS
+from node.tables import RECORDS, TASK_ALERTS
 from node.tasks import FINAL, TaskView, amend_task, issue_task, task_views
 from schemas.ids import is_in_subtree, parent_of
 from schemas.tasks import Task
@@ -43,6 +45,8 @@ REMIND_BEFORE = timedelta(hours=24)
 ESCALATE_AFTER = timedelta(hours=72)
 LEVELS = ("yellow", "orange", "red")
 WATCHED = ("assign", "supervise")
+LIFTED = "lifted"
+"""The alert remembered once a closed task's warnings are lifted."""
 
 
 @dataclass(slots=True)
@@ -50,6 +54,7 @@ class DeadlineReport:
     reminders: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     supervise: list[tuple[str, str]] = field(default_factory=list)
+    lifted: list[str] = field(default_factory=list)
 
 
 def check_deadlines(node: Node) -> DeadlineReport:
@@ -59,12 +64,16 @@ def check_deadlines(node: Node) -> DeadlineReport:
         done = {(r.task_id, r.alert) for r in conn.execute(select(TASK_ALERTS))}
     views = task_views(node, issued_here=True)
     states = {v.task.id: v.state for v in views}
+    warned = {task_id for task_id, alert in done if alert.startswith("overdue-")}
+    lifted = {task_id for task_id, alert in done if alert == LIFTED}
+    closed = {v.task.id for v in views if v.state in FINAL}
     for view in views:
         task = view.task
         if task.kind not in WATCHED or task.due is None or view.state in FINAL:
             continue
         if task.kind == "supervise" and states.get(str(task.payload.get("task_id")), "") in FINAL:
             amend_task(node, task.id, cancel=True)  # what it chased is closed
+            closed.add(task.id)
             continue
         due = parse_time(task.due)
         if due - REMIND_BEFORE <= now < due and not _alerted(done, view, "reminder"):
@@ -108,6 +117,8 @@ def check_deadlines(node: Node) -> DeadlineReport:
                 report.supervise.append((task.id, supervisor))
             _mark(node, task.id, _alert(f"overdue-{step}", task))
             report.warnings.append((task.id, LEVELS[step]))
+    if closed & (warned - lifted):
+        report.lifted.extend(_lift(node, closed & (warned - lifted)))
     return report
 
 
@@ -153,6 +164,32 @@ def _warn(node: Node, task: Task, level: str, supervisor: str) -> None:
     if task.due is not None:
         record["due"] = task.due
     node.put("warning", [(None, record)])
+
+
+def _lift(node: Node, tasks: set[str]) -> list[str]:
+    """Lift (解除) the open overdue warnings of tasks now closed: each warning record is
+    written again with ``cleared_at``, which travels up like the warning did (the
+    province's timeliness check counts the red warnings still open). The task ids."""
+    now = format_time(node.clock())
+    with node.store.read() as conn:
+        rows = conn.execute(
+            select(RECORDS.c.record_id, RECORDS.c.data).where(
+                RECORDS.c.origin == node.id,
+                RECORDS.c.contract == "warning",
+                RECORDS.c.data["kind"].as_string() == "overdue_task",
+                RECORDS.c.data["cleared_at"].as_string().is_(None),
+            )
+        ).all()
+    updates: list[tuple[int | None, dict[str, Any]]] = [
+        (None, {**row.data, "cleared_at": now, "id": row.record_id})
+        for row in rows
+        if isinstance(row.data, dict) and (row.data.get("subject") or {}).get("id") in tasks
+    ]
+    if updates:
+        node.put("warning", updates)
+    for task_id in sorted(tasks):
+        _mark(node, task_id, LIFTED)
+    return sorted(tasks)
 
 
 def _mark(node: Node, task_id: str, alert: str) -> None:

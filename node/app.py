@@ -594,9 +594,12 @@ async def _hub_maintenance(node: Node) -> None:
     await anyio.to_thread.run_sync(node.keyring.relearn)
     await anyio.to_thread.run_sync(purge_replay_cache, node)
     deadlines = await anyio.to_thread.run_sync(check_deadlines, node)
-    if deadlines.warnings or deadlines.reminders:
+    if deadlines.warnings or deadlines.reminders or deadlines.lifted:
         get_logger("guantong.hub").info(
-            "deadlines", reminders=len(deadlines.reminders), warnings=deadlines.warnings
+            "deadlines",
+            reminders=len(deadlines.reminders),
+            warnings=deadlines.warnings,
+            lifted=deadlines.lifted,
         )
     if raised or pending["valid"] or pending["invalid"]:
         get_logger("guantong.hub").info("hub.maintenance", quality_items=raised, **pending)

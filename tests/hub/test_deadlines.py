@@ -64,3 +64,32 @@ async def test_done_in_time_raises_nothing(fed: Federation) -> None:
     report = check_deadlines(county)
     assert (report.warnings, report.supervise) == ([], [])
     assert county.list("warning") == []
+
+
+async def test_the_warnings_of_a_task_closed_late_are_lifted(fed: Federation) -> None:
+    city = fed.add("js.wx")
+    station = fed.add("js.wx.jy.s1")
+    due = format_time(fed.clock() + timedelta(days=1))
+    task = issue_task(city, target=station.id, kind="assign", payload={}, due=due)
+    await fed.cascade_down("js.wx.jy", station.id)
+    for _ in range(3):  # yellow, orange, red
+        fed.clock.advance(days=3, hours=1)
+        check_deadlines(city)
+    warned = [w.data for w in city.list("warning") if w.data is not None]
+    levels = [w["level"] for w in warned if w["subject"]["id"] == task.id]
+    assert sorted(levels) == ["orange", "red", "yellow"]
+    chases = {w["subject"]["id"] for w in warned} - {task.id}
+    assert chases  # the deadlines of its supervise tasks passed too
+    assert check_deadlines(city).lifted == []  # still open: nothing to lift
+    report_task(station, task.id, "done", resolution="已办结")
+    await fed.cascade_up(station.id, "js.wx.jy")
+    fed.clock.advance(hours=1)
+    # the task's warnings, and those of its chases, cancelled with it
+    assert check_deadlines(city).lifted == sorted({task.id} | chases)
+    cleared = {w.data and w.data.get("cleared_at") for w in city.list("warning")}
+    assert cleared == {fed.now()}
+    assert check_deadlines(city).lifted == []  # once
+    await fed.cascade_up("js.wx")
+    province = fed.nodes["js"]
+    assert len(province.list("warning")) == len(warned)
+    assert all(w.data and w.data.get("cleared_at") for w in province.list("warning"))
