@@ -64,12 +64,15 @@ ROLLUP_DAYS = "china"
 """What the rollups' days are, in ``meta`` (``rollup_days``): days in China, UTC+8."""
 _EAST = 16
 """From 16:00 UTC on, it is the next day in China."""
+_LAST_DAY = "9999-12-31"
 
 
 def day_of(time: str) -> str:
     """The day in China (UTC+8) of an RFC 3339 UTC time; a date is returned as it is."""
     if len(time) < 13 or time[10] != "T" or int(time[11:13]) < _EAST:
         return time[:10]
+    if time.startswith(_LAST_DAY):
+        return _LAST_DAY  # a valid time with no China day after it: counted on the last
     return (date.fromisoformat(time[:10]) + timedelta(days=1)).isoformat()
 
 

@@ -15,7 +15,7 @@ from node.log import Write
 from node.runtime import Node
 from node.tables import REJECTIONS
 from schemas.canonical import canonical_bytes
-from schemas.hashing import sha256_hex
+from schemas.hashing import ZERO_HASH, sha256_hex
 from schemas.log import SignedHead, build_entry, sign_head
 from schemas.segments import Segment, encode_segment
 from tests.conftest import example
@@ -283,3 +283,27 @@ def test_a_segment_unlocked_by_a_certificate_then_refused_says_why(fed: Federati
     with city.store.read() as conn:
         codes = conn.execute(select(REJECTIONS.c.code).where(REJECTIONS.c.origin == station.id))
         assert list(codes.scalars()) == ["bad_signature"]
+
+
+def test_an_entry_timed_late_on_the_last_day_there_is_is_taken(fed: Federation) -> None:
+    """A valid protocol time at 16:00 UTC on 9999-12-31 (the next China day does not exist):
+    counting the entry's day raised OverflowError, and the push, with every other origin a
+    relay carried in it, failed with a 500 at every resend."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    _, raw, digest = build_entry(
+        origin=station.id,
+        seq=1,
+        prev=ZERO_HASH,
+        time="9999-12-31T16:00:00.000Z",
+        contract="opinion",
+        version="1.1",
+        record_id="00000000-0000-7000-8000-000000000001",
+        op="del",
+        data=None,
+    )
+    head = sign_head(station.signer, origin=station.id, seq=1, head=digest, time=fed.now())
+    (result,) = Ingestor.of(county).push(encode_segment(head, 1, [raw]), caller=station.id)
+    assert result.status == "ok", result
+    held = county.log.head(station.id)
+    assert held is not None and held.seq == 1

@@ -187,3 +187,19 @@ async def test_categories_of_an_older_major_count_as_the_current_names_them(
     assert await by_category() == {"education": 1, "infrastructure": 1, "transport": 1}
     county.install_contracts(newer_bundle(tmp_path, opinion_2=True))
     assert await by_category() == {"infrastructure": 2, "public_services": 1}
+
+
+async def test_a_time_on_the_last_day_there_is_counts_on_it(fed: Federation) -> None:
+    """16:00 UTC on 9999-12-31 has no China day after it: a valid time, counted on the last
+    day (adding one raised OverflowError inside the push's transaction: the hub answered
+    500 and the origin could never get past the entry)."""
+    assert day_of("9999-12-31T23:59:59.999Z") == "9999-12-31"
+    station = fed.add("js.wx.jy.s1")
+    late = _received(received_at="9999-12-31T23:59:59.999Z")
+    station.put("opinion", [(None, late), (None, _received())])
+    assert (await fed.sync(station.id)).rejected == {}
+    county = fed.nodes["js.wx.jy"]
+    assert stats(county.store, county.id)["opinions"]["total"] == 2
+    incremental = _table(fed, county.id)
+    rebuild(county.store, county.registry.rules("performance_index"))
+    assert _table(fed, county.id) == incremental
