@@ -152,8 +152,9 @@ def _coverage(node: Node, prefix: str, t: Thresholds, now: Any) -> Criterion:
                 )
             )
         }
+    # the city itself is expected too: a city with nothing below it, silent for a month,
+    # passed as "0/0 enrolled" (its subtree's heads count for it: see below)
     expected = {n: tier for n, (_, tier) in register.items()} if register else dict(certified)
-    expected.pop(prefix, None) if not register else None
     heads = _heads(node, prefix)
     since = format_time(now - timedelta(days=t.silent_days))
     missing = sorted(n for n in expected if n not in certified)
@@ -396,6 +397,8 @@ def _security(node: Node, prefix: str, now: Any) -> Criterion:
         ).all()
     newest: dict[str, Any] = {}
     for key in keys:
+        if key.revoked_from is not None:
+            continue  # a node whose every key is revoked is decommissioned: its keys expire
         if key.node not in newest or key.not_before > newest[key.node].not_before:
             newest[key.node] = key
     expired = sorted(

@@ -629,8 +629,10 @@ def task_views(
 
 
 def _state(task: Task, events: Sequence[Any]) -> tuple[str, str | None]:
-    """The task's state from its recipients' reports, and when it closed (the first
-    ``done`` or ``rejected`` that decides it), or None while open.
+    """The task's state from its recipients' reports, and when it closed (its first
+    ``done`` or ``rejected``, whichever came first: a task rejected in time and reported
+    done later was answered in time), or None while open. A ``done`` decides the state
+    over a ``rejected``.
 
     ``done`` and ``rejected`` answer one revision: an amendment (a new instruction, a later
     deadline) reopens a task its target closed before, so only the current revision's
@@ -641,10 +643,8 @@ def _state(task: Task, events: Sequence[Any]) -> tuple[str, str | None]:
     current = [e for e in events if e.task_rev == task.rev]
     done = [e.at for e in current if e.status == "done"]
     rejected = [e.at for e in current if e.status == "rejected"]
-    if done:
-        return "done", min(done)
-    if rejected:
-        return "rejected", min(rejected)
+    if done or rejected:
+        return ("done" if done else "rejected"), min(done + rejected)
     best = 0
     for event in events:
         mapped = _STATUS_STATE.get(event.status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,11 @@ from contracts.samples import sample_records
 from hub.acceptance import accept
 from hub.report_html import render_report
 from node.db import upsert
+from node.enrollment import rotate_online
+from node.keys import create_key
 from node.reconcile import RemoteRoots
 from node.tables import ENTRIES, HEADS, REGISTER
-from node.tasks import amend_task, issue_task, revoke_node
+from node.tasks import amend_task, issue_task, report_task, revoke_node
 from schemas.signing import verify_object
 from schemas.times import format_time
 from tests.federation.harness import Federation
@@ -293,3 +295,67 @@ async def test_decommissioned_revoked_station_is_not_expected(fed: Federation) -
     report = await _accept(fed)
     coverage = _crit(report, "coverage")
     assert coverage["passed"], (coverage["summary"], coverage["evidence"]["silent"])
+
+
+async def test_a_decommissioned_station_whose_certificate_ran_out_does_not_fail_security(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Coverage does not expect a node whose every key is revoked; security did not ask it
+    to keep a certificate in date either (the city failed two years after closing it)."""
+    fed.add("js.wx.jy.s2")
+    fed.add("js.wx.jy.s1")
+    fed.write("js.wx.jy.s2", 2)
+    await fed.cascade_up("js.wx.jy.s2", "js.wx.jy", "js.wx")
+    fed.clock.advance(days=400)
+    for node_id in ("js.wx.jy.s1", "js.wx.jy", "js.wx"):  # the living nodes renew their keys
+        await _rotate(fed, node_id, tmp_path)
+    fed.clock.advance(seconds=1)
+    revoke_node(fed.nodes["js.wx.jy"], "js.wx.jy.s2", revoked_from=fed.now())  # closed down
+    fed.clock.advance(days=400)  # its two-year certificate has run out since
+    for node_id in ("js.wx.jy.s1", "js.wx.jy", "js.wx"):
+        fed.write(node_id, 1, seed=5)
+    await fed.cascade_up("js.wx.jy.s1", "js.wx.jy", "js.wx")
+    report = await _accept(fed)
+    assert _crit(report, "coverage")["passed"]
+    security = _crit(report, "security")
+    assert security["passed"], security["evidence"]
+
+
+async def _rotate(fed: Federation, node_id: str, tmp_path: Path) -> None:
+    node = fed.nodes[node_id]
+    pending = tmp_path / f"{node_id}.key"
+    fresh = create_key(pending)
+    async with fed.client(node_id.rsplit(".", 1)[0], caller=node_id) as client:
+        await rotate_online(node, fresh, client)
+    node.adopt_key(fresh, pending)
+
+
+async def test_a_city_silent_for_a_month_fails_coverage(fed: Federation) -> None:
+    """Without a register the certified nodes are expected, the city itself among them:
+    a city enrolled with nothing below it and silent for 30 days passed as 0/0."""
+    fed.add("js.wx")
+    fed.write("js.wx", 1)
+    await fed.cascade_up("js.wx")
+    fed.clock.advance(days=30)
+    report = await _accept(fed)
+    coverage = _crit(report, "coverage")
+    assert not coverage["passed"] and coverage["evidence"]["silent"] == ["js.wx"]
+    assert not report["passed"]
+
+
+async def test_a_task_rejected_in_time_and_done_later_was_closed_in_time(
+    fed: Federation,
+) -> None:
+    """A task is closed by its first done or rejected (docs/metrics.md): a rejection
+    before the deadline answered it in time, whatever came after."""
+    await _city(fed)
+    due = format_time(fed.clock() + timedelta(days=2))
+    task = issue_task(fed.nodes["js"], target="js.wx.jy.s1", kind="assign", payload={}, due=due)
+    await fed.cascade_down("js.wx", "js.wx.jy", "js.wx.jy.s1")
+    station = fed.nodes["js.wx.jy.s1"]
+    report_task(station, task.id, "rejected", note="不属本站职责")
+    fed.clock.advance(days=3)
+    report_task(station, task.id, "done", resolution="已办结")
+    await fed.cascade_up("js.wx.jy.s1", "js.wx.jy", "js.wx")
+    timeliness = _crit(await _accept(fed), "timeliness")
+    assert timeliness["evidence"]["tasks_closed_on_time"] == 1, timeliness["summary"]
