@@ -20,6 +20,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from schemas.canonical import canonical_bytes, pointer_token
 from schemas.errors import ErrorCode, GuantongError
@@ -51,17 +52,27 @@ def privacy_rules(schema: dict[str, Any]) -> PrivacyRules:
     (behind a ``$ref``, under ``additionalProperties``, ``patternProperties`` or
     ``prefixItems``, inside another private field) would be valid JSON Schema that no
     projection applies, and the field would leave the node in the clear: such a schema is
-    refused (``bundle_invalid``), as is a field marked with two different rules."""
+    refused (``bundle_invalid``), as is a field marked with two different rules.
+
+    The projection follows names, never references, so a mark reached by its own path can
+    still define another field through a reference: ``"other_phone": {"$ref":
+    "#/properties/phone"}`` (or ``"$ref": "#"``) would validate ``other_phone`` as the
+    private ``phone`` and send it in the clear. A ``$ref`` or ``$dynamicRef`` whose target
+    holds a mark is therefore refused too (:func:`_check_references`), and so is a mark
+    under a property literally named ``*``, which paths cannot tell from an array's items."""
     found: list[tuple[Path, Rule]] = []
     reached: set[int] = set()
     _walk(schema, (), found, reached)
-    for node, pointer in _marked(schema, ""):
+    marked = _marked(schema, "")
+    for node, pointer in marked:
         if id(node) not in reached:
             raise GuantongError(
                 ErrorCode.BUNDLE_INVALID,
                 f"x-privacy at {pointer or 'the root'} is not under properties or items "
                 "(nor their anyOf, oneOf, allOf), where projection would not apply it",
             )
+    if marked:
+        _check_references(schema)
     rules: dict[Path, Rule] = {}
     for path, rule in found:
         if rules.setdefault(path, rule) != rule:
@@ -87,6 +98,14 @@ def _walk(node: Any, path: Path, found: list[tuple[Path, Rule]], reached: set[in
     properties = node.get("properties")
     if isinstance(properties, dict):
         for name, sub in properties.items():
+            if name == "*" and _marked(sub, ""):
+                # in a path ``*`` is every item of an array: the mark would be looked for
+                # among items and never applied to the property of that name
+                raise GuantongError(
+                    ErrorCode.BUNDLE_INVALID,
+                    f"x-privacy under the property named '*' at {'/'.join((*path, '*'))}: "
+                    "'*' stands for an array's items in privacy paths; rename the property",
+                )
             _walk(sub, (*path, name), found, reached)
     if isinstance(node.get("items"), dict):
         _walk(node["items"], (*path, "*"), found, reached)
@@ -108,6 +127,85 @@ def _marked(node: Any, pointer: str) -> list[tuple[dict[str, Any], str]]:
         for i, sub in enumerate(node):
             out.extend(_marked(sub, f"{pointer}/{i}"))
     return out
+
+
+def _check_references(schema: dict[str, Any]) -> None:
+    """Refuse every ``$ref`` and ``$dynamicRef`` whose target holds an ``x-privacy`` mark
+    (a reference inside a target is checked on its own, so chains are covered too). A
+    reference that cannot be resolved within the document (another document, an anchor or
+    an embedded ``$id`` it does not declare) might lead to a mark all the same: in a
+    schema that marks fields it is refused as well."""
+    for node, pointer in _objects(schema, ""):
+        for key in ("$ref", "$dynamicRef"):
+            ref = node.get(key)
+            if not isinstance(ref, str):
+                continue
+            where = f"{key} {ref!r} at {pointer or 'the root'}"
+            targets = _targets(schema, ref)
+            if targets is None:
+                raise GuantongError(
+                    ErrorCode.BUNDLE_INVALID,
+                    f"{where} cannot be resolved within the document, which marks fields "
+                    "x-privacy: the field it defines might be private and leave in the clear",
+                )
+            for target, at in targets:
+                marks = _marked(target, at)
+                if marks:
+                    raise GuantongError(
+                        ErrorCode.BUNDLE_INVALID,
+                        f"{where} leads to the x-privacy mark at {marks[0][1] or 'the root'}: "
+                        "projection follows names, not references, so the field it defines "
+                        "would leave the node in the clear (copy the field's schema instead)",
+                    )
+
+
+def _objects(node: Any, pointer: str) -> list[tuple[dict[str, Any], str]]:
+    """Every JSON object in ``node``, with its JSON pointer."""
+    out: list[tuple[dict[str, Any], str]] = []
+    if isinstance(node, dict):
+        out.append((node, pointer))
+        for key, sub in node.items():
+            out.extend(_objects(sub, f"{pointer}/{pointer_token(key)}"))
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            out.extend(_objects(sub, f"{pointer}/{i}"))
+    return out
+
+
+def _targets(schema: dict[str, Any], ref: str) -> list[tuple[Any, str]] | None:
+    """What a reference may lead to within ``schema``, with pointers; None when it cannot
+    be resolved here. A base URI must be the document's ``$id`` or an embedded one's; an
+    anchor name yields every ``$anchor`` or ``$dynamicAnchor`` of that name (a
+    ``$dynamicRef`` picks one of them at run time)."""
+    base, _, fragment = ref.partition("#")
+    if not base or base == schema.get("$id"):
+        resource: tuple[Any, str] = (schema, "")
+    else:
+        embedded = [(node, at) for node, at in _objects(schema, "") if node.get("$id") == base]
+        if len(embedded) != 1:
+            return None
+        resource = embedded[0]
+    fragment = unquote(fragment)
+    if not fragment:
+        return [resource]
+    if not fragment.startswith("/"):
+        anchors = [
+            (node, at)
+            for node, at in _objects(*resource)
+            if fragment in (node.get("$anchor"), node.get("$dynamicAnchor"))
+        ]
+        return anchors or None
+    node, at = resource
+    for raw in fragment.split("/")[1:]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+        at = f"{at}/{pointer_token(token)}"
+    return [(node, at)]
 
 
 def mask_value(value: str) -> str:
