@@ -229,23 +229,27 @@ def _hash_value(value: Any, secret: bytes) -> str:
 def project(
     data: dict[str, Any], rules: PrivacyRules, secret: bytes | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``data`` into ``(public, private)``; ``private`` maps JSON pointers to originals."""
+    """Split ``data`` into ``(public, private)``; ``private`` maps JSON pointers to originals.
+
+    Pointers name the places in ``data``, before anything is removed. A ``local`` mark on
+    an array's ``items`` removes every item of that array (the public array is left
+    empty); the items are removed last first, so each pointer still names its original,
+    and :func:`merge_private` puts them back in order."""
     if not rules:
         return data, {}
     public = copy.deepcopy(data)
     private: dict[str, Any] = {}
     for path, rule in rules.fields:
-        for pointer, parent, key in _locate(public, path):
+        located = _locate(public, path)
+        for pointer, parent, key in located:
             original = parent[key]
             private[pointer] = original
-            if rule == "local":
-                del parent[key]
-            elif rule == "mask":
+            if rule == "mask":
                 # a value that is no string is masked as its canonical text, never sent as
                 # it is (the contract's schema then decides whether the masked form is valid)
                 text = original if isinstance(original, str) else canonical_bytes(original).decode()
                 parent[key] = mask_value(text)
-            else:
+            elif rule == "hash":
                 if secret is None:
                     raise GuantongError(
                         ErrorCode.PRIVACY_SECRET_MISSING,
@@ -253,24 +257,45 @@ def project(
                         "lacks (set province_secret in node.toml or GUANTONG_PROVINCE_SECRET)",
                     )
                 parent[key] = _hash_value(original, secret)
+        if rule == "local":
+            # deleting an array item moves the ones after it: delete from the last, so the
+            # (parent, index) pairs located above stay true (no path lies inside another
+            # private field, so other paths are not moved)
+            for _, parent, key in reversed(located):
+                del parent[key]
     return public, private
 
 
 def merge_private(public: dict[str, Any] | None, private: dict[str, Any]) -> dict[str, Any] | None:
-    """Put the originals back: what the origin shows its own users."""
+    """Put the originals back: what the origin shows its own users.
+
+    An array item masked or hashed is still in the public array, and its original replaces
+    it; one kept ``local`` was removed with all its array's items (:func:`project`), and the
+    originals are appended in the order of their indices, so pointers are taken in numeric
+    order (the stored map's keys come back sorted as text: ``/a/10`` before ``/a/2``)."""
     if public is None or not private:
         return public
     merged = copy.deepcopy(public)
-    for pointer, value in private.items():
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    parsed = [
+        ([p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]], value)
+        for pointer, value in private.items()
+    ]
+    parsed.sort(
+        key=lambda item: [
+            (0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in item[0]
+        ]
+    )
+    for parts, value in parsed:
         target: Any = merged
         for part in parts[:-1]:
             target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
         last = parts[-1]
-        if isinstance(target, list):
+        if not isinstance(target, list):
+            target[last] = value
+        elif int(last) < len(target):
             target[int(last)] = value
         else:
-            target[last] = value
+            target.append(value)
     return merged
 
 

@@ -221,3 +221,47 @@ def test_a_bundle_with_a_reference_to_a_private_field_is_refused(
     assert "/properties/other_phone" in refused.value.message
     with pytest.raises(GuantongError):
         make_node("js", bundle=bundle)
+
+
+_PHONES = _with(
+    {
+        "text": {"type": "string"},
+        "phones": {"type": "array", "items": {"type": "string", "x-privacy": "local"}},
+        "groups": {"type": "array", "items": {"type": "array", "items": _LOCAL}},
+    }
+)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 12])
+def test_local_array_items_stay_back_and_come_back_in_order(count: int) -> None:
+    """Every item of an array whose ``items`` are ``local`` is kept back: they were deleted
+    one by one at indices the earlier deletions had moved (the wrong originals kept, or an
+    IndexError), and put back into an emptied list (an IndexError on every read)."""
+    phones = [f"1380000{i:04d}" for i in range(count)]
+    data = {"text": "t", "phones": phones, "groups": [phones[:2], [], phones[-1:]]}
+    public, private = project(data, privacy_rules(_PHONES), None)
+    assert public == {"text": "t", "phones": [], "groups": [[], [], []]}
+    assert private["/phones/0"] == phones[0] and private[f"/phones/{count - 1}"] == phones[-1]
+    assert merge_private(public, private) == data
+    # the store hands the map back with its keys sorted as text: /phones/10 before /phones/2
+    stored = json.loads(json.dumps(private, sort_keys=True))
+    assert merge_private(public, stored) == data
+
+
+def test_a_station_keeps_local_array_items_and_shows_them(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(NOTE_BUNDLE, bundle)
+    path = bundle / "secret_note" / "1.0.json"
+    schema = json.loads(path.read_text("utf-8"))
+    schema["properties"]["phones"] = {"type": "array", "items": _LOCAL}
+    path.write_text(json.dumps(schema, ensure_ascii=False), "utf-8")
+    assert [v for v in check_bundle(bundle) if v.rule != "open_object"] == []
+    node = make_node("js", bundle=bundle)
+    for phones in (["13800000001"], ["13800000001", "13800000002", "13800000003"]):
+        data = {"text": "t", "phones": phones}
+        (rid,) = node.put("secret_note", [(1, data)]).record_ids
+        assert node.get("secret_note", rid).data == data
+    for _, _, raw in node.log.iter_entries(node.id):
+        assert b"1380000000" not in raw
