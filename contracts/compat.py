@@ -32,8 +32,12 @@ structure_changed at the root ""; UNKNOWN changes nothing.
 `check_bundle(dir)` adds missing_file, unlisted_file, invalid_json (also NaN, duplicate keys),
 invalid_index, invalid_schema (meta-schema, a $schema other than 2020-12, or not compilable
 offline), open_object (any object schema without `additionalProperties: false`; reported once per
-document, not per pair), number_type and missing_upcast_table (x.0, x > 1, without an
-`x-upcast-from-<x-1>` object); such findings carry old_version == new_version. It compares every
+document, not per pair), number_type, missing_upcast_table (x.0, x > 1, without an
+`x-upcast-from-<x-1>` object), missing_upcaster, and, for an upcaster that reads its table
+(contracts.upcast.TABLE_CHECKS; the table is read from x.0 whatever later minors carry),
+invalid_upcast_table (a table that upcaster cannot read, or mapping to values x.0 refuses) and
+incomplete_upcast_table (a value some (x-1).y allows that the table leaves out: upcast, it would
+silently become the fallback); such findings carry old_version == new_version. It compares every
 minor with every earlier minor of its major, never across majors. Output is sorted, deduplicated.
 """
 
@@ -54,7 +58,7 @@ from jsonschema_rs.canonical import Containment
 
 from contracts.privacy import privacy_rules
 from contracts.registry import Registry
-from contracts.upcast import UPCASTERS
+from contracts.upcast import TABLE_CHECKS, UPCASTERS
 from schemas.canonical import pointer_token
 from schemas.errors import GuantongError
 
@@ -64,7 +68,7 @@ RULES: tuple[str, ...] = (
     "limit_tightened", "pattern_changed", "format_added", "format_changed", "open_object",
     "x_privacy_changed", "structure_changed", "missing_file", "unlisted_file", "invalid_json",
     "invalid_index", "invalid_schema", "number_type", "missing_upcast_table",
-    "privacy_unreachable", "missing_upcaster",
+    "privacy_unreachable", "missing_upcaster", "invalid_upcast_table", "incomplete_upcast_table",
 )
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -647,6 +651,12 @@ def check_bundle(bundle_dir: Path) -> list[Violation]:
                     "(contracts/upcast.py): hubs could not present older records in it"
                 )
                 found.append(_one(name, minors[0], "missing_upcaster", f"{shown}."))
+            table_check = TABLE_CHECKS.get((name, major - 1))
+            if doc and isinstance(doc.get(keyword), dict) and table_check is not None:
+                older = {v: docs[name, v] for v in majors.get(major - 1, []) if (name, v) in docs}
+                for rule, message in table_check(doc[keyword], doc, older):
+                    shown = f"`{keyword}` of {name} {major}.0: {message}"
+                    found.append(_one(name, f"{major}.0", rule, f"{shown}.", f"/{keyword}"))
             valid = [v for v in minors if (name, v) in docs]
             for old, new in ((o, n) for i, n in enumerate(valid) for o in valid[:i]):
                 pair = compare_schemas(
