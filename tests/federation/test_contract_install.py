@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from contracts.registry import Registry
+from node.cli import app
 from node.rollups import rebuild
 from node.runtime import Node
 from node.tables import ENTRIES, ROLLUPS
-from node.tasks import publish_contracts
+from node.tasks import _issue, amend_task, issue_task, latest_task, publish_contracts
 from schemas.errors import ErrorCode, GuantongError
 from tests.conftest import newer_bundle
 from tests.federation.harness import Federation
@@ -99,3 +102,57 @@ def test_the_province_refuses_to_publish_a_bundle_that_changes_a_published_versi
     assert refused.value.code is ErrorCode.INCOMPATIBLE_CHANGE
     assert "opinion 1.0" in refused.value.message
     assert province.registry.bundle_version == 1
+
+
+def test_a_contracts_task_is_issued_by_publishing_only(fed: Federation, tmp_path: Path) -> None:
+    """By hand (`guantong task issue --kind contracts`, the dashboard) a bundle skipped
+    every check of publish_contracts: one that changed a published version was installed
+    by every node below and not by the province, then behind its children."""
+    province = fed.add("js")
+    payload = {"bundle_version": 2, "bundle": json.loads(newer_bundle(tmp_path).bundle_bytes())}
+    with pytest.raises(GuantongError) as refused:
+        issue_task(province, target="js", kind="contracts", payload=payload, subtree=True)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert "contracts publish" in refused.value.message
+    result = CliRunner().invoke(
+        app,
+        ["task", "issue", "--to", "js", "--kind", "contracts", "--subtree"]
+        + ["--payload", json.dumps(payload), "--home", str(province.settings.home)],
+    )
+    assert result.exit_code == 1 and result.stderr.startswith("error: forbidden:"), result.stderr
+    published = publish_contracts(province, newer_bundle(tmp_path / "2", opinion_1_2=True))
+    with pytest.raises(GuantongError) as refused:
+        amend_task(province, published.id, payload={"bundle_version": 3, "bundle": {}})
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert amend_task(province, published.id, cancel=True).cancelled  # withdrawing it is not
+
+
+async def test_a_contracts_task_that_cannot_be_installed_is_refused_alone(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Signed by the province without the checks (by hand, before they were refused; by an
+    older release): a bundle that does not load raised an AttributeError out of the pull
+    before the cursor moved, so no task reached any node below again; a task without
+    bundle_version counted as the installed bundle + 1 on every pull, and was tried (and
+    failed) before every bundle published after it."""
+    station = fed.add("js.wx.jy.s1")
+    province = fed.nodes["js"]
+    good = json.loads(newer_bundle(tmp_path, opinion_1_2=True).bundle_bytes())
+    by_hand: list[dict[str, Any]] = [
+        {"bundle_version": 3, "bundle": {"index": [], "schemas": {}}},
+        {"bundle": {"index": {"contracts": {"x": {"versions": {"1.0": {}}}}}, "schemas": {}}},
+        {"bundle_version": "2", "bundle": good},
+        {"bundle_version": 5, "bundle": good},  # claims 5, carries 2
+    ]
+    for payload in by_hand:
+        _issue(province, target="js", kind="contracts", payload=payload, subtree=True)
+    notice = issue_task(province, target="js", kind="notice", payload={}, subtree=True)
+    publish_contracts(province, newer_bundle(tmp_path / "2", opinion_1_2=True))
+    for node_id in ("js.wx", "js.wx.jy", station.id):
+        report = await fed.pull(node_id)
+        assert len(report.rejected) == len(by_hand), report.rejected  # each, with its reason
+        assert all(r.startswith(("bundle_invalid:", "malformed:")) for r in report.rejected)
+        assert report.installed_bundle == 2
+        assert (await fed.pull(node_id)).rejected == []  # reported once, passed over after
+        assert fed.nodes[node_id].registry.bundle_version == 2
+    assert latest_task(station, notice.id) is not None  # the tasks after them came down
