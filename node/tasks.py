@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, Connection, func, select
 
 from contracts.compat import compare_installed
 from contracts.registry import Registry
+from hub.pending import apply_pending
 from node.db import after_commit, before_commit, insert_ignore
 from node.keyring import cert_record
 from node.runtime import Node
@@ -239,6 +240,7 @@ def publish_contracts(node: Node, registry: Registry) -> Task:
     if changed:
         raise GuantongError(ErrorCode.INCOMPATIBLE_CHANGE, "; ".join(changed[:5]))
     node.install_contracts(registry)
+    _apply_pending(node)
     payload = {
         "bundle_version": registry.bundle_version,
         "bundle": parse_json(registry.bundle_bytes()),
@@ -276,6 +278,8 @@ class ReceiveReport:
     rejected: list[str] = field(default_factory=list)
     installed_bundle: int | None = None
     revoked: int = 0
+    applied: int = 0
+    """Pending entries the installed bundle now classifies (valid or invalid)."""
 
 
 def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) -> ReceiveReport:
@@ -310,6 +314,10 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
         report.installed_bundle = _install_held_bundle(node, fresh, report)
     except GuantongError as exc:
         report.rejected.append(f"{exc.code.value}: contract bundle: {exc.message}")
+    try:
+        report.applied = _apply_pending(node)
+    except GuantongError as exc:  # retried on the next pull, as receipts are
+        report.rejected.append(f"{exc.code.value}: pending entries: {exc.message}")
     try:
         write_receipts(node)
     except GuantongError as exc:  # retried on the next pull: receipts are derived, not queued
@@ -517,6 +525,18 @@ def _install_held_bundle(
         node.install_contracts(registry)
         return registry.bundle_version
     return None
+
+
+def _apply_pending(node: Node) -> int:
+    """Classify the entries held ``pending`` against the installed bundle, as the hub job
+    does every minute at a hub. A station runs no hub job, and it holds pending entries
+    too: its own, recovered from its parent (the first step of serve, sync and repair)
+    while the bundle reinstalled with the release is older than the one they were written
+    under. Done after every pull, not only after an install, so that a pull that fails
+    between the two (or a recovery after the bundle came back) is made good by the next;
+    with none pending it is one indexed query."""
+    counts = apply_pending(node.store, node.registry, node.keyring)
+    return counts["valid"] + counts["invalid"]
 
 
 def _bundle_of(node: Node, task: Task, claimed: int) -> Registry:

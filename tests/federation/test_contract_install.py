@@ -4,6 +4,7 @@ against the bundle installed now, by every process of the node."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,14 @@ from typer.testing import CliRunner
 
 from contracts.registry import Registry
 from node.cli import app
+from node.recovery import ensure_recovered
 from node.rollups import rebuild
 from node.runtime import Node
 from node.tables import ENTRIES, ROLLUPS
 from node.tasks import _issue, amend_task, issue_task, latest_task, publish_contracts
 from schemas.errors import ErrorCode, GuantongError
 from tests.conftest import newer_bundle
-from tests.federation.harness import Federation
+from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +158,36 @@ async def test_a_contracts_task_that_cannot_be_installed_is_refused_alone(
         assert (await fed.pull(node_id)).rejected == []  # reported once, passed over after
         assert fed.nodes[node_id].registry.bundle_version == 2
     assert latest_task(station, notice.id) is not None  # the tasks after them came down
+
+
+async def test_a_station_applies_its_recovered_entries_once_the_bundle_is_back(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A station that recovers its own log from its parent before its bundle is back (the
+    release reinstalled ships bundle 1): its entries of opinion 1.2 are held pending. Only
+    the hub job applied pending entries, and a station runs none: they stayed pending for
+    good, and its own records were missing from every list."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    publish_contracts(fed.nodes["js"], newer_bundle(tmp_path, opinion_1_2=True))
+    await fed.cascade_down("js.wx", "js.wx.jy", station.id)
+    ids = fed.write(station.id, 2)
+    assert (await fed.sync(station.id)).rejected == {}
+    station.close()  # the disk dies: the release is installed again, the key kept
+    (station.settings.home / "node.db").unlink()
+    shutil.rmtree(station.settings.home / "contracts")
+    station = reopen(fed, station.id)
+    async with fed.client(county.id, caller=station.id) as client:
+        recovered = await ensure_recovered(station, client)  # serve does this first
+    assert recovered is not None and recovered.restored >= 2
+
+    def statuses() -> set[str]:
+        with station.store.read() as conn:
+            query = select(ENTRIES.c.status).where(ENTRIES.c.origin == station.id)
+            return set(conn.execute(query).scalars())
+
+    assert "pending" in statuses()
+    report = await fed.pull(station.id)  # the contracts task arrives again
+    assert report.installed_bundle == 2 and report.applied >= 2
+    assert statuses() == {"valid"}
+    assert [station.get("opinion", i).version for i in ids] == ["1.2", "1.2"]
