@@ -30,10 +30,16 @@ so structure_changed findings are dropped; NO while the walk found nothing that 
 structure_changed at the root ""; UNKNOWN changes nothing.
 
 `check_bundle(dir)` adds missing_file, unlisted_file, invalid_json (also NaN, duplicate keys),
-invalid_index, invalid_schema (meta-schema, a $schema other than 2020-12, or not compilable
-offline), open_object (any object schema without `additionalProperties: false`; reported once per
-document, not per pair), number_type and missing_upcast_table (x.0, x > 1, without an
-`x-upcast-from-<x-1>` object); such findings carry old_version == new_version. It compares every
+invalid_index (also a value the registry would refuse, contracts.registry.index_problems: a
+version's entry that is no object, a bundle_version that is no integer…), invalid_schema
+(meta-schema, a $schema other than 2020-12, or not compilable offline), open_object (any
+object schema without `additionalProperties: false`; reported once per document, not per
+pair), number_type, missing_upcast_table (x.0, x > 1, without an
+`x-upcast-from-<x-1>` object), missing_upcaster, and, for an upcaster that reads its table
+(contracts.upcast.TABLE_CHECKS; the table is read from x.0 whatever later minors carry),
+invalid_upcast_table (a table that upcaster cannot read, or mapping to values x.0 refuses) and
+incomplete_upcast_table (a value some (x-1).y allows that the table leaves out: upcast, it would
+silently become the fallback); such findings carry old_version == new_version. It compares every
 minor with every earlier minor of its major, never across majors. Output is sorted, deduplicated.
 """
 
@@ -53,8 +59,8 @@ import jsonschema_rs
 from jsonschema_rs.canonical import Containment
 
 from contracts.privacy import privacy_rules
-from contracts.registry import Registry
-from contracts.upcast import UPCASTERS
+from contracts.registry import Registry, index_problems
+from contracts.upcast import TABLE_CHECKS, UPCASTERS
 from schemas.canonical import pointer_token
 from schemas.errors import GuantongError
 
@@ -64,7 +70,7 @@ RULES: tuple[str, ...] = (
     "limit_tightened", "pattern_changed", "format_added", "format_changed", "open_object",
     "x_privacy_changed", "structure_changed", "missing_file", "unlisted_file", "invalid_json",
     "invalid_index", "invalid_schema", "number_type", "missing_upcast_table",
-    "privacy_unreachable", "missing_upcaster",
+    "privacy_unreachable", "missing_upcaster", "invalid_upcast_table", "incomplete_upcast_table",
 )
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -588,11 +594,13 @@ def _read_index(bundle_dir: Path, found: list[Violation]) -> dict[str, list[str]
     path = bundle_dir / "index.json"
     index, error = _load(path) if path.is_file() else (None, "missing")
     contracts = index.get("contracts") if isinstance(index, dict) else None
-    if error is not None or not isinstance(contracts, dict):
+    if error is not None or not isinstance(index, dict) or not isinstance(contracts, dict):
         rule = "invalid_index" if error is None else "invalid_json"
         rule = "missing_file" if error == "missing" else rule
         found.append(_one("", "", rule, f"index.json: {error or 'no contracts object'}."))
         return {}
+    for name, pointer, message in index_problems(index):
+        found.append(_one(name, "", "invalid_index", f"index.json: {message}.", pointer))
     listed: dict[str, list[str]] = {}
     for name, entry in contracts.items():
         versions = _of(entry, "versions", dict)
@@ -647,6 +655,12 @@ def check_bundle(bundle_dir: Path) -> list[Violation]:
                     "(contracts/upcast.py): hubs could not present older records in it"
                 )
                 found.append(_one(name, minors[0], "missing_upcaster", f"{shown}."))
+            table_check = TABLE_CHECKS.get((name, major - 1))
+            if doc and isinstance(doc.get(keyword), dict) and table_check is not None:
+                older = {v: docs[name, v] for v in majors.get(major - 1, []) if (name, v) in docs}
+                for rule, message in table_check(doc[keyword], doc, older):
+                    shown = f"`{keyword}` of {name} {major}.0: {message}"
+                    found.append(_one(name, f"{major}.0", rule, f"{shown}.", f"/{keyword}"))
             valid = [v for v in minors if (name, v) in docs]
             for old, new in ((o, n) for i, n in enumerate(valid) for o in valid[:i]):
                 pair = compare_schemas(

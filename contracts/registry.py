@@ -31,6 +31,7 @@ __all__ = [
     "EntryStatus",
     "Registry",
     "Violation",
+    "index_problems",
     "version_key",
 ]
 
@@ -94,16 +95,29 @@ class Registry:
     def __init__(
         self, index: dict[str, Any], schemas: dict[tuple[str, str], dict[str, Any]]
     ) -> None:
+        """Compile a bundle; anything malformed in it is ``bundle_invalid``, never another
+        exception: a bundle also arrives from above in a task, and a receiver must be able
+        to refuse it and go on."""
+        if not isinstance(index, dict) or not isinstance(index.get("contracts", {}), dict):
+            raise GuantongError(ErrorCode.BUNDLE_INVALID, 'index.json is {"contracts": {…}, …}')
+        problems = index_problems(index)
+        if problems:
+            _, pointer, message = problems[0]
+            raise GuantongError(ErrorCode.BUNDLE_INVALID, f"index.json {pointer}: {message}")
         self.index = index
         self.bundle_version = int(index.get("bundle_version", 0))
         self._versions: dict[str, dict[str, ContractVersion]] = {}
         for name, meta in sorted(index.get("contracts", {}).items()):
-            if _NAME.fullmatch(name) is None:
+            if _NAME.fullmatch(name) is None or not isinstance(meta, dict):
                 raise GuantongError(ErrorCode.BUNDLE_INVALID, f"invalid contract name {name!r}")
+            listed = meta.get("versions", {})
+            if not isinstance(listed, dict) or not all(map(_VERSION.fullmatch, listed)):
+                raise GuantongError(
+                    ErrorCode.BUNDLE_INVALID,
+                    f"{name}: versions is an object of <major>.<minor> versions",
+                )
             compiled: dict[str, ContractVersion] = {}
-            for version, info in sorted(
-                meta.get("versions", {}).items(), key=lambda kv: version_key(kv[0])
-            ):
+            for version, info in sorted(listed.items(), key=lambda kv: version_key(kv[0])):
                 schema = schemas.get((name, version))
                 if schema is None:
                     raise GuantongError(
@@ -112,21 +126,19 @@ class Registry:
                 compiled[version] = _compile(name, version, info, schema)
                 compiled[version].privacy  # noqa: B018 - a mark no projection applies: refused now
             self._versions[name] = compiled
-            current = meta.get("current")
-            if current is not None and current not in compiled:
-                raise GuantongError(
-                    ErrorCode.BUNDLE_INVALID, f"{name}: current {current} is not listed"
-                )
 
     # -- loading -------------------------------------------------------------------------
 
     @classmethod
     def from_dir(cls, path: Path) -> Registry:
         index = _read_json(path / "index.json")
+        contracts = index.get("contracts") if isinstance(index, dict) else None
         schemas = {
             (name, version): _read_json(path / name / f"{version}.json")
-            for name, meta in index.get("contracts", {}).items()
-            for version in meta.get("versions", {})
+            for name, meta in (contracts.items() if isinstance(contracts, dict) else ())
+            if _NAME.fullmatch(name) and isinstance(meta, dict)
+            for version in _of_dict(meta, "versions")
+            if _VERSION.fullmatch(version)
         }
         return cls(index, schemas)
 
@@ -136,8 +148,15 @@ class Registry:
 
     @classmethod
     def from_bundle_bytes(cls, raw: bytes) -> Registry:
-        value = parse_json(raw)
-        if not isinstance(value, dict) or set(value) != {"index", "schemas"}:
+        try:
+            value = parse_json(raw)
+        except GuantongError as exc:
+            raise GuantongError(ErrorCode.BUNDLE_INVALID, f"a bundle: {exc.message}") from exc
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"index", "schemas"}
+            or not isinstance(value["schemas"], dict)
+        ):
             raise GuantongError(ErrorCode.BUNDLE_INVALID, 'a bundle is {"index":…,"schemas":…}')
         schemas = {}
         for key, schema in value["schemas"].items():
@@ -241,16 +260,20 @@ class Registry:
         return self._versions[self._name(name)]
 
 
-def _compile(
-    name: str, version: str, info: dict[str, Any], schema: dict[str, Any]
-) -> ContractVersion:
-    version_key(version)
-    status = info.get("status")
-    if status not in ("active", "deprecated", "retired"):
+def _compile(name: str, version: str, info: Any, schema: Any) -> ContractVersion:
+    if not isinstance(schema, dict):
+        raise GuantongError(ErrorCode.BUNDLE_INVALID, f"{name}/{version}.json is not an object")
+    status = info.get("status") if isinstance(info, dict) else None
+    if status not in ("active", "deprecated", "retired") or not isinstance(info, dict):
         raise GuantongError(ErrorCode.BUNDLE_INVALID, f"{name} {version}: bad status {status!r}")
     try:
         validator = jsonschema_rs.validator_for(schema, validate_formats=True)
-    except (ValueError, jsonschema_rs.ValidationError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        jsonschema_rs.ValidationError,
+        jsonschema_rs.ReferencingError,
+    ) as exc:
         raise GuantongError(ErrorCode.BUNDLE_INVALID, f"{name}/{version}.json: {exc}") from exc
     return ContractVersion(
         name=name,
@@ -262,6 +285,46 @@ def _compile(
         schema=schema,
         _validator=validator,
     )
+
+
+def index_problems(index: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What is wrong with the values of ``index.json``, as ``(contract, JSON pointer,
+    message)`` (contract empty for the index's own members):
+    ``bundle_version`` a non-negative integer, ``rules`` an object, each version's entry an
+    object with a known ``status``, ``current`` a listed version. Contract names and the
+    shape of ``contracts`` and ``versions`` are checked by whoever walks them (the registry
+    while compiling, ``contracts check`` as ``invalid_index``)."""
+    found: list[tuple[str, str, str]] = []
+    bundle_version = index.get("bundle_version", 0)
+    if (
+        not isinstance(bundle_version, int)
+        or isinstance(bundle_version, bool)
+        or bundle_version < 0
+    ):
+        found.append(("", "/bundle_version", f"{bundle_version!r} is not a non-negative integer"))
+    if not isinstance(index.get("rules", {}), dict):
+        found.append(("", "/rules", "is not an object of named rule sets"))
+    contracts = index.get("contracts")
+    for name, meta in contracts.items() if isinstance(contracts, dict) else ():
+        versions = _of_dict(meta, "versions")
+        for version, info in versions.items():
+            status = info.get("status") if isinstance(info, dict) else None
+            if status not in ("active", "deprecated", "retired"):
+                shown = "is not an object" if not isinstance(info, dict) else f"status {status!r}"
+                where = f"/contracts/{pointer_token(name)}/versions/{pointer_token(version)}"
+                found.append(
+                    (name, where, f"{name} {version} {shown} (active, deprecated, retired)")
+                )
+        current = meta.get("current") if isinstance(meta, dict) else None
+        if current is not None and (not isinstance(current, str) or current not in versions):
+            where = f"/contracts/{pointer_token(name)}/current"
+            found.append((name, where, f"{name}: current {current!r} is not listed"))
+    return found
+
+
+def _of_dict(node: Any, key: str) -> dict[str, Any]:
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _violation(err: Any) -> Violation:

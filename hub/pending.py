@@ -4,6 +4,11 @@ Contracts flow down from the province, so a hub is normally never behind its chi
 entry can still arrive first (a child installed a bundle from a USB stick). It is stored
 as ``pending`` — held, relayed, never dropped — and this job re-classifies pending entries
 against the installed registry, in seq order, applying the valid ones to the records.
+
+It runs in a hub's maintenance job, and after every pull of tasks at any node
+(``node.tasks.receive_tasks``, which installs the bundles): a station runs no hub job, and
+holds pending entries too when it recovered its own log from its parent while the bundle
+reinstalled with the release was older than the one its entries were written under.
 """
 
 from __future__ import annotations

@@ -49,12 +49,15 @@ class PullReport:
     installed_bundle: int | None = None
     revoked: int = 0
     """Keys whose revocation this pull moved (applied for the first time, or earlier)."""
+    applied: int = 0
+    """Pending entries the installed bundle classified (node.tasks._apply_pending)."""
 
     def add(self, received: ReceiveReport, count: int) -> None:
         self.pages += 1
         self.tasks += count
         self.stored += received.stored
         self.revoked += received.revoked
+        self.applied += received.applied
         self.rejected.extend(received.rejected)
         if received.installed_bundle is not None:
             self.installed_bundle = received.installed_bundle

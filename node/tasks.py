@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, Connection, func, select
 
 from contracts.compat import compare_installed
 from contracts.registry import Registry
+from hub.pending import apply_pending
 from node.db import after_commit, before_commit, insert_ignore
 from node.keyring import cert_record
 from node.runtime import Node
@@ -82,6 +83,27 @@ def issue_task(
     subtree: bool = False,
     due: str | None = None,
 ) -> Task:
+    """Issue a task of any kind but ``contracts``: a bundle is sent by
+    :func:`publish_contracts` alone, after the checks that keep every node able to read
+    what it holds (newer than the installed bundle, no published version changed)."""
+    if kind == "contracts":
+        raise GuantongError(
+            ErrorCode.FORBIDDEN,
+            "contracts tasks are issued by publishing a bundle "
+            "(guantong contracts publish DIR), which checks it first",
+        )
+    return _issue(node, target=target, kind=kind, payload=payload, subtree=subtree, due=due)
+
+
+def _issue(
+    node: Node,
+    *,
+    target: str,
+    kind: str,
+    payload: dict[str, Any],
+    subtree: bool = False,
+    due: str | None = None,
+) -> Task:
     check_node_id(target)
     if kind not in KINDS:
         raise GuantongError(ErrorCode.MALFORMED, f"unknown task kind {kind!r} ({', '.join(KINDS)})")
@@ -116,6 +138,11 @@ def amend_task(
     current = latest_task(node, task_id)
     if current is None or current.issuer != node.id:
         raise GuantongError(ErrorCode.NOT_FOUND, f"{node.id} issued no task {task_id}")
+    if current.kind == "contracts" and (payload is not None or due is not None):
+        raise GuantongError(
+            ErrorCode.FORBIDDEN,
+            "a contracts task's bundle is changed by publishing a newer one, not by amending",
+        )
     new_payload = dict(payload if payload is not None else current.payload)
     if cancel:
         new_payload["cancelled"] = True
@@ -213,11 +240,12 @@ def publish_contracts(node: Node, registry: Registry) -> Task:
     if changed:
         raise GuantongError(ErrorCode.INCOMPATIBLE_CHANGE, "; ".join(changed[:5]))
     node.install_contracts(registry)
+    _apply_pending(node)
     payload = {
         "bundle_version": registry.bundle_version,
         "bundle": parse_json(registry.bundle_bytes()),
     }
-    return issue_task(node, target=node.id, kind="contracts", payload=payload, subtree=True)
+    return _issue(node, target=node.id, kind="contracts", payload=payload, subtree=True)
 
 
 def revoke_node(node: Node, target: str, *, revoked_from: str) -> Task:
@@ -250,6 +278,8 @@ class ReceiveReport:
     rejected: list[str] = field(default_factory=list)
     installed_bundle: int | None = None
     revoked: int = 0
+    applied: int = 0
+    """Pending entries the installed bundle now classifies (valid or invalid)."""
 
 
 def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) -> ReceiveReport:
@@ -281,9 +311,13 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
         report.stored = _store(node, accepted, conn)
         report.revoked = _apply_revocations(node, conn, fresh, report)
     try:
-        report.installed_bundle = _install_held_bundle(node)
+        report.installed_bundle = _install_held_bundle(node, fresh, report)
     except GuantongError as exc:
         report.rejected.append(f"{exc.code.value}: contract bundle: {exc.message}")
+    try:
+        report.applied = _apply_pending(node)
+    except GuantongError as exc:  # retried on the next pull, as receipts are
+        report.rejected.append(f"{exc.code.value}: pending entries: {exc.message}")
     try:
         write_receipts(node)
     except GuantongError as exc:  # retried on the next pull: receipts are derived, not queued
@@ -436,17 +470,26 @@ def _apply_revocations(
     return revoked
 
 
-def _install_held_bundle(node: Node) -> int | None:
+def _install_held_bundle(
+    node: Node, fresh: set[tuple[str, int]], report: ReceiveReport
+) -> int | None:
     """Install the newest contract bundle the held ``contracts`` tasks carry, if it is newer
     than the installed one (only from the province, never rolling back). Each task carries
     a whole bundle: the latest revisions are read for their claimed ``bundle_version``
-    alone, and only the one to install is parsed and checked as a task."""
-    best: tuple[int, bytes] | None = None
+    alone, and only the ones to install are parsed and checked as tasks, newest first.
+
+    A task that cannot be installed as it is (no integer ``bundle_version``; a bundle that
+    does not load, or of another version than it claims; not from the root key) is refused
+    for itself — reported when it arrives, passed over after — and the next newest is
+    tried: one bad task, signed by the province by hand or by an older release, must not
+    stop the tasks below it, nor the next bundle published properly. A failure to install
+    a good bundle (the disk) is raised, and made good by the next pull."""
+    candidates: list[tuple[int, str, bytes]] = []
     seen: set[str] = set()
     installed = node.registry.bundle_version
     with node.store.read() as conn:
         rows = conn.execute(
-            select(TASKS.c.task_id, TASKS.c.issuer, TASKS.c.raw)
+            select(TASKS.c.task_id, TASKS.c.rev, TASKS.c.issuer, TASKS.c.raw)
             .where(TASKS.c.kind == "contracts", _reaching(node.id), TASKS.c.issuer != node.id)
             .order_by(TASKS.c.task_id, TASKS.c.rev.desc())
         )
@@ -461,15 +504,44 @@ def _install_held_bundle(node: Node) -> int | None:
                 continue
             claimed = payload.get("bundle_version")
             if not isinstance(claimed, int) or isinstance(claimed, bool):
-                claimed = installed + 1  # checked when parsed
-            if claimed > installed and (best is None or claimed > best[0]):
-                best = (claimed, bytes(row.raw))
-    if best is None:
-        return None
-    return _install_bundle(node, Task.parse(best[1]))
+                if (row.task_id, row.rev) in fresh:
+                    report.rejected.append(
+                        f"{ErrorCode.BUNDLE_INVALID.value}: task {row.task_id}: a contracts "
+                        f"task carries an integer bundle_version, not {claimed!r}"
+                    )
+                continue
+            if claimed > installed:
+                candidates.append((claimed, row.task_id, bytes(row.raw)))
+    for claimed, task_id, raw in sorted(candidates, reverse=True):
+        task = Task.parse(raw)
+        try:
+            registry = _bundle_of(node, task, claimed)
+        except GuantongError as exc:
+            if (task.id, task.rev) in fresh:
+                report.rejected.append(f"{exc.code.value}: task {task_id}: {exc.message}")
+            continue
+        if registry.bundle_version <= node.registry.bundle_version:
+            return None  # installed meanwhile (another process): never roll back
+        node.install_contracts(registry)
+        return registry.bundle_version
+    return None
 
 
-def _install_bundle(node: Node, task: Task) -> int | None:
+def _apply_pending(node: Node) -> int:
+    """Classify the entries held ``pending`` against the installed bundle, as the hub job
+    does every minute at a hub. A station runs no hub job, and it holds pending entries
+    too: its own, recovered from its parent (the first step of serve, sync and repair)
+    while the bundle reinstalled with the release is older than the one they were written
+    under. Done after every pull, not only after an install, so that a pull that fails
+    between the two (or a recovery after the bundle came back) is made good by the next;
+    with none pending it is one indexed query."""
+    counts = apply_pending(node.store, node.registry, node.keyring)
+    return counts["valid"] + counts["invalid"]
+
+
+def _bundle_of(node: Node, task: Task, claimed: int) -> Registry:
+    """The bundle a ``contracts`` task carries, checked: signed by the root key, loadable,
+    and of the version it claims."""
     anchor = node.keyring.anchor
     key = node.keyring.lookup(task.key_id)
     if (
@@ -487,11 +559,18 @@ def _install_bundle(node: Node, task: Task) -> int | None:
         raise GuantongError(
             ErrorCode.MALFORMED, 'a contracts task carries {"bundle": {index, schemas}}'
         )
-    registry = Registry.from_bundle_bytes(canonical_bytes(bundle))
-    if registry.bundle_version <= node.registry.bundle_version:
-        return None  # already installed, or older: never roll back
-    node.install_contracts(registry)
-    return registry.bundle_version
+    try:
+        registry = Registry.from_bundle_bytes(canonical_bytes(bundle))
+    except GuantongError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the compiler makes of it, a refusal
+        raise GuantongError(ErrorCode.BUNDLE_INVALID, f"the bundle does not load: {exc!r}") from exc
+    if registry.bundle_version != claimed:
+        raise GuantongError(
+            ErrorCode.BUNDLE_INVALID,
+            f"the task claims bundle {claimed} and carries bundle {registry.bundle_version}",
+        )
+    return registry
 
 
 def _revocation(task: Task) -> tuple[str, str]:

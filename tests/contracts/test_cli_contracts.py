@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from contracts.registry import DEFAULT_BUNDLE, Registry
@@ -43,6 +46,42 @@ def test_breaking_minor_is_reported_with_pointer_and_rule(tmp_path: Path) -> Non
     assert ("1.1", "1.2", "newly_required", "/required/5") in found
     assert ("1.0", "1.2", "limit_tightened", "/properties/content/maxLength") in found
     assert ("1.1", "1.2", "limit_tightened", "/properties/content/maxLength") in found
+
+
+@pytest.mark.parametrize(
+    ("edit", "pointer"),
+    [
+        (
+            lambda i: i["contracts"]["station"]["versions"].__setitem__("1.0", "active"),
+            "/contracts/station/versions/1.0",
+        ),
+        (lambda i: i.__setitem__("bundle_version", "two"), "/bundle_version"),
+    ],
+    ids=["version-entry-not-an-object", "bundle_version-not-a-number"],
+)
+def test_a_malformed_index_is_a_finding_not_a_traceback(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], pointer: str
+) -> None:
+    """Both passed the check and made the registry raise an AttributeError or ValueError:
+    `contracts check` and `contracts publish` printed a traceback."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    index = json.loads((bundle / "index.json").read_text("utf-8"))
+    edit(index)
+    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
+    result = runner.invoke(app, ["contracts", "check", str(bundle), "--json"])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: incompatible_change:")
+    found = [(v["rule"], v["pointer"]) for v in json.loads(result.stdout)]
+    assert found == [("invalid_index", pointer)]
+    home = tmp_path / "province"
+    init = ["init", "--id", "js", "--tier", "province", "--home", str(home)]
+    assert runner.invoke(app, init).exit_code == 0
+    result = runner.invoke(app, ["contracts", "publish", str(bundle), "--home", str(home)])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: incompatible_change:")
 
 
 def test_sample_is_valid_deterministic_ndjson() -> None:

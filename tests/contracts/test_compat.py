@@ -176,6 +176,8 @@ def test_every_compare_rule_has_a_case() -> None:
         "missing_upcast_table",
         "privacy_unreachable",
         "missing_upcaster",
+        "invalid_upcast_table",
+        "incomplete_upcast_table",
     }
     assert {c[0] for c in RULE_CASES} == set(RULES) - bundle_rules
     assert len(RULES) == len(set(RULES))
@@ -514,6 +516,43 @@ def test_bundle_missing_upcast_table(bundle: Path) -> None:
     del newer["x-upcast-from-1"]
     write(bundle / "opinion" / "2.0.json", newer)
     assert found(check_bundle(bundle)) == {("2.0", "2.0", "missing_upcast_table", "")}
+
+
+_TABLE = opinion("2.0")["x-upcast-from-1"]["category"]
+
+
+@pytest.mark.parametrize(
+    ("table", "rule"),
+    [
+        ({}, "invalid_upcast_table"),  # an object, as missing_upcast_table asks; no category
+        ({"category": []}, "invalid_upcast_table"),
+        ({"category": _TABLE | {"transport": "infrastructure"}}, "invalid_upcast_table"),
+        ({"category": _TABLE | {"transport": ["infrastructure", "road"]}}, "invalid_upcast_table"),
+        ({"category": _TABLE | {"transport": ["economy", "transport"]}}, "invalid_upcast_table"),
+        ({"category": {"transport": ["infrastructure", "transport"]}}, "incomplete_upcast_table"),
+    ],
+    ids=["empty", "not-an-object", "not-a-pair", "not-in-2.0", "x-category", "incomplete"],
+)
+def test_bundle_upcast_table_the_upcaster_cannot_use(bundle: Path, table: Any, rule: str) -> None:
+    """The check asked only for an object: `{}` passed and every upcast raised a KeyError,
+    and a table missing a 1.x category passed and turned it into other/other."""
+    doc = read(bundle / "opinion" / "2.0.json")
+    doc["x-upcast-from-1"] = table
+    write(bundle / "opinion" / "2.0.json", doc)
+    assert {(v.rule, v.pointer) for v in check_bundle(bundle)} == {(rule, "/x-upcast-from-1")}
+
+
+def test_bundle_upcast_table_missing_a_value_of_a_later_1_x(bundle: Path) -> None:
+    newer = opinion("1.1")
+    newer["properties"]["category"]["enum"].append("housing")
+    publish(bundle, "opinion", "1.2", newer)
+    [violation] = check_bundle(bundle)
+    assert (violation.new_version, violation.rule) == ("2.0", "incomplete_upcast_table")
+    assert "'housing'" in violation.message and "1.2" in violation.message
+    doc = read(bundle / "opinion" / "2.0.json")
+    doc["x-upcast-from-1"]["category"]["housing"] = ["infrastructure", "housing"]
+    write(bundle / "opinion" / "2.0.json", doc)
+    assert check_bundle(bundle) == []
 
 
 def test_bundle_invalid_index(bundle: Path) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from contracts.compat import check_bundle
 from contracts.privacy import mask_value, merge_private, privacy_rules, project
 from contracts.registry import Registry
 from schemas.errors import ErrorCode, GuantongError
-from tests.conftest import NodeFactory, example
+from tests.conftest import NOTE_BUNDLE, NodeFactory, example
 
 SECRET = "province-secret-for-tests"
 
@@ -98,6 +100,9 @@ def _with(props: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": "object", "properties": props, "additionalProperties": False, **extra}
 
 
+_LOCAL = {"type": "string", "x-privacy": "local"}
+
+
 @pytest.mark.parametrize(
     ("schema", "where"),
     [
@@ -119,6 +124,41 @@ def _with(props: dict[str, Any], **extra: Any) -> dict[str, Any]:
         (  # inside a field already private
             _with({"a": {"x-privacy": "local", "properties": {"b": {"x-privacy": "mask"}}}}),
             "/properties/a/properties/b",
+        ),
+        # reached by its own name, and behind a $ref too: the field the $ref defines is
+        # validated as the private one and would leave in the clear
+        (
+            _with({"phone": _LOCAL, "other": {"$ref": "#/properties/phone"}}),
+            "/properties/other",
+        ),
+        (_with({"phone": _LOCAL, "copy": {"$ref": "#"}}), "/properties/copy"),
+        (  # through the document's own $id
+            _with(
+                {"phone": _LOCAL, "other": {"$ref": "urn:t:1.0#/properties/phone"}},
+                **{"$id": "urn:t:1.0"},
+            ),
+            "/properties/other",
+        ),
+        (  # an anchor
+            _with({"phone": {**_LOCAL, "$anchor": "ph"}, "other": {"$ref": "#ph"}}),
+            "/properties/other",
+        ),
+        (  # a dynamic anchor, and a subtree holding the mark
+            _with(
+                {
+                    "person": {"$dynamicAnchor": "p", **_with({"phone": _LOCAL})},
+                    "other": {"$dynamicRef": "#p"},
+                }
+            ),
+            "/properties/other",
+        ),
+        (  # a reference that cannot be resolved here might lead to a mark all the same
+            _with({"phone": _LOCAL, "other": {"$ref": "urn:elsewhere#/properties/phone"}}),
+            "/properties/other",
+        ),
+        (  # '*' names an array's items in privacy paths: the mark was never applied
+            _with({"*": _LOCAL, "text": {"type": "string"}}),
+            "property named '*'",
         ),
     ],
 )
@@ -153,3 +193,75 @@ def test_a_bundle_with_a_mark_behind_a_ref_is_not_loaded(tmp_path: Path) -> None
     with pytest.raises(GuantongError) as refused:
         Registry.from_dir(tmp_path / "b")
     assert refused.value.code is ErrorCode.BUNDLE_INVALID
+
+
+def test_a_reference_to_a_field_without_marks_is_kept() -> None:
+    schema = _with(
+        {"phone": _LOCAL, "text": {"type": "string"}, "title": {"$ref": "#/properties/text"}}
+    )
+    assert privacy_rules(schema).fields == ((("phone",), "local"),)
+
+
+def test_a_bundle_with_a_reference_to_a_private_field_is_refused(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """``other_phone`` defined as ``{"$ref": "#/properties/phone"}``, phone kept local: the
+    check passed it and a station sent other_phone up in the clear."""
+    bundle = tmp_path / "b"
+    shutil.copytree(NOTE_BUNDLE, bundle)
+    path = bundle / "secret_note" / "1.0.json"
+    schema = json.loads(path.read_text("utf-8"))
+    schema["properties"]["other_phone"] = {"$ref": "#/properties/name"}
+    path.write_text(json.dumps(schema, ensure_ascii=False), "utf-8")
+    found = [(v.contract, v.rule) for v in check_bundle(bundle) if v.rule != "open_object"]
+    assert found == [("secret_note", "privacy_unreachable")]
+    with pytest.raises(GuantongError) as refused:
+        Registry.from_dir(bundle)
+    assert refused.value.code is ErrorCode.BUNDLE_INVALID
+    assert "/properties/other_phone" in refused.value.message
+    with pytest.raises(GuantongError):
+        make_node("js", bundle=bundle)
+
+
+_PHONES = _with(
+    {
+        "text": {"type": "string"},
+        "phones": {"type": "array", "items": {"type": "string", "x-privacy": "local"}},
+        "groups": {"type": "array", "items": {"type": "array", "items": _LOCAL}},
+    }
+)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 12])
+def test_local_array_items_stay_back_and_come_back_in_order(count: int) -> None:
+    """Every item of an array whose ``items`` are ``local`` is kept back: they were deleted
+    one by one at indices the earlier deletions had moved (the wrong originals kept, or an
+    IndexError), and put back into an emptied list (an IndexError on every read)."""
+    phones = [f"1380000{i:04d}" for i in range(count)]
+    data = {"text": "t", "phones": phones, "groups": [phones[:2], [], phones[-1:]]}
+    public, private = project(data, privacy_rules(_PHONES), None)
+    assert public == {"text": "t", "phones": [], "groups": [[], [], []]}
+    assert private["/phones/0"] == phones[0] and private[f"/phones/{count - 1}"] == phones[-1]
+    assert merge_private(public, private) == data
+    # the store hands the map back with its keys sorted as text: /phones/10 before /phones/2
+    stored = json.loads(json.dumps(private, sort_keys=True))
+    assert merge_private(public, stored) == data
+
+
+def test_a_station_keeps_local_array_items_and_shows_them(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(NOTE_BUNDLE, bundle)
+    path = bundle / "secret_note" / "1.0.json"
+    schema = json.loads(path.read_text("utf-8"))
+    schema["properties"]["phones"] = {"type": "array", "items": _LOCAL}
+    path.write_text(json.dumps(schema, ensure_ascii=False), "utf-8")
+    assert [v for v in check_bundle(bundle) if v.rule != "open_object"] == []
+    node = make_node("js", bundle=bundle)
+    for phones in (["13800000001"], ["13800000001", "13800000002", "13800000003"]):
+        data = {"text": "t", "phones": phones}
+        (rid,) = node.put("secret_note", [(1, data)]).record_ids
+        assert node.get("secret_note", rid).data == data
+    for _, _, raw in node.log.iter_entries(node.id):
+        assert b"1380000000" not in raw

@@ -102,6 +102,58 @@ def test_bundle_bytes_round_trip_and_export(registry: Registry, tmp_path: Path) 
     assert Registry.from_dir(tmp_path / "out").bundle_bytes() == raw
 
 
+def _station(index: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = index["contracts"]["station"]
+    return entry
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.__setitem__("index", []),
+        lambda b: b.__setitem__("schemas", []),
+        lambda b: b["index"].__setitem__("contracts", []),
+        lambda b: b["index"].__setitem__("bundle_version", "two"),
+        lambda b: b["index"].__setitem__("bundle_version", True),
+        lambda b: b["index"].__setitem__("rules", []),
+        lambda b: b["index"]["contracts"].__setitem__("station", "active"),
+        lambda b: _station(b["index"]).__setitem__("versions", ["1.0"]),
+        lambda b: _station(b["index"])["versions"].__setitem__("1.0", "active"),
+        lambda b: _station(b["index"])["versions"].__setitem__("1.x", {"status": "active"}),
+        lambda b: _station(b["index"]).__setitem__("current", ["1.0"]),
+        lambda b: b["schemas"].__setitem__("station/1.0", []),
+        lambda b: b["schemas"].__setitem__("station/1.0", {"type": 5}),
+    ],
+    ids=[
+        "index-not-an-object",
+        "schemas-not-an-object",
+        "contracts-not-an-object",
+        "bundle_version-not-a-number",
+        "bundle_version-a-boolean",
+        "rules-not-an-object",
+        "contract-not-an-object",
+        "versions-not-an-object",
+        "version-entry-not-an-object",
+        "version-not-major-minor",
+        "current-not-a-version",
+        "schema-not-an-object",
+        "schema-not-a-schema",
+    ],
+)
+def test_a_malformed_bundle_is_bundle_invalid(registry: Registry, edit: Any) -> None:
+    """A bundle arrives from above in a task: whatever is wrong with it must be a refusal
+    the receiver can report and go past (an AttributeError or ValueError from the
+    registry stopped the pull of tasks, at every node below, for good)."""
+    bundle = json.loads(registry.bundle_bytes())
+    edit(bundle)
+    with pytest.raises(GuantongError) as refused:
+        Registry.from_bundle_bytes(json.dumps(bundle).encode())
+    assert refused.value.code is ErrorCode.BUNDLE_INVALID
+    with pytest.raises(GuantongError) as refused:
+        Registry.from_bundle_bytes(b"{not json")
+    assert refused.value.code is ErrorCode.BUNDLE_INVALID
+
+
 def test_retired_version_is_refused_for_writing(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(Path(__file__).resolve().parents[2] / "contracts" / "bundle", bundle)

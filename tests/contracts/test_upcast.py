@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from contracts.registry import Registry
+from contracts.compat import check_bundle
+from contracts.registry import DEFAULT_BUNDLE, Registry
 from contracts.upcast import UPCASTERS, present
 from schemas.errors import ErrorCode, GuantongError
 from tests.conftest import NodeFactory, example
@@ -64,3 +68,35 @@ def test_node_presents_1x_records_as_2_0_and_keeps_bytes(make_node: NodeFactory)
     assert node.get("opinion", rid).version == "1.1"
     assert next(node.log.iter_entries(node.id))[2] == raw_before
     assert b'"version":"1.1"' in raw_before
+
+
+def test_the_table_is_read_from_the_0_minor(tmp_path: Path) -> None:
+    """An opinion 2.1 without its own copy of x-upcast-from-1 (the check asks for it on 2.0
+    only): the table was read from the newest minor, and every 1.x record raised a KeyError."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    doc = json.loads((bundle / "opinion" / "2.0.json").read_text("utf-8"))
+    del doc["x-upcast-from-1"]
+    doc["$id"] = "urn:guantong:contract:opinion:2.1"
+    (bundle / "opinion" / "2.1.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    index = json.loads((bundle / "index.json").read_text("utf-8"))
+    versions = index["contracts"]["opinion"]["versions"]
+    versions["2.1"] = dict(versions["2.0"])
+    (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
+    assert check_bundle(bundle) == []
+    registry = Registry.from_dir(bundle)
+    version, data = present(registry, "opinion", "1.1", {**_opinion(), "category": "transport"})
+    assert (version, data["category"], data["subcategory"]) == (
+        "2.1",
+        "infrastructure",
+        "transport",
+    )
+    assert registry.get("opinion", "2.1").violations(data) == []
+
+
+@pytest.mark.parametrize("table", [{}, {"category": {"transport": "infrastructure"}}, []])
+def test_a_table_the_check_refuses_does_not_crash_a_reading(registry: Registry, table: Any) -> None:
+    """A bundle installed without the check: the fallback, other/other, as a last resort."""
+    schema = {**registry.get("opinion", "2.0").schema, "x-upcast-from-1": table}
+    data = UPCASTERS[("opinion", 1)]({**_opinion(), "category": "transport"}, schema)
+    assert (data["category"], data["subcategory"]) == ("other", "other")

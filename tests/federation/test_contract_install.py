@@ -4,19 +4,24 @@ against the bundle installed now, by every process of the node."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from contracts.registry import Registry
+from node.cli import app
+from node.recovery import ensure_recovered
 from node.rollups import rebuild
 from node.runtime import Node
 from node.tables import ENTRIES, ROLLUPS
-from node.tasks import publish_contracts
+from node.tasks import _issue, amend_task, issue_task, latest_task, publish_contracts
 from schemas.errors import ErrorCode, GuantongError
 from tests.conftest import newer_bundle
-from tests.federation.harness import Federation
+from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
 
@@ -99,3 +104,90 @@ def test_the_province_refuses_to_publish_a_bundle_that_changes_a_published_versi
     assert refused.value.code is ErrorCode.INCOMPATIBLE_CHANGE
     assert "opinion 1.0" in refused.value.message
     assert province.registry.bundle_version == 1
+
+
+def test_a_contracts_task_is_issued_by_publishing_only(fed: Federation, tmp_path: Path) -> None:
+    """By hand (`guantong task issue --kind contracts`, the dashboard) a bundle skipped
+    every check of publish_contracts: one that changed a published version was installed
+    by every node below and not by the province, then behind its children."""
+    province = fed.add("js")
+    payload = {"bundle_version": 2, "bundle": json.loads(newer_bundle(tmp_path).bundle_bytes())}
+    with pytest.raises(GuantongError) as refused:
+        issue_task(province, target="js", kind="contracts", payload=payload, subtree=True)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert "contracts publish" in refused.value.message
+    result = CliRunner().invoke(
+        app,
+        ["task", "issue", "--to", "js", "--kind", "contracts", "--subtree"]
+        + ["--payload", json.dumps(payload), "--home", str(province.settings.home)],
+    )
+    assert result.exit_code == 1 and result.stderr.startswith("error: forbidden:"), result.stderr
+    published = publish_contracts(province, newer_bundle(tmp_path / "2", opinion_1_2=True))
+    with pytest.raises(GuantongError) as refused:
+        amend_task(province, published.id, payload={"bundle_version": 3, "bundle": {}})
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert amend_task(province, published.id, cancel=True).cancelled  # withdrawing it is not
+
+
+async def test_a_contracts_task_that_cannot_be_installed_is_refused_alone(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Signed by the province without the checks (by hand, before they were refused; by an
+    older release): a bundle that does not load raised an AttributeError out of the pull
+    before the cursor moved, so no task reached any node below again; a task without
+    bundle_version counted as the installed bundle + 1 on every pull, and was tried (and
+    failed) before every bundle published after it."""
+    station = fed.add("js.wx.jy.s1")
+    province = fed.nodes["js"]
+    good = json.loads(newer_bundle(tmp_path, opinion_1_2=True).bundle_bytes())
+    by_hand: list[dict[str, Any]] = [
+        {"bundle_version": 3, "bundle": {"index": [], "schemas": {}}},
+        {"bundle": {"index": {"contracts": {"x": {"versions": {"1.0": {}}}}}, "schemas": {}}},
+        {"bundle_version": "2", "bundle": good},
+        {"bundle_version": 5, "bundle": good},  # claims 5, carries 2
+    ]
+    for payload in by_hand:
+        _issue(province, target="js", kind="contracts", payload=payload, subtree=True)
+    notice = issue_task(province, target="js", kind="notice", payload={}, subtree=True)
+    publish_contracts(province, newer_bundle(tmp_path / "2", opinion_1_2=True))
+    for node_id in ("js.wx", "js.wx.jy", station.id):
+        report = await fed.pull(node_id)
+        assert len(report.rejected) == len(by_hand), report.rejected  # each, with its reason
+        assert all(r.startswith(("bundle_invalid:", "malformed:")) for r in report.rejected)
+        assert report.installed_bundle == 2
+        assert (await fed.pull(node_id)).rejected == []  # reported once, passed over after
+        assert fed.nodes[node_id].registry.bundle_version == 2
+    assert latest_task(station, notice.id) is not None  # the tasks after them came down
+
+
+async def test_a_station_applies_its_recovered_entries_once_the_bundle_is_back(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A station that recovers its own log from its parent before its bundle is back (the
+    release reinstalled ships bundle 1): its entries of opinion 1.2 are held pending. Only
+    the hub job applied pending entries, and a station runs none: they stayed pending for
+    good, and its own records were missing from every list."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    publish_contracts(fed.nodes["js"], newer_bundle(tmp_path, opinion_1_2=True))
+    await fed.cascade_down("js.wx", "js.wx.jy", station.id)
+    ids = fed.write(station.id, 2)
+    assert (await fed.sync(station.id)).rejected == {}
+    station.close()  # the disk dies: the release is installed again, the key kept
+    (station.settings.home / "node.db").unlink()
+    shutil.rmtree(station.settings.home / "contracts")
+    station = reopen(fed, station.id)
+    async with fed.client(county.id, caller=station.id) as client:
+        recovered = await ensure_recovered(station, client)  # serve does this first
+    assert recovered is not None and recovered.restored >= 2
+
+    def statuses() -> set[str]:
+        with station.store.read() as conn:
+            query = select(ENTRIES.c.status).where(ENTRIES.c.origin == station.id)
+            return set(conn.execute(query).scalars())
+
+    assert "pending" in statuses()
+    report = await fed.pull(station.id)  # the contracts task arrives again
+    assert report.installed_bundle == 2 and report.applied >= 2
+    assert statuses() == {"valid"}
+    assert [station.get("opinion", i).version for i in ids] == ["1.2", "1.2"]
