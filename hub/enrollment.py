@@ -13,7 +13,11 @@ gets ``token_used``.
 
 Rotation uses the same issuing path: a child proves the current key by signing the
 request and the new key by a proof; the old certificate stays valid for what it signed (a
-compromised key is revoked instead, from the time of the compromise).
+compromised key is revoked instead, from the time of the compromise). A key with any
+revocation on record gets no successor, whatever ``revoked_from`` says: a request may be
+dated up to 300 s back, so a thief holding a key revoked "now" could otherwise sign a
+rotation dated a minute earlier, and one revoked from a time still to come could rotate
+before it, in both cases into a certificate that no revocation names.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "create_token",
     "create_tokens",
     "issue_for",
+    "issue_successor",
     "response_for",
 ]
 
@@ -120,6 +125,31 @@ def issue_for(node: Node, child: str, tier: Tier, key: str, *, also: Any = None)
 
     node.put("node_cert", [(None, cert_record(cert, issuer=node.id))], also=commit)
     return cert
+
+
+def issue_successor(node: Node, child: str, signing_key: str, key: str) -> Certificate:
+    """Certify ``key`` for ``child`` in place of ``signing_key``, the key that signed the
+    rotation request, with the tier of the child's newest certificate here.
+
+    Refused with ``revoked_key`` when ``signing_key`` has a revocation on record at any
+    time (checked in the issuing transaction, so a revocation committed meanwhile counts):
+    the request's time is the signer's claim, good to ±300 s, and a revocation from a time
+    to come already says the key must not outlive it."""
+    current = node.keyring.keys_of(child)
+    tier = next((k.cert.tier for k in reversed(current) if k.cert is not None), None)
+    if tier is None:
+        raise GuantongError(ErrorCode.NOT_ENROLLED, f"{child} has no certificate from {node.id}")
+
+    def refuse_if_revoked(conn: Connection) -> None:
+        known = node.keyring.lookup(signing_key, conn)
+        if known is None or known.node != child or known.revoked_from is not None:
+            since = known.revoked_from if known is not None else None
+            raise GuantongError(
+                ErrorCode.REVOKED_KEY,
+                f"key {signing_key} of {child} is revoked (from {since}): it gets no successor",
+            )
+
+    return issue_for(node, child, tier, key, also=refuse_if_revoked)
 
 
 def response_for(node: Node, cert: Certificate) -> dict[str, Any]:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
+from node.auth import NodeAuth
 from node.cli import app
 from node.enrollment import rotate_online
 from node.keyring import cert_record
 from node.keys import create_key
 from node.runtime import Node
+from node.tasks import revoke_node
 from node.verify import verify_log
 from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
+from schemas.times import format_time
+from tests.conftest import FakeClock
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -243,3 +249,26 @@ async def test_a_hub_cannot_revoke_the_key_of_a_node_outside_its_subtree(
     assert (await fed.sync("js.a")).rejected == {}
     known = province.keyring.lookup(victim.signer.key_id)
     assert known is not None and known.revoked_from is None
+
+
+@pytest.mark.parametrize("revoked_in", [timedelta(0), timedelta(hours=1)])
+async def test_a_revoked_key_gets_no_successor_certified(
+    fed: Federation, tmp_path: Path, revoked_in: timedelta
+) -> None:
+    """A thief holding a key revoked now signs /v1/rotate dated 60 s earlier (inside the
+    300 s window, before `revoked_from`), or rotates before a `--from` in the future: any
+    revocation on record of the signing key refuses the rotation, else the new certificate
+    is one nobody revoked, and the thief pushes as the station again."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    fed.clock.advance(minutes=10)
+    revoke_node(county, station.id, revoked_from=format_time(fed.clock() + revoked_in))
+    fresh = create_key(tmp_path / "fresh.key")
+    earlier = FakeClock(fed.clock() - timedelta(seconds=60))  # the thief's backdated clock
+    auth = NodeAuth(station.id, station.signer, earlier)
+    transport = httpx.ASGITransport(app=fed.app(county.id))
+    async with httpx.AsyncClient(transport=transport, base_url="http://js.wx.jy", auth=auth) as c:
+        with pytest.raises(GuantongError) as refused:
+            await rotate_online(station, fresh, c)
+    assert refused.value.code is ErrorCode.REVOKED_KEY
+    assert county.keyring.lookup(fresh.key_id) is None
