@@ -149,7 +149,7 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
             after, kept = 0, None  # the parent's feed was renumbered: take it all again
             continue
         received = await anyio.to_thread.run_sync(
-            functools.partial(receive_tasks, node, raws, header.get("certs") or [])
+            functools.partial(receive_tasks, node, raws, header.get("certs", []))
         )
         report.add(received, len(raws))
         following = int(header["next"])

@@ -263,6 +263,10 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
     tasks (a failure stores neither, and the pull is made again), and the newest contract
     bundle held is installed after it, on every pull until it is (a failure, or a crash
     between the commit and the install, is made good by the next pull)."""
+    if not isinstance(certs, list | tuple):  # a header's "certs", from a peer or a file
+        raise GuantongError(
+            ErrorCode.MALFORMED, f'"certs" is a list of certificates, not {type(certs).__name__}'
+        )
     report = ReceiveReport()
     with node.store.write() as conn:
         _learn_chains(node, certs, conn)
