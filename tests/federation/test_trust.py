@@ -272,3 +272,23 @@ async def test_a_revoked_key_gets_no_successor_certified(
             await rotate_online(station, fresh, c)
     assert refused.value.code is ErrorCode.REVOKED_KEY
     assert county.keyring.lookup(fresh.key_id) is None
+
+
+async def test_a_station_rotates_after_its_county_rotated(fed: Federation, tmp_path: Path) -> None:
+    """The rotation answer carries the chain, as enrollment's: a station that does not know
+    its county's new key yet learns it from there (verified up to the root). It called
+    add_certificate on the new certificate alone, refused as signed by an unknown key,
+    after the county had already certified the key: the station could not rotate."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    county_fresh = create_key(tmp_path / "county.key")
+    async with fed.client("js.wx", caller=county.id) as client:
+        await rotate_online(county, county_fresh, client)
+    county.adopt_key(county_fresh, tmp_path / "county.key")
+    fed.clock.advance(seconds=1)
+    fresh = create_key(tmp_path / "station.key")
+    async with fed.client(county.id, caller=station.id) as client:
+        cert = await rotate_online(station, fresh, client)
+    assert (cert.key_id, cert.signer_key_id) == (fresh.key_id, county_fresh.key_id)
+    known = station.keyring.lookup(county_fresh.key_id)
+    assert known is not None and known.node == county.id
