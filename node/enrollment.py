@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
+from node.auth import error_of
 from node.runtime import Node
 from node.settings import load_settings, update_config
 from schemas.certs import Certificate
@@ -103,14 +104,7 @@ async def enroll_online(
         raise GuantongError(
             ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {describe(exc)}"
         ) from exc
-    body = orjson.loads(response.content) if response.content else {}
-    if response.status_code != 200:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise GuantongError(
-            code_of(error.get("code")),
-            f"enrollment refused: {error.get('message', response.status_code)}",
-        )
-    return install_enrollment(node, token, body)
+    return install_enrollment(node, token, _answer_of(response, parent_url, "enrollment"))
 
 
 async def rotate_online(node: Node, fresh: Signer, client: httpx.AsyncClient) -> Certificate:
@@ -129,13 +123,34 @@ async def rotate_online(node: Node, fresh: Signer, client: httpx.AsyncClient) ->
         raise GuantongError(
             ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {describe(exc)}"
         ) from exc
-    answer = orjson.loads(response.content) if response.content else {}
-    if response.status_code != 200:
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        raise GuantongError(code_of(error.get("code")), f"rotation refused: {error.get('message')}")
+    answer = _answer_of(response, parent, "rotation")
     anchor = node.keyring.anchor
     if anchor is None:
         raise GuantongError(ErrorCode.NOT_ENROLLED, f"{node.id} has no trust anchor to check with")
     if not isinstance(answer, dict) or not {"cert", "chain"} <= set(answer):
         raise GuantongError(ErrorCode.MALFORMED, 'a rotation answer is {"cert","chain",…}')
     return _install_answer(node, answer, anchor, fresh.key_id)
+
+
+def _answer_of(response: httpx.Response, parent: str, what: str) -> Any:
+    """The JSON of a ``200`` answer. A refusal, or an answer that is not JSON (the error
+    page of a proxy in front of the hub), is a GuantongError with a stable code: the hub's
+    own when it sent one; ``parent_unreachable`` for a ``5xx`` without one (a gateway that
+    did not reach the hub: try again later); else ``malformed``."""
+    status = response.status_code
+    if status != 200:
+        error = error_of(response)
+        if "code" not in error and status >= 500:
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE,
+                f"{what} failed: {parent} answered HTTP {status}, not as a Guantong hub",
+            )
+        message = error.get("message", f"HTTP {status}")
+        raise GuantongError(code_of(error.get("code")), f"{what} refused: {message}")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        kind = response.headers.get("content-type", "no content type")
+        raise GuantongError(
+            ErrorCode.MALFORMED, f"the {what} answer of {parent} is not JSON ({kind})"
+        ) from exc

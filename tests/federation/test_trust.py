@@ -292,3 +292,35 @@ async def test_a_station_rotates_after_its_county_rotated(fed: Federation, tmp_p
     assert (cert.key_id, cert.signer_key_id) == (fresh.key_id, county_fresh.key_id)
     known = station.keyring.lookup(county_fresh.key_id)
     assert known is not None and known.node == county.id
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (502, b"<html>Bad Gateway</html>", ErrorCode.PARENT_UNREACHABLE),  # a proxy's page
+        (403, b"<html>Forbidden</html>", ErrorCode.MALFORMED),
+        (200, b"<html>Welcome</html>", ErrorCode.MALFORMED),
+        (200, b"[]", ErrorCode.MALFORMED),
+        (200, b"{}", ErrorCode.MALFORMED),
+    ],
+)
+async def test_an_answer_that_is_not_the_hubs_is_a_clear_error(
+    fed: Federation, tmp_path: Path, status: int, body: bytes, code: ErrorCode
+) -> None:
+    """Enrollment and rotation behind a proxy that answers with an HTML page, or an answer
+    without a certificate: a GuantongError with a stable code (the command line prints
+    `error: <code>: …`), not a JSONDecodeError or a KeyError out of `guantong enroll`."""
+    from hub.enrollment import create_token
+    from node.enrollment import enroll_online
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1", enroll=False)
+    token = create_token(county, station.id, Tier.STATION)
+    page = httpx.MockTransport(lambda r: httpx.Response(status, content=body))
+    async with httpx.AsyncClient(transport=page) as client:
+        with pytest.raises(GuantongError) as refused:
+            await enroll_online(station, "http://js.wx.jy", token, client)
+        assert refused.value.code is code
+        with pytest.raises(GuantongError) as refused:
+            await rotate_online(county, create_key(tmp_path / "fresh.key"), client)
+        assert refused.value.code is code
