@@ -153,10 +153,13 @@ def issue_successor(node: Node, child: str, signing_key: str, key: str) -> Certi
 
 
 def response_for(node: Node, cert: Certificate) -> dict[str, Any]:
+    """The answer to an enrollment or a rotation. Its chain is that of the key that signed
+    ``cert``, not of this hub's current key: a certificate answered again after this hub
+    rotated its own key was signed by the old one."""
     secret = node.settings.province_secret
     return {
         "cert": cert.to_dict(),
-        "chain": [c.to_dict() for c in node.keyring.chain(node.signer.key_id)],
+        "chain": [c.to_dict() for c in node.keyring.chain(cert.signer_key_id)],
         "root_key_id": node.keyring.anchor,
         "province_secret": secret.get_secret_value() if secret else None,
     }

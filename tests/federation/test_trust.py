@@ -324,3 +324,27 @@ async def test_an_answer_that_is_not_the_hubs_is_a_clear_error(
         with pytest.raises(GuantongError) as refused:
             await rotate_online(county, create_key(tmp_path / "fresh.key"), client)
         assert refused.value.code is code
+
+
+async def test_an_answer_given_again_after_the_hub_rotated_installs(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A child whose answer was lost asks again with the same token; meanwhile its county
+    rotated its key. The answer again carried the chain of the county's current key, not
+    of the key that signed the certificate, and did not install (unknown_origin)."""
+    from hub.enrollment import answer_enrollment, create_token
+    from node.enrollment import enrollment_request, install_enrollment
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1", enroll=False)
+    token = create_token(county, station.id, Tier.STATION)
+    request = enrollment_request(station, token)
+    first = answer_enrollment(county, request)  # lost on the way
+    county_fresh = create_key(tmp_path / "county.key")
+    async with fed.client("js.wx", caller=county.id) as client:
+        await rotate_online(county, county_fresh, client)
+    county.adopt_key(county_fresh, tmp_path / "county.key")
+    again = answer_enrollment(county, request)
+    assert again["cert"] == first["cert"] and again["chain"] == first["chain"]
+    cert = install_enrollment(station, token, again)
+    assert cert.key_id == station.signer.key_id
