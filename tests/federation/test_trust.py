@@ -348,3 +348,33 @@ async def test_an_answer_given_again_after_the_hub_rotated_installs(
     assert again["cert"] == first["cert"] and again["chain"] == first["chain"]
     cert = install_enrollment(station, token, again)
     assert cert.key_id == station.signer.key_id
+
+
+async def test_a_second_certificate_for_a_key_keeps_what_it_signed_valid(
+    fed: Federation,
+) -> None:
+    """PROTOCOL §7: old certificates stay valid for what they signed during their validity.
+    A station enrolled again (new token, same key) has a second certificate for its key;
+    every keyring replaced the key's validity by the new one's, and the heads the station
+    had signed before it no longer verified above the county (bad_signature)."""
+    from hub.enrollment import answer_enrollment, create_token
+    from node.enrollment import enrollment_request, install_enrollment
+
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    first = county.keyring.lookup(station.signer.key_id)
+    assert first is not None
+    fed.write(station.id, 3)
+    assert (await fed.sync(station.id)).rejected == {}  # at the county, not yet above
+    fed.clock.advance(days=3)
+    token = create_token(county, station.id, Tier.STATION)  # enrolled once more
+    install_enrollment(
+        station, token, answer_enrollment(county, enrollment_request(station, token))
+    )
+    known = county.keyring.lookup(station.signer.key_id)
+    assert known is not None and known.not_before == first.not_before
+    assert known.not_after is not None and first.not_after is not None
+    assert known.not_after > first.not_after
+    assert (await fed.sync(county.id)).rejected == {}
+    held = fed.nodes["js.wx"].log.head(station.id)
+    assert held is not None and held.seq == 3
