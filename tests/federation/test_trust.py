@@ -378,3 +378,43 @@ async def test_a_second_certificate_for_a_key_keeps_what_it_signed_valid(
     assert (await fed.sync(county.id)).rejected == {}
     held = fed.nodes["js.wx"].log.head(station.id)
     assert held is not None and held.seq == 3
+
+
+def test_offline_enrollment_files_are_private(tmp_path: Path) -> None:
+    """The answer file holds the province secret, the request file the token and its proof
+    (docs/threat-model.md: protected by file mode, as node.toml): both are written 0600,
+    whatever the umask, and so is a file written over one left readable."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)  # the usual default
+    try:
+        _enroll_by_files_over_a_readable_answer(tmp_path)
+    finally:
+        os.umask(umask)
+    for path in (tmp_path / "js.wx.req", tmp_path / "js.wx.ans"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path.name} has mode {mode:04o}"
+
+
+def _enroll_by_files_over_a_readable_answer(tmp_path: Path) -> None:
+    province, city = tmp_path / "province", tmp_path / "city"
+    _gt("init", "--id", "js", "--tier", "province", "--home", str(province))
+    _gt(
+        "init",
+        "--id",
+        "js.wx",
+        "--tier",
+        "city",
+        "--parent",
+        "http://127.0.0.1:9",
+        "--home",
+        str(city),
+    )
+    token = _gt("token", "create", "js.wx", "--tier", "city", "--home", str(province)).strip()
+    request, answer = tmp_path / "js.wx.req", tmp_path / "js.wx.ans"
+    answer.write_text("left over")
+    answer.chmod(0o644)
+    _gt("enroll", "--token", token, "--request-file", str(request), "--home", str(city))
+    _gt("token", "answer", str(request), "--out", str(answer), "--home", str(province))
+    assert "province_secret" in answer.read_text()
