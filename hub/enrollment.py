@@ -34,7 +34,7 @@ from node.tables import TOKENS
 from schemas.certs import Certificate, issue_certificate
 from schemas.enrollment import decode_token, encode_token, token_hash, verify_proof
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, check_node_id, parent_of
+from schemas.ids import Tier, check_node_id, check_tier_depth, parent_of
 from schemas.signing import b64u_decode, key_id
 from schemas.times import format_time, parse_time
 
@@ -65,12 +65,13 @@ def create_tokens(
 ) -> list[str]:
     """One-time enrollment tokens for direct children, stored in one transaction (a county
     enrolling its hundred stations prints one sheet of tokens, not a hundred commits)."""
-    for child, _ in children:
+    for child, tier in children:
         check_node_id(child)
         if parent_of(child) != node.id:
             raise GuantongError(
                 ErrorCode.NOT_IN_SUBTREE, f"{child} is not a direct child of {node.id}"
             )
+        check_tier_depth(child, tier)  # its certificate would be refused everywhere
     if node.certificate is None or node.keyring.anchor is None:
         raise GuantongError(
             ErrorCode.NOT_ENROLLED, f"{node.id} must be enrolled before it enrolls others"

@@ -26,7 +26,7 @@ from node.db import Store, driver_rows, upsert
 from node.tables import KEYS, RECORDS
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, is_in_subtree, is_key_id, parent_of
+from schemas.ids import Tier, check_tier_depth, is_in_subtree, is_key_id, parent_of
 from schemas.signing import b64u_decode, b64u_encode, key_id
 
 __all__ = ["KnownKey", "Keyring", "cert_record"]
@@ -186,6 +186,7 @@ class Keyring:
         self._upsert(row, conn)
 
     def check_certificate(self, cert: Certificate, conn: Connection | None = None) -> None:
+        check_tier_depth(cert.node, cert.tier)  # a station-level id is never a hub
         if cert.self_signed:
             if self.anchor is None or cert.key_id != self.anchor:
                 raise GuantongError(

@@ -21,6 +21,7 @@ from node.verify import verify_log
 from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
+from schemas.signing import Signer
 from schemas.times import format_time
 from tests.conftest import FakeClock
 from tests.federation.harness import Federation
@@ -418,3 +419,40 @@ def _enroll_by_files_over_a_readable_answer(tmp_path: Path) -> None:
     _gt("enroll", "--token", token, "--request-file", str(request), "--home", str(city))
     _gt("token", "answer", str(request), "--out", str(answer), "--home", str(province))
     assert "province_secret" in answer.read_text()
+
+
+async def test_a_tier_must_fit_the_ids_depth_in_tokens_and_certificates(
+    fed: Federation,
+) -> None:
+    """docs/protocol.md §1: depth is fixed for province, city, county, township (1-4
+    segments); a station or unit has at least 2. A county made a token, then a certificate,
+    for js.wx.jy.s1 as a *city*, and every keyring took that station-level id for a hub
+    that may certify children."""
+    from hub.enrollment import create_token, create_tokens
+
+    county = fed.add("js.wx.jy")
+    for tier in (Tier.PROVINCE, Tier.CITY, Tier.COUNTY):
+        with pytest.raises(GuantongError) as refused:
+            create_token(county, "js.wx.jy.s1", tier)
+        assert refused.value.code is ErrorCode.TIER_MISMATCH
+    with pytest.raises(GuantongError) as refused:  # one wrong child spoils the sheet
+        create_tokens(county, [("js.wx.jy.s1", Tier.STATION), ("js.wx.jy.s2", Tier.CITY)])
+    assert refused.value.code is ErrorCode.TIER_MISMATCH
+    assert create_token(county, "js.wx.jy.t1", Tier.TOWNSHIP)
+    assert create_token(county, "js.wx.jy.u1", Tier.UNIT)
+    rogue = Signer.generate()
+    now = fed.clock()
+    for holder in (county, fed.nodes["js.wx"]):  # the issuer's own keyring, and one above
+        cert = issue_certificate(
+            county.signer,
+            issuer_id=county.id,
+            node="js.wx.jy.s1",
+            tier=Tier.CITY,
+            public_raw=rogue.public_raw,
+            not_before=format_time(now),
+            not_after=format_time(now + timedelta(days=1)),
+        )
+        with pytest.raises(GuantongError) as refused:
+            holder.keyring.add_certificate(cert)
+        assert refused.value.code is ErrorCode.TIER_MISMATCH
+        assert holder.keyring.lookup(rogue.key_id) is None
