@@ -18,7 +18,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from hub.auth import authenticate, check_request, remember
-from hub.enrollment import answer_enrollment, issue_for, response_for
+from hub.enrollment import answer_enrollment, issue_successor, response_for
 from node.compression import gunzip
 from node.ingest import Ingestor, SegmentResult
 from node.openapi import (
@@ -47,7 +47,7 @@ from node.taskfeed import task_stream, tasks_for
 from schemas.canonical import MAX_SAFE_INTEGER, parse_json
 from schemas.enrollment import verify_proof
 from schemas.errors import ErrorCode, GuantongError
-from schemas.http import NDJSON
+from schemas.http import NDJSON, SIGNATURE_HEADER
 from schemas.ids import check_node_id, is_in_subtree, is_key_id, is_node_id, parent_of
 from schemas.segments import encode_segment
 
@@ -157,11 +157,8 @@ async def rotate(request: Request) -> dict[str, Any]:
         raise GuantongError(ErrorCode.MALFORMED, 'a rotation request is {"key","proof"}')
     if not verify_proof(body["proof"], caller, body["key"], "rotate"):
         raise GuantongError(ErrorCode.BAD_SIGNATURE, "proof of the new key does not verify")
-    current = node.keyring.keys_of(caller)
-    tier = next((k.cert.tier for k in reversed(current) if k.cert is not None), None)
-    if tier is None:
-        raise GuantongError(ErrorCode.NOT_ENROLLED, f"{caller} has no certificate from {node.id}")
-    cert = await run_in_threadpool(issue_for, node, caller, tier, body["key"])
+    signing_key = request.headers[SIGNATURE_HEADER].partition(":")[0]  # authenticated above
+    cert = await run_in_threadpool(issue_successor, node, caller, signing_key, body["key"])
     return response_for(node, cert)
 
 

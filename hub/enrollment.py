@@ -13,7 +13,11 @@ gets ``token_used``.
 
 Rotation uses the same issuing path: a child proves the current key by signing the
 request and the new key by a proof; the old certificate stays valid for what it signed (a
-compromised key is revoked instead, from the time of the compromise).
+compromised key is revoked instead, from the time of the compromise). A key with any
+revocation on record gets no successor, whatever ``revoked_from`` says: a request may be
+dated up to 300 s back, so a thief holding a key revoked "now" could otherwise sign a
+rotation dated a minute earlier, and one revoked from a time still to come could rotate
+before it, in both cases into a certificate that no revocation names.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from node.tables import TOKENS
 from schemas.certs import Certificate, issue_certificate
 from schemas.enrollment import decode_token, encode_token, token_hash, verify_proof
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, check_node_id, parent_of
+from schemas.ids import Tier, check_node_id, check_tier_depth, parent_of
 from schemas.signing import b64u_decode, key_id
 from schemas.times import format_time, parse_time
 
@@ -41,6 +45,7 @@ __all__ = [
     "create_token",
     "create_tokens",
     "issue_for",
+    "issue_successor",
     "response_for",
 ]
 
@@ -60,12 +65,13 @@ def create_tokens(
 ) -> list[str]:
     """One-time enrollment tokens for direct children, stored in one transaction (a county
     enrolling its hundred stations prints one sheet of tokens, not a hundred commits)."""
-    for child, _ in children:
+    for child, tier in children:
         check_node_id(child)
         if parent_of(child) != node.id:
             raise GuantongError(
                 ErrorCode.NOT_IN_SUBTREE, f"{child} is not a direct child of {node.id}"
             )
+        check_tier_depth(child, tier)  # its certificate would be refused everywhere
     if node.certificate is None or node.keyring.anchor is None:
         raise GuantongError(
             ErrorCode.NOT_ENROLLED, f"{node.id} must be enrolled before it enrolls others"
@@ -122,11 +128,39 @@ def issue_for(node: Node, child: str, tier: Tier, key: str, *, also: Any = None)
     return cert
 
 
+def issue_successor(node: Node, child: str, signing_key: str, key: str) -> Certificate:
+    """Certify ``key`` for ``child`` in place of ``signing_key``, the key that signed the
+    rotation request, with the tier of the child's newest certificate here.
+
+    Refused with ``revoked_key`` when ``signing_key`` has a revocation on record at any
+    time (checked in the issuing transaction, so a revocation committed meanwhile counts):
+    the request's time is the signer's claim, good to ±300 s, and a revocation from a time
+    to come already says the key must not outlive it."""
+    current = node.keyring.keys_of(child)
+    tier = next((k.cert.tier for k in reversed(current) if k.cert is not None), None)
+    if tier is None:
+        raise GuantongError(ErrorCode.NOT_ENROLLED, f"{child} has no certificate from {node.id}")
+
+    def refuse_if_revoked(conn: Connection) -> None:
+        known = node.keyring.lookup(signing_key, conn)
+        if known is None or known.node != child or known.revoked_from is not None:
+            since = known.revoked_from if known is not None else None
+            raise GuantongError(
+                ErrorCode.REVOKED_KEY,
+                f"key {signing_key} of {child} is revoked (from {since}): it gets no successor",
+            )
+
+    return issue_for(node, child, tier, key, also=refuse_if_revoked)
+
+
 def response_for(node: Node, cert: Certificate) -> dict[str, Any]:
+    """The answer to an enrollment or a rotation. Its chain is that of the key that signed
+    ``cert``, not of this hub's current key: a certificate answered again after this hub
+    rotated its own key was signed by the old one."""
     secret = node.settings.province_secret
     return {
         "cert": cert.to_dict(),
-        "chain": [c.to_dict() for c in node.keyring.chain(node.signer.key_id)],
+        "chain": [c.to_dict() for c in node.keyring.chain(cert.signer_key_id)],
         "root_key_id": node.keyring.anchor,
         "province_secret": secret.get_secret_value() if secret else None,
     }

@@ -539,7 +539,9 @@ async def _downlink(
     failure in a row up to ``TASK_RETRY_MAX_S``, with jitter so that a parent's children
     do not all come back at once. An empty answer well before ``wait`` (a parent shutting
     down, or one of a release that does not wait) waits out ``SYNC_INTERVAL_S`` from the
-    request's start, the pace of the pull before the long poll, so that it never spins."""
+    request's start, the pace of the pull before the long poll, so that it never spins.
+    A pull that held its cursor before a task whose signer is not known yet waits as after
+    a failure: the same page comes back at once, and would be asked for in a loop."""
     rng = rng or random.Random()
     log = get_logger("guantong.downlink")
     failures = 0
@@ -549,9 +551,7 @@ async def _downlink(
             pulled = await pull_tasks(node, client, wait=wait)
         except Exception as exc:  # the loop outlives every failure; cancelling ends it
             failures += 1
-            # weeks offline are thousands of failures: the doubling stops at the most
-            delay = min(TASK_RETRY_S * 2 ** min(failures - 1, 16), TASK_RETRY_MAX_S)
-            delay *= rng.uniform(0.8, 1.2)
+            delay = _task_retry(failures, rng)
             if isinstance(exc, GuantongError):
                 log.warning(
                     "downlink.failed", code=exc.code.value, error=exc.message, retry_s=round(delay)
@@ -560,10 +560,22 @@ async def _downlink(
                 log.exception("downlink.failed", retry_s=round(delay))
             await sleep(delay)
             continue
-        failures = 0
         _log_pulled(pulled)
+        if pulled.held:
+            failures += 1
+            delay = _task_retry(failures, rng)
+            log.warning("downlink.held", held=pulled.held, retry_s=round(delay))
+            await sleep(delay)
+            continue
+        failures = 0
         if not pulled.tasks and time.monotonic() - started < wait / 2:
             await sleep(max(0.0, started + SYNC_INTERVAL_S - time.monotonic()))
+
+
+def _task_retry(failures: int, rng: random.Random) -> float:
+    # weeks offline are thousands of failures: the doubling stops at the most
+    delay: float = min(TASK_RETRY_S * 2 ** min(failures - 1, 16), TASK_RETRY_MAX_S)
+    return delay * rng.uniform(0.8, 1.2)
 
 
 async def _watch_tasks(

@@ -161,7 +161,7 @@ def import_tasks(node: Node, path: Path) -> tuple[dict[str, Any], ReceiveReport]
     header, body = read_bundle(path)
     if header["kind"] != "down" or header.get("to") != node.id:
         raise GuantongError(ErrorCode.MALFORMED, f"{path} is not a task bundle for {node.id}")
-    return header, receive_tasks(node, split_lines(body), header.get("certs") or [])
+    return header, receive_tasks(node, split_lines(body), header.get("certs", []))
 
 
 def import_bundle(node: Node, path: Path) -> tuple[dict[str, Any], list[SegmentResult]]:

@@ -6,6 +6,13 @@ certificate chains, so keys rotated above are learnt with the tasks they signed)
 the exact bytes of each task revision. The cursor moves to ``next`` only after the tasks
 are stored, so a crash re-fetches, and storing is idempotent by ``(task id, rev)``.
 
+A page with a revision whose signer's key is not known here (its chain did not come, or
+did not verify yet) does not move the cursor: the parent verified the revision with that
+key before relaying it, so the chain is to be had, and a cursor past the page would lose
+the task for good. The pages after it are still taken (a revocation behind it is not held
+up), and the next pull asks again from the held page; the server's loop then waits as
+after a failure, so a page that stays held is not asked for in a loop.
+
 With the cursor the node keeps the parent's feed chain there (``feed.next``). When the
 parent's chain at the cursor (``feed.after``) is another, or missing, the parent's feed is
 not the one the cursor counted in (it was restored from a backup and numbered again): the
@@ -51,6 +58,8 @@ class PullReport:
     """Keys whose revocation this pull moved (applied for the first time, or earlier)."""
     applied: int = 0
     """Pending entries the installed bundle classified (node.tasks._apply_pending)."""
+    held: int = 0
+    """Revisions refused for a signer not known here: the cursor stays before them."""
 
     def add(self, received: ReceiveReport, count: int) -> None:
         self.pages += 1
@@ -58,6 +67,7 @@ class PullReport:
         self.stored += received.stored
         self.revoked += received.revoked
         self.applied += received.applied
+        self.held += received.unknown
         self.rejected.extend(received.rejected)
         if received.installed_bundle is not None:
             self.installed_bundle = received.installed_bundle
@@ -142,13 +152,13 @@ async def pull_tasks(node: Node, client: httpx.AsyncClient, *, wait: float = 0.0
             after, kept = 0, None  # the parent's feed was renumbered: take it all again
             continue
         received = await anyio.to_thread.run_sync(
-            functools.partial(receive_tasks, node, raws, header.get("certs") or [])
+            functools.partial(receive_tasks, node, raws, header.get("certs", []))
         )
         report.add(received, len(raws))
         following = int(header["next"])
         feed = header.get("feed")
         chain = feed["next"] if feed is not None else None
-        if (following, chain) != stored:
+        if not report.held and (following, chain) != stored:  # held: stays at that page
             with node.store.write() as conn:
                 upsert(
                     conn,

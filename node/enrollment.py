@@ -5,6 +5,10 @@ trusted only if its chain runs from a self-signed root with exactly that key id 
 certificate for this node's own key, each link signed by the one above; then the anchor,
 the chain and the province secret are stored and the node is enrolled. Online the request
 travels as ``POST /v1/enroll``; offline, as a request file and an answer file.
+
+A rotation's answer has the same shape, and its chain is learnt the same way, up to the
+anchor this node already has: a parent that rotated its own key since this node enrolled
+certifies the new key with a key this node learns only from that chain.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
+from node.auth import error_of
 from node.runtime import Node
 from node.settings import load_settings, update_config
 from schemas.certs import Certificate
@@ -52,11 +57,27 @@ def install_enrollment(node: Node, token: str, response: Any) -> Certificate:
     if not isinstance(response, dict) or not {"cert", "chain"} <= set(response):
         raise GuantongError(ErrorCode.MALFORMED, 'an enrollment answer is {"cert","chain",…}')
     anchor = payload["root"]
+    cert = _install_answer(node, response, anchor, node.signer.key_id)
+    values: dict[str, str | int | bool] = {"root_key_id": anchor}
+    secret = response.get("province_secret")
+    if isinstance(secret, str) and secret:
+        values["province_secret"] = secret
+    update_config(node.settings.home, values)
+    node.settings = load_settings(node.settings.home, **_explicit(node))
+    return cert
+
+
+def _install_answer(node: Node, response: dict[str, Any], anchor: str, key: str) -> Certificate:
+    """Check an answer's certificate (for this node, of ``key``) and its chain (ending at
+    the self-signed root ``anchor``), then trust them, root first, each checked by the one
+    above it, in one transaction; returns the certificate."""
     if response.get("root_key_id") not in (None, anchor):
-        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the answer names another root than the token")
-    cert = Certificate.parse_obj(response["cert"])
+        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the answer names another root than ours")
+    if not isinstance(response.get("chain"), list):
+        raise GuantongError(ErrorCode.MALFORMED, 'an answer\'s "chain" is a list of certificates')
+    cert = Certificate.parse_obj(response.get("cert"))
     chain = [Certificate.parse_obj(c) for c in response["chain"]]
-    if cert.node != node.id or cert.key_id != node.signer.key_id:
+    if cert.node != node.id or cert.key_id != key:
         raise GuantongError(ErrorCode.BAD_SIGNATURE, "the certificate is not for this node's key")
     if not chain or not chain[-1].self_signed or chain[-1].key_id != anchor:
         raise GuantongError(ErrorCode.BAD_SIGNATURE, f"the chain does not end at the root {anchor}")
@@ -65,12 +86,6 @@ def install_enrollment(node: Node, token: str, response: Any) -> Certificate:
         for link in reversed(chain):  # root first: each certificate is checked by the one above
             node.keyring.add_certificate(link, conn)
         node.keyring.add_certificate(cert, conn)
-    values: dict[str, str | int | bool] = {"root_key_id": anchor}
-    secret = response.get("province_secret")
-    if isinstance(secret, str) and secret:
-        values["province_secret"] = secret
-    update_config(node.settings.home, values)
-    node.settings = load_settings(node.settings.home, **_explicit(node))
     return cert
 
 
@@ -89,14 +104,7 @@ async def enroll_online(
         raise GuantongError(
             ErrorCode.PARENT_UNREACHABLE, f"parent {parent_url} unreachable: {describe(exc)}"
         ) from exc
-    body = orjson.loads(response.content) if response.content else {}
-    if response.status_code != 200:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise GuantongError(
-            code_of(error.get("code")),
-            f"enrollment refused: {error.get('message', response.status_code)}",
-        )
-    return install_enrollment(node, token, body)
+    return install_enrollment(node, token, _answer_of(response, parent_url, "enrollment"))
 
 
 async def rotate_online(node: Node, fresh: Signer, client: httpx.AsyncClient) -> Certificate:
@@ -115,12 +123,34 @@ async def rotate_online(node: Node, fresh: Signer, client: httpx.AsyncClient) ->
         raise GuantongError(
             ErrorCode.PARENT_UNREACHABLE, f"parent {parent} unreachable: {describe(exc)}"
         ) from exc
-    answer = orjson.loads(response.content) if response.content else {}
-    if response.status_code != 200:
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        raise GuantongError(code_of(error.get("code")), f"rotation refused: {error.get('message')}")
-    cert = Certificate.parse_obj(answer["cert"])
-    if cert.key_id != fresh.key_id or cert.node != node.id:
-        raise GuantongError(ErrorCode.BAD_SIGNATURE, "the parent certified another key")
-    node.keyring.add_certificate(cert)
-    return cert
+    answer = _answer_of(response, parent, "rotation")
+    anchor = node.keyring.anchor
+    if anchor is None:
+        raise GuantongError(ErrorCode.NOT_ENROLLED, f"{node.id} has no trust anchor to check with")
+    if not isinstance(answer, dict) or not {"cert", "chain"} <= set(answer):
+        raise GuantongError(ErrorCode.MALFORMED, 'a rotation answer is {"cert","chain",…}')
+    return _install_answer(node, answer, anchor, fresh.key_id)
+
+
+def _answer_of(response: httpx.Response, parent: str, what: str) -> Any:
+    """The JSON of a ``200`` answer. A refusal, or an answer that is not JSON (the error
+    page of a proxy in front of the hub), is a GuantongError with a stable code: the hub's
+    own when it sent one; ``parent_unreachable`` for a ``5xx`` without one (a gateway that
+    did not reach the hub: try again later); else ``malformed``."""
+    status = response.status_code
+    if status != 200:
+        error = error_of(response)
+        if "code" not in error and status >= 500:
+            raise GuantongError(
+                ErrorCode.PARENT_UNREACHABLE,
+                f"{what} failed: {parent} answered HTTP {status}, not as a Guantong hub",
+            )
+        message = error.get("message", f"HTTP {status}")
+        raise GuantongError(code_of(error.get("code")), f"{what} refused: {message}")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        kind = response.headers.get("content-type", "no content type")
+        raise GuantongError(
+            ErrorCode.MALFORMED, f"the {what} answer of {parent} is not JSON ({kind})"
+        ) from exc

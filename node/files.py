@@ -1,5 +1,6 @@
 """Small files a node replaces whole (the head watermark, the task stamp, the quarantine
-marker): written under a temporary name, then renamed over the old one."""
+marker): written under a temporary name, then renamed over the old one. And files for the
+node's user only (an enrollment request or answer carried by hand): mode 0600."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from schemas.errors import ErrorCode, GuantongError
 
-__all__ = ["file_error", "replace_file", "temporary_name"]
+__all__ = ["file_error", "replace_file", "temporary_name", "write_private"]
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -30,6 +31,19 @@ def replace_file(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable and writable by this user only (0600, whatever
+    the umask, and also over a file that was readable by others), as ``node.toml`` and the
+    key are: for files that hold a secret. An ``OSError`` is :func:`file_error`'s code."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)  # the mode given applies to a new file only
+            out.write(data)
+    except OSError as exc:
+        raise file_error(exc, str(path)) from exc
 
 
 def temporary_name(path: Path) -> Path:

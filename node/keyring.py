@@ -26,7 +26,7 @@ from node.db import Store, driver_rows, upsert
 from node.tables import KEYS, RECORDS
 from schemas.certs import Certificate
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, is_in_subtree, is_key_id, parent_of
+from schemas.ids import Tier, check_tier_depth, is_in_subtree, is_key_id, parent_of
 from schemas.signing import b64u_decode, b64u_encode, key_id
 
 __all__ = ["KnownKey", "Keyring", "cert_record"]
@@ -150,7 +150,15 @@ class Keyring:
         A key belongs to one node: a certificate of a key already known for another node is
         refused. Public keys are public, so a hub could otherwise certify another node's key
         for a child of its own, and every hub above would give the key to that child and
-        refuse its owner's authentic entries."""
+        refuse its owner's authentic entries.
+
+        A key holds one row: a second certificate for it (the node enrolled again with the
+        same key) widens the key's validity to cover both, never narrows it — old
+        certificates stay valid for what they signed during their validity (PROTOCOL §7);
+        replacing the validity refused the heads signed before the new ``not_before``.
+        The row keeps the certificate that runs longest. The union also covers a gap
+        between two certificates, should the second start after the first ended; this
+        implementation issues the second to a node still enrolled, within the first."""
         self.check_certificate(cert, conn)
         known = self.lookup(cert.key_id, conn)
         if known is not None and known.node != cert.node:
@@ -159,19 +167,26 @@ class Keyring:
                 f"key {cert.key_id} is {known.node}'s: {cert.issuer} may not certify it "
                 f"for {cert.node}",
             )
+        kept, not_before = cert, cert.not_before
+        not_after: str | None = cert.not_after
+        if known is not None and known.cert is not None:  # not the uncertified own key
+            not_before = min(not_before, known.not_before)
+            if known.not_after is None or known.not_after > cert.not_after:
+                kept, not_after = known.cert, known.not_after
         row = {
             "key_id": cert.key_id,
             "node": cert.node,
             "public_key": cert.key,
-            "not_before": cert.not_before,
-            "not_after": cert.not_after,
-            "tier": cert.tier.value,
-            "issuer": cert.issuer,
-            "cert": cert.canonical(),
+            "not_before": not_before,
+            "not_after": not_after,
+            "tier": kept.tier.value,
+            "issuer": kept.issuer,
+            "cert": kept.canonical(),
         }
         self._upsert(row, conn)
 
     def check_certificate(self, cert: Certificate, conn: Connection | None = None) -> None:
+        check_tier_depth(cert.node, cert.tier)  # a station-level id is never a hub
         if cert.self_signed:
             if self.anchor is None or cert.key_id != self.anchor:
                 raise GuantongError(

@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import Tier, check_node_id, depth
+from schemas.ids import Tier, check_node_id, check_tier_depth
 
 __all__ = [
     "CONFIG_FILE",
@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 CONFIG_FILE = "node.toml"
-_FIXED_DEPTH = {Tier.PROVINCE: 1, Tier.CITY: 2, Tier.COUNTY: 3, Tier.TOWNSHIP: 4}
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -116,16 +115,7 @@ def _as_path(value: Any) -> Path | None:
 
 def check_tier_layout(node_id: str, tier: Tier, parent_url: str | None) -> None:
     """The id's depth and the parent must fit the tier (PROTOCOL §1)."""
-    want = _FIXED_DEPTH.get(tier)
-    if want is not None and depth(node_id) != want:
-        raise GuantongError(
-            ErrorCode.TIER_MISMATCH,
-            f"a {tier} node id has {want} segment(s); {node_id!r} has {depth(node_id)}",
-        )
-    if tier is not Tier.PROVINCE and depth(node_id) < 2:
-        raise GuantongError(
-            ErrorCode.TIER_MISMATCH, f"a {tier} node id extends its parent's id: got {node_id!r}"
-        )
+    check_tier_depth(node_id, tier)
     if tier is Tier.PROVINCE and parent_url:
         raise GuantongError(ErrorCode.TIER_MISMATCH, "the province is the root: it has no parent")
     if tier is not Tier.PROVINCE and not parent_url:

@@ -120,7 +120,8 @@ def task_stream(node: Node, rows: list[Any], after: int) -> bytes:
     for row in rows:
         kid = orjson.loads(row.raw)["sig"].partition(":")[0]
         try:
-            for cert in node.keyring.chain(kid):
+            # root first: each certificate after the one that verifies it
+            for cert in reversed(node.keyring.chain(kid)):
                 certs.setdefault(cert.key_id, cert.to_dict())
         except GuantongError:
             continue

@@ -280,6 +280,9 @@ class ReceiveReport:
     revoked: int = 0
     applied: int = 0
     """Pending entries the installed bundle now classifies (valid or invalid)."""
+    unknown: int = 0
+    """Revisions refused because no key of their signer is known here (among ``rejected``):
+    their chain may come later, so a downlink takes them again (``node/downlink.py``)."""
 
 
 def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) -> ReceiveReport:
@@ -290,21 +293,28 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
     tasks (a failure stores neither, and the pull is made again), and the newest contract
     bundle held is installed after it, on every pull until it is (a failure, or a crash
     between the commit and the install, is made good by the next pull)."""
+    if not isinstance(certs, list | tuple):  # a header's "certs", from a peer or a file
+        raise GuantongError(
+            ErrorCode.MALFORMED, f'"certs" is a list of certificates, not {type(certs).__name__}'
+        )
     report = ReceiveReport()
     with node.store.write() as conn:
-        for cert in certs:  # the issuers' chains: trusted only if they verify to the root
-            try:
-                node.keyring.add_certificate(Certificate.parse_obj(cert), conn)
-            except GuantongError:
-                continue
+        _learn_chains(node, certs, conn)
         accepted: list[Task] = []
         for raw in raws:
+            task = None
             try:
                 task = Task.parse(raw)
                 _check(node, task, conn)
                 _check_revision(task, conn, accepted)
             except GuantongError as exc:
                 report.rejected.append(f"{exc.code.value}: {exc.message}")
+                if (
+                    exc.code is ErrorCode.UNKNOWN_ORIGIN
+                    and task is not None
+                    and node.keyring.lookup(task.key_id, conn) is None
+                ):
+                    report.unknown += 1
                 continue
             accepted.append(task)
         fresh = {(t.id, t.rev) for t in _new_revisions(conn, accepted)}
@@ -323,6 +333,32 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
     except GuantongError as exc:  # retried on the next pull: receipts are derived, not queued
         report.rejected.append(f"{exc.code.value}: receipts: {exc.message}")
     return report
+
+
+def _learn_chains(node: Node, certs: Sequence[Any], conn: Connection) -> None:
+    """Trust the issuers' certificates that verify to the root, in whatever order they come.
+
+    A certificate is checked by its issuer's key, so it can only be added after the one
+    above it; chains come leaf first (``Keyring.chain``), and several share their upper
+    links. Taken once in the order sent, a county's new certificate, signed by a city key
+    learnt only further down the list, was dropped and the county's tasks refused. So the
+    ones that fail are tried again for as long as a pass adds one."""
+    waiting: list[Certificate] = []
+    for raw in certs:
+        try:
+            waiting.append(Certificate.parse_obj(raw))
+        except GuantongError:
+            continue
+    progress = True
+    while progress and waiting:
+        progress = False
+        for cert in list(waiting):
+            try:
+                node.keyring.add_certificate(cert, conn)
+            except GuantongError:
+                continue
+            waiting.remove(cert)
+            progress = True
 
 
 def write_receipts(node: Node) -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_DEPTH",
     "Tier",
     "check_node_id",
+    "check_tier_depth",
     "depth",
     "is_contract_name",
     "is_in_subtree",
@@ -70,6 +71,28 @@ def check_node_id(value: str) -> str:
 
 def depth(node_id: str) -> int:
     return node_id.count(".") + 1
+
+
+_FIXED_DEPTH = {Tier.PROVINCE: 1, Tier.CITY: 2, Tier.COUNTY: 3, Tier.TOWNSHIP: 4}
+
+
+def check_tier_depth(node_id: str, tier: Tier) -> None:
+    """The id's depth must fit the tier, else ``tier_mismatch``: fixed for province, city,
+    county and township (1-4 segments), at least 2 for a station or a unit.
+
+    Checked at ``init``, when a hub makes a token, and for every certificate a keyring
+    takes: the tier decides who may certify children, so a station-level id certified as a
+    city would pass for a hub everywhere."""
+    want = _FIXED_DEPTH.get(tier)
+    if want is not None and depth(node_id) != want:
+        raise GuantongError(
+            ErrorCode.TIER_MISMATCH,
+            f"a {tier} node id has {want} segment(s); {node_id!r} has {depth(node_id)}",
+        )
+    if tier is not Tier.PROVINCE and depth(node_id) < 2:
+        raise GuantongError(
+            ErrorCode.TIER_MISMATCH, f"a {tier} node id extends its parent's id: got {node_id!r}"
+        )
 
 
 def parent_of(node_id: str) -> str | None:

@@ -13,6 +13,7 @@ import typer
 from hub.enrollment import answer_enrollment, create_token
 from node.cli.common import HomeOpt, JsonOpt, app, client, command, console, open_node, print_json
 from node.enrollment import enroll_online, enrollment_request, install_enrollment, rotate_online
+from node.files import write_private
 from node.keys import create_key
 from node.runtime import Node
 from node.tasks import revoke_node
@@ -56,7 +57,8 @@ def token_answer(
     request = _read_json(request_file)
     with open_node(home) as node:
         response = answer_enrollment(node, request)
-    out.write_bytes(orjson.dumps(response, option=orjson.OPT_INDENT_2))
+    # it holds the province secret: for this user only, as node.toml
+    write_private(out, orjson.dumps(response, option=orjson.OPT_INDENT_2))
     console.print(f"certified {request['node']}; give {out} back to it")
 
 
@@ -79,8 +81,11 @@ def enroll(
         if response_file is not None:
             cert = install_enrollment(node, token, _read_json(response_file))
         elif request_file is not None:
-            request_file.write_bytes(
-                orjson.dumps(enrollment_request(node, token), option=orjson.OPT_INDENT_2)
+            # the token and the proof get the answer, province secret included, while the
+            # token is valid: for this user only
+            write_private(
+                request_file,
+                orjson.dumps(enrollment_request(node, token), option=orjson.OPT_INDENT_2),
             )
             console.print(
                 f"wrote {request_file}; at the hub: "

@@ -126,3 +126,24 @@ async def test_a_bundle_missing_a_segment_its_header_counts_is_refused(
         import_bundle(city, path)
     assert refused.value.code is ErrorCode.MALFORMED and "header says" in refused.value.message
     assert city.log.head(county.id) is None and city.log.head(station.id) is None
+
+
+@pytest.mark.parametrize("certs", [5, "chains", {"a": 1}])
+def test_a_task_bundle_whose_certs_is_not_a_list_is_malformed(
+    fed: Federation, tmp_path: Path, certs: object
+) -> None:
+    """The header's `certs` is a list of certificates; anything else is `malformed`, not a
+    TypeError out of the import (a number) or certificates looked for in its characters."""
+    from node.bundles import export_tasks, import_tasks
+    from node.tasks import issue_task
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    path = export_tasks(county, station.id, tmp_path / "t.gtb").path
+    header, body = gzip.decompress(path.read_bytes()).split(b"\n", 1)
+    changed = orjson.dumps({**orjson.loads(header), "certs": certs})
+    path.write_bytes(gzip.compress(changed + b"\n" + body))
+    with pytest.raises(GuantongError) as refused:
+        import_tasks(station, path)
+    assert refused.value.code is ErrorCode.MALFORMED

@@ -22,6 +22,7 @@ from node.tasks import (
     _issue,
     amend_task,
     issue_task,
+    latest_task,
     receive_tasks,
     report_task,
     revoke_node,
@@ -477,3 +478,108 @@ async def test_the_served_downlink_stores_tasks_as_they_come_and_backs_off_when_
                     await anyio.sleep(0.005)
         assert len(slept) == _OFFLINE_FAILURES  # it succeeded since, and never slept again
         tg.cancel_scope.cancel()
+
+
+async def _rotate(fed: Federation, node: Node, tmp_path: Path) -> Any:
+    from node.enrollment import rotate_online
+    from node.keys import create_key
+
+    parent = node.id.rpartition(".")[0]
+    fresh = create_key(tmp_path / f"{node.id}.key")
+    async with fed.client(parent, caller=node.id) as client:
+        cert = await rotate_online(node, fresh, client)
+    node.adopt_key(fresh, tmp_path / f"{node.id}.key")
+    fed.clock.advance(seconds=1)
+    return cert
+
+
+async def test_a_task_of_a_county_rotated_after_its_city_reaches_the_station(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """The city, then the county rotate their keys: the task stream's chains named the
+    county's new certificate (signed by the city's new key) before the city's, and taken
+    once in that order the county's was dropped, the task refused ``unknown_origin``. A
+    hub now sends each chain root first, and a receiver takes chains in any order."""
+    station = fed.add("js.wx.jy.s1")
+    other = fed.add("js.wx.jy.s2")
+    city, county = fed.nodes["js.wx"], fed.nodes["js.wx.jy"]
+    county.keyring.add_certificate(await _rotate(fed, city, tmp_path))  # as from the city
+    await _rotate(fed, county, tmp_path)
+    assert station.keyring.lookup(city.signer.key_id) is None
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "hello"})
+    report = await fed.pull(station.id)
+    assert report.rejected == [] and report.stored == 1
+    assert station.keyring.lookup(county.signer.key_id) is not None
+    broadcast = issue_task(county, target=county.id, kind="notice", payload={}, subtree=True)
+    leaf_first = [c.to_dict() for c in county.keyring.chain(county.signer.key_id)]
+    # as a hub of an older release sends them: leaf first
+    received = receive_tasks(other, [broadcast.canonical()], leaf_first)
+    assert (received.rejected, received.stored) == ([], 1)
+    assert latest_task(station, task.id) is not None
+
+
+async def _page_without_chains(
+    fed: Federation, tmp_path: Path
+) -> tuple[Node, Task, dict[str, Any], bytes, bytes]:
+    """A county that rotated its key, a task of it for a station that does not know the new
+    key, and the station's page of tasks as the county serves it and without its chains."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    await _rotate(fed, county, tmp_path)
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "hello"})
+    async with fed.client(county.id, caller=station.id) as client:
+        page = (await client.get("/v1/tasks", params={"after": 0})).content
+    header, raws = decode_task_stream(page)
+    stripped = b"\n".join([orjson.dumps({**header, "certs": []}), *raws]) + b"\n"
+    return station, task, header, stripped, page
+
+
+async def test_a_task_whose_signer_is_unknown_is_asked_for_again(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A page with a task whose signer's key is not known here (its chain missing) does not
+    move the cursor past it: the next pull asks for the page again, and takes the task once
+    the chain comes with it (the cursor moved past it for good before: the task was lost)."""
+    station, task, header, stripped, page = await _page_without_chains(fed, tmp_path)
+    answers = [stripped, page]
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=answers.pop(0)))
+    ) as client:
+        first = await pull_tasks(station, client)
+        assert first.held == 1 and first.rejected[0].startswith("unknown_origin")
+        assert downlink_cursor(station) == 0
+        second = await pull_tasks(station, client)
+    assert (second.held, second.stored, second.rejected) == (0, 1, [])
+    assert downlink_cursor(station) == header["next"]
+    assert latest_task(station, task.id) is not None
+
+
+async def test_the_served_downlink_waits_when_a_page_is_held(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A held page comes back at once: the server's loop waits as after a failure, doubling,
+    instead of asking for it again in a loop."""
+    import random
+
+    from node.app import TASK_RETRY_S, _downlink
+
+    station, _, _, stripped, _ = await _page_without_chains(fed, tmp_path)
+    slept: list[float] = []
+
+    class Enough(Exception):
+        pass
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise Enough
+        await anyio.sleep(0)
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=stripped))
+    ) as client:
+        with anyio.fail_after(_GUARD_S), pytest.raises(Enough):
+            await _downlink(station, client, rng=random.Random(3), sleep=sleep)
+    for n, delay in enumerate(slept):
+        assert 0.8 * TASK_RETRY_S * 2**n <= delay <= 1.2 * TASK_RETRY_S * 2**n
+    assert downlink_cursor(station) == 0

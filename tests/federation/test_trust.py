@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
+from node.auth import NodeAuth
 from node.cli import app
 from node.enrollment import rotate_online
 from node.keyring import cert_record
 from node.keys import create_key
 from node.runtime import Node
+from node.tasks import revoke_node
 from node.verify import verify_log
 from schemas.certs import Certificate, issue_certificate
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier
+from schemas.signing import Signer
+from schemas.times import format_time
+from tests.conftest import FakeClock
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -243,3 +250,209 @@ async def test_a_hub_cannot_revoke_the_key_of_a_node_outside_its_subtree(
     assert (await fed.sync("js.a")).rejected == {}
     known = province.keyring.lookup(victim.signer.key_id)
     assert known is not None and known.revoked_from is None
+
+
+@pytest.mark.parametrize("revoked_in", [timedelta(0), timedelta(hours=1)])
+async def test_a_revoked_key_gets_no_successor_certified(
+    fed: Federation, tmp_path: Path, revoked_in: timedelta
+) -> None:
+    """A thief holding a key revoked now signs /v1/rotate dated 60 s earlier (inside the
+    300 s window, before `revoked_from`), or rotates before a `--from` in the future: any
+    revocation on record of the signing key refuses the rotation, else the new certificate
+    is one nobody revoked, and the thief pushes as the station again."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    fed.clock.advance(minutes=10)
+    revoke_node(county, station.id, revoked_from=format_time(fed.clock() + revoked_in))
+    fresh = create_key(tmp_path / "fresh.key")
+    earlier = FakeClock(fed.clock() - timedelta(seconds=60))  # the thief's backdated clock
+    auth = NodeAuth(station.id, station.signer, earlier)
+    transport = httpx.ASGITransport(app=fed.app(county.id))
+    async with httpx.AsyncClient(transport=transport, base_url="http://js.wx.jy", auth=auth) as c:
+        with pytest.raises(GuantongError) as refused:
+            await rotate_online(station, fresh, c)
+    assert refused.value.code is ErrorCode.REVOKED_KEY
+    assert county.keyring.lookup(fresh.key_id) is None
+
+
+async def test_a_station_rotates_after_its_county_rotated(fed: Federation, tmp_path: Path) -> None:
+    """The rotation answer carries the chain, as enrollment's: a station that does not know
+    its county's new key yet learns it from there (verified up to the root). It called
+    add_certificate on the new certificate alone, refused as signed by an unknown key,
+    after the county had already certified the key: the station could not rotate."""
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    county_fresh = create_key(tmp_path / "county.key")
+    async with fed.client("js.wx", caller=county.id) as client:
+        await rotate_online(county, county_fresh, client)
+    county.adopt_key(county_fresh, tmp_path / "county.key")
+    fed.clock.advance(seconds=1)
+    fresh = create_key(tmp_path / "station.key")
+    async with fed.client(county.id, caller=station.id) as client:
+        cert = await rotate_online(station, fresh, client)
+    assert (cert.key_id, cert.signer_key_id) == (fresh.key_id, county_fresh.key_id)
+    known = station.keyring.lookup(county_fresh.key_id)
+    assert known is not None and known.node == county.id
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (502, b"<html>Bad Gateway</html>", ErrorCode.PARENT_UNREACHABLE),  # a proxy's page
+        (403, b"<html>Forbidden</html>", ErrorCode.MALFORMED),
+        (200, b"<html>Welcome</html>", ErrorCode.MALFORMED),
+        (200, b"[]", ErrorCode.MALFORMED),
+        (200, b"{}", ErrorCode.MALFORMED),
+    ],
+)
+async def test_an_answer_that_is_not_the_hubs_is_a_clear_error(
+    fed: Federation, tmp_path: Path, status: int, body: bytes, code: ErrorCode
+) -> None:
+    """Enrollment and rotation behind a proxy that answers with an HTML page, or an answer
+    without a certificate: a GuantongError with a stable code (the command line prints
+    `error: <code>: …`), not a JSONDecodeError or a KeyError out of `guantong enroll`."""
+    from hub.enrollment import create_token
+    from node.enrollment import enroll_online
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1", enroll=False)
+    token = create_token(county, station.id, Tier.STATION)
+    page = httpx.MockTransport(lambda r: httpx.Response(status, content=body))
+    async with httpx.AsyncClient(transport=page) as client:
+        with pytest.raises(GuantongError) as refused:
+            await enroll_online(station, "http://js.wx.jy", token, client)
+        assert refused.value.code is code
+        with pytest.raises(GuantongError) as refused:
+            await rotate_online(county, create_key(tmp_path / "fresh.key"), client)
+        assert refused.value.code is code
+
+
+async def test_an_answer_given_again_after_the_hub_rotated_installs(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A child whose answer was lost asks again with the same token; meanwhile its county
+    rotated its key. The answer again carried the chain of the county's current key, not
+    of the key that signed the certificate, and did not install (unknown_origin)."""
+    from hub.enrollment import answer_enrollment, create_token
+    from node.enrollment import enrollment_request, install_enrollment
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1", enroll=False)
+    token = create_token(county, station.id, Tier.STATION)
+    request = enrollment_request(station, token)
+    first = answer_enrollment(county, request)  # lost on the way
+    county_fresh = create_key(tmp_path / "county.key")
+    async with fed.client("js.wx", caller=county.id) as client:
+        await rotate_online(county, county_fresh, client)
+    county.adopt_key(county_fresh, tmp_path / "county.key")
+    again = answer_enrollment(county, request)
+    assert again["cert"] == first["cert"] and again["chain"] == first["chain"]
+    cert = install_enrollment(station, token, again)
+    assert cert.key_id == station.signer.key_id
+
+
+async def test_a_second_certificate_for_a_key_keeps_what_it_signed_valid(
+    fed: Federation,
+) -> None:
+    """PROTOCOL §7: old certificates stay valid for what they signed during their validity.
+    A station enrolled again (new token, same key) has a second certificate for its key;
+    every keyring replaced the key's validity by the new one's, and the heads the station
+    had signed before it no longer verified above the county (bad_signature)."""
+    from hub.enrollment import answer_enrollment, create_token
+    from node.enrollment import enrollment_request, install_enrollment
+
+    station = fed.add("js.wx.jy.s1")
+    county = fed.nodes["js.wx.jy"]
+    first = county.keyring.lookup(station.signer.key_id)
+    assert first is not None
+    fed.write(station.id, 3)
+    assert (await fed.sync(station.id)).rejected == {}  # at the county, not yet above
+    fed.clock.advance(days=3)
+    token = create_token(county, station.id, Tier.STATION)  # enrolled once more
+    install_enrollment(
+        station, token, answer_enrollment(county, enrollment_request(station, token))
+    )
+    known = county.keyring.lookup(station.signer.key_id)
+    assert known is not None and known.not_before == first.not_before
+    assert known.not_after is not None and first.not_after is not None
+    assert known.not_after > first.not_after
+    assert (await fed.sync(county.id)).rejected == {}
+    held = fed.nodes["js.wx"].log.head(station.id)
+    assert held is not None and held.seq == 3
+
+
+def test_offline_enrollment_files_are_private(tmp_path: Path) -> None:
+    """The answer file holds the province secret, the request file the token and its proof
+    (docs/threat-model.md: protected by file mode, as node.toml): both are written 0600,
+    whatever the umask, and so is a file written over one left readable."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)  # the usual default
+    try:
+        _enroll_by_files_over_a_readable_answer(tmp_path)
+    finally:
+        os.umask(umask)
+    for path in (tmp_path / "js.wx.req", tmp_path / "js.wx.ans"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path.name} has mode {mode:04o}"
+
+
+def _enroll_by_files_over_a_readable_answer(tmp_path: Path) -> None:
+    province, city = tmp_path / "province", tmp_path / "city"
+    _gt("init", "--id", "js", "--tier", "province", "--home", str(province))
+    _gt(
+        "init",
+        "--id",
+        "js.wx",
+        "--tier",
+        "city",
+        "--parent",
+        "http://127.0.0.1:9",
+        "--home",
+        str(city),
+    )
+    token = _gt("token", "create", "js.wx", "--tier", "city", "--home", str(province)).strip()
+    request, answer = tmp_path / "js.wx.req", tmp_path / "js.wx.ans"
+    answer.write_text("left over")
+    answer.chmod(0o644)
+    _gt("enroll", "--token", token, "--request-file", str(request), "--home", str(city))
+    _gt("token", "answer", str(request), "--out", str(answer), "--home", str(province))
+    assert "province_secret" in answer.read_text()
+
+
+async def test_a_tier_must_fit_the_ids_depth_in_tokens_and_certificates(
+    fed: Federation,
+) -> None:
+    """docs/protocol.md §1: depth is fixed for province, city, county, township (1-4
+    segments); a station or unit has at least 2. A county made a token, then a certificate,
+    for js.wx.jy.s1 as a *city*, and every keyring took that station-level id for a hub
+    that may certify children."""
+    from hub.enrollment import create_token, create_tokens
+
+    county = fed.add("js.wx.jy")
+    for tier in (Tier.PROVINCE, Tier.CITY, Tier.COUNTY):
+        with pytest.raises(GuantongError) as refused:
+            create_token(county, "js.wx.jy.s1", tier)
+        assert refused.value.code is ErrorCode.TIER_MISMATCH
+    with pytest.raises(GuantongError) as refused:  # one wrong child spoils the sheet
+        create_tokens(county, [("js.wx.jy.s1", Tier.STATION), ("js.wx.jy.s2", Tier.CITY)])
+    assert refused.value.code is ErrorCode.TIER_MISMATCH
+    assert create_token(county, "js.wx.jy.t1", Tier.TOWNSHIP)
+    assert create_token(county, "js.wx.jy.u1", Tier.UNIT)
+    rogue = Signer.generate()
+    now = fed.clock()
+    for holder in (county, fed.nodes["js.wx"]):  # the issuer's own keyring, and one above
+        cert = issue_certificate(
+            county.signer,
+            issuer_id=county.id,
+            node="js.wx.jy.s1",
+            tier=Tier.CITY,
+            public_raw=rogue.public_raw,
+            not_before=format_time(now),
+            not_after=format_time(now + timedelta(days=1)),
+        )
+        with pytest.raises(GuantongError) as refused:
+            holder.keyring.add_certificate(cert)
+        assert refused.value.code is ErrorCode.TIER_MISMATCH
+        assert holder.keyring.lookup(rogue.key_id) is None

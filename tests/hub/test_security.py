@@ -123,6 +123,25 @@ async def test_clock_skew_is_answered_and_corrected(net: Federation) -> None:
     assert abs(auth.offset - timedelta(hours=3)) < timedelta(seconds=1)
 
 
+async def test_a_clock_ahead_of_the_hub_is_corrected_too(net: Federation) -> None:
+    """A station whose clock runs 3 h fast: the request refused ``clock_skew`` is signed
+    again at the corrected time, and so are the ones after it. The time refused was never
+    remembered by the hub, so the next is not forced after it (it was, and every request
+    stayed 3 h ahead until real time caught up)."""
+    s1 = net.nodes["js.wx.jy.s1"]
+    ahead = FakeClock(net.clock() + timedelta(hours=3))
+    transport = httpx.ASGITransport(app=net.app("js.wx.jy"))
+    auth = NodeAuth(s1.id, s1.signer, ahead)
+    body = _body(_segment(s1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub", auth=auth) as client:
+        first = await client.post("/v1/push", content=body)
+        second = await client.post("/v1/push", content=body)  # the offset already known
+    assert _result(first)["held"] == 3 and _result(second)["held"] == 3
+    assert abs(auth.offset + timedelta(hours=3)) < timedelta(seconds=1)
+    sent = [r.request.headers[TIME_HEADER] for r in (first, second)]
+    assert sent[0] < sent[1]  # equal requests, still distinct signatures
+
+
 async def test_forged_origin_and_foreign_subtree(net: Federation) -> None:
     s1, s2 = net.nodes["js.wx.jy.s1"], net.nodes["js.wx.jy.s2"]
     # s1 signs a head claiming to be s2
