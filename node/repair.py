@@ -9,8 +9,12 @@ uplink stop, reads go on where they can. ``guantong repair`` lifts the quarantin
 1. **Check.** ``PRAGMA integrity_check`` and every chain (:func:`node.verify.check_store`).
    A sound store is left as it is; only the quarantine is lifted.
 2. **Move aside.** The database file with its ``-wal`` and ``-shm`` (the WAL holds
-   committed data) goes into ``<home>/corrupt-<time>/``; nothing is deleted. The marker now
-   names that folder, so a repair interrupted from here on starts again from it.
+   committed data) goes into ``<home>/corrupt-<time>/``; nothing is deleted. The marker
+   names that folder first, so a repair interrupted from here on starts again from it,
+   wherever it stopped: the database file moves last, and the next run looks for it in the
+   folder, else still in the home (then it moves it itself); a store found in the home
+   beside a moved one is a partial rebuild, kept in ``rebuild-<time>/``. Found nowhere,
+   the repair stops: an empty store is never passed off as the repaired one.
 3. **Salvage what SQLite can still read, table by table, in rowid order.** A query that
    runs into a bad page fails; the reader then looks for the first rowid past it (doubling
    steps, then bisection) and goes on, so only the rows on damaged pages are lost. Index
@@ -54,7 +58,7 @@ from node.db import Store
 from node.ingest import Ingestor
 from node.keyring import Keyring
 from node.recovery import ensure_recovered
-from node.runtime import EPOCH, Node, load_registry
+from node.runtime import EPOCH, Node, load_registry, open_store
 from node.settings import NodeSettings
 from node.tables import metadata
 from node.verify import check_store
@@ -72,7 +76,9 @@ _REBUILT = frozenset({"entries", "signed_heads", "heads", "records", "rollups", 
 """Tables the re-ingested log rebuilds; every other table is copied."""
 _FIRST = ("meta", "keys")
 _DAMAGE_CODES = frozenset({10, 11, 26})  # SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOTADB
-_FILES = ("", "-wal", "-shm")
+_FILES = ("-wal", "-shm", "")
+"""The parts of a SQLite store, in the order they are moved: the database file last, so
+that once it is aside the whole store is (a repair killed in between finds the rest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +137,31 @@ async def repair(
     """
     path = _sqlite_file(settings)
     with _exclusive(settings.home):
-        node = Node.open(settings, clock=clock)
-        try:
-            found = node.store.quarantine() or {}
-            resume = found.get("repair")
-            if resume is None:
+        marker = open_store(settings)  # the marker only: the database is not opened here
+        found = marker.quarantine() or {}
+        resume = found.get("repair")
+        if resume is None:
+            node = Node.open(settings, clock=clock)
+            try:
                 check = check_store(node.log)
-                if not (check.quarantined or force):
-                    node.store.clear_corrupt()
-                    return RepairReport(rebuilt=False)
-                damage = check.damage or [str(p) for p in check.problems if p.damage]
-                reason = "; ".join(damage[:3]) or "rebuild asked for"
-            else:
-                damage = [f"resuming the repair from {resume}"]
-                reason = str(found.get("reason", "an interrupted repair"))
-        finally:
-            node.close()
+            finally:
+                node.close()
+            if not (check.quarantined or force):
+                marker.clear_corrupt()
+                return RepairReport(rebuilt=False)
+            damage = check.damage or [str(p) for p in check.problems if p.damage]
+            reason = "; ".join(damage[:3]) or "rebuild asked for"
+        else:
+            damage = [f"resuming the repair from {resume}"]
+            reason = str(found.get("reason", "an interrupted repair"))
         stamp = format_time(clock()).replace(":", "").replace(".", "")
-        aside = Path(resume) if resume else _fresh(settings.home / f"corrupt-{stamp}")
-        node.store.mark_corrupt(reason, repair=str(aside))
-        # A repair interrupted after the move left a partial rebuild: it goes aside too.
-        _move(path, _fresh(aside / f"rebuild-{stamp}") if resume else aside)
+        if resume:
+            aside = Path(resume)
+            _set_aside_again(path, aside, stamp)
+        else:
+            aside = _fresh(settings.home / f"corrupt-{stamp}")
+            marker.mark_corrupt(reason, repair=str(aside))
+            _move(path, aside)
         report = RepairReport(rebuilt=True, damage=damage, aside=aside)
         store = Store(settings.database_url)  # no marker: the node stays quarantined meanwhile
         try:
@@ -166,7 +176,7 @@ async def repair(
                         await salvage.take_back(http)
         finally:
             store.dispose()
-        node.store.clear_corrupt()
+        marker.clear_corrupt()
     return report
 
 
@@ -270,6 +280,8 @@ class _Salvage:
         self.report = report
         self.scratch = source.with_name("salvage.db")
         self.old: sqlite3.Connection | None = None
+        if not source.is_file():  # salvaging from nothing would pass an empty store as good
+            raise GuantongError(ErrorCode.STORE_ERROR, f"the damaged store {source} is missing")
         with contextlib.suppress(sqlite3.Error):  # unreadable: the federation gives it back
             self.old = sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True)
         self.scratch.unlink(missing_ok=True)
@@ -468,12 +480,42 @@ def _fresh(folder: Path) -> Path:
     return candidate
 
 
-def _move(path: Path, into: Path) -> None:
+def _move(path: Path, into: Path, *, taken: Path | None = None) -> None:
+    """Move the store's parts into ``into``; one already there goes to ``taken`` instead
+    (never replaced: the first one moved is the store's own)."""
     into.mkdir(mode=0o700, parents=True, exist_ok=True)
     for suffix in _FILES:
         part = path.with_name(path.name + suffix)
-        if part.exists():
+        if not part.exists():
+            continue
+        if taken is not None and (into / part.name).exists():
+            taken.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.replace(part, taken / part.name)
+        else:
             os.replace(part, into / part.name)
+
+
+def _set_aside_again(path: Path, aside: Path, stamp: str) -> None:
+    """Resume an interrupted repair's step 2, wherever it stopped.
+
+    The damaged database file in ``aside``: it was moved, and what lies at ``path`` is a
+    partial rebuild (or a store a command opened since), set aside in ``rebuild-<time>/``.
+    Not there: the repair died before the move (the marker is written first), and the
+    damaged store is still at ``path``; it is moved now, parts already moved staying as
+    they are. Neither: there is nothing to rebuild from, and an empty store must not be
+    passed off as the repaired one."""
+    rebuild = _fresh(aside / f"rebuild-{stamp}")
+    if (aside / path.name).is_file():
+        _move(path, rebuild)
+    elif path.is_file():
+        _move(path, aside, taken=rebuild)
+    else:
+        raise GuantongError(
+            ErrorCode.STORE_ERROR,
+            f"an interrupted repair named {aside} but the damaged store is neither there nor "
+            f"at {path}: put the damaged {path.name} (with its -wal) into {aside} and run "
+            "`guantong repair` again, or restore a backup (deploy/restore.sh); nothing changed",
+        )
 
 
 @contextmanager

@@ -33,6 +33,7 @@ import orjson
 import pytest
 from sqlalchemy import event, select, text
 
+import node.repair as repair_module
 from contracts.samples import sample_records
 from node.bundles import export_bundle, import_bundle
 from node.db import CORRUPT_MARKER
@@ -650,6 +651,54 @@ async def test_an_interrupted_repair_starts_again_from_the_files_set_aside(
     assert (aside / next(p.name for p in aside.iterdir() if p.name.startswith("rebuild-"))).is_dir()
     station = reopen(fed, S1)
     assert check_store(station.log).damage == [] and list(verify_log(station.log)) == []
+
+
+async def test_a_repair_killed_before_it_moved_the_store_aside_loses_nothing(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the marker named corrupt-<time>/ and before the damaged store went
+    there: the next run finds it still in the home and rebuilds from it (it salvaged from
+    the empty folder, and an empty store passed verify)."""
+    province = fed.add("js")
+    fed.add(CITY)
+    fed.write("js", 40)
+    fed.write(CITY, 25)
+    await fed.sync(CITY)
+    before = {h.origin: h.seq for h in province.log.heads()}
+    province.close()
+
+    class Killed(BaseException):
+        pass
+
+    def killed(path: Path, into: Path, **_: object) -> None:
+        raise Killed
+
+    moved = repair_module._move
+    monkeypatch.setattr(repair_module, "_move", killed)
+    with pytest.raises(Killed):
+        await repair(province.settings, clock=fed.clock, force=True)
+    monkeypatch.setattr(repair_module, "_move", moved)
+    marker = orjson.loads((province.settings.home / CORRUPT_MARKER).read_bytes())
+    assert not (Path(marker["repair"]) / "node.db").exists()
+    report = await repair(province.settings, clock=fed.clock)  # the operator runs it again
+    assert report.aside == Path(marker["repair"]) and (report.aside / "node.db").is_file()
+    province = reopen(fed, "js")
+    assert {h.origin: h.seq for h in province.log.heads()} == before
+    assert check_store(province.log).damage == [] and list(verify_log(province.log)) == []
+
+
+async def test_a_repair_with_nothing_to_rebuild_from_stops_and_says_so(fed: Federation) -> None:
+    station = fed.add(S1)
+    fed.write(S1, 3)
+    station.close()
+    home = station.settings.home
+    station.store.mark_corrupt("interrupted", repair=str(home / "corrupt-gone"))
+    for suffix in ("", "-wal", "-shm"):
+        (home / f"node.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(GuantongError) as refused:
+        await repair(station.settings, clock=fed.clock)
+    assert refused.value.code is ErrorCode.STORE_ERROR and "corrupt-gone" in refused.value.message
+    assert (home / CORRUPT_MARKER).is_file() and not (home / "node.db").exists()
 
 
 def test_the_cli_verifies_and_repairs_a_corrupt_store(fed: Federation) -> None:
