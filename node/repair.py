@@ -27,7 +27,10 @@ uplink stop, reads go on where they can. ``guantong repair`` lifts the quarantin
      first lost or damaged entry; heads, records, rollups and task reports are rebuilt by
      the ingest itself.
    - Every other table (keys, private fields, tasks, cursors, accounts, tokens…) is copied
-     row by row; the keys come first, since the log is checked with them.
+     row by row; the keys come first, since the log is checked with them. One cursor is
+     not when ``tasks`` lost rows: the ``downlink`` cursor in the parent's task feed would
+     go on after the revisions lost, so it starts again from 0 and the next pull takes the
+     feed again (stored once by task and revision; receipts derive from the log).
 
 4. **Then the federation gives back the rest.** A node with a parent takes its own entries
    beyond the salvaged head back from it before writing again (``node/recovery.py``; the
@@ -53,6 +56,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from sqlalchemy import select
 
 from node.db import Store
 from node.ingest import Ingestor
@@ -60,7 +64,7 @@ from node.keyring import Keyring
 from node.recovery import ensure_recovered
 from node.runtime import EPOCH, Node, load_registry, open_store
 from node.settings import NodeSettings
-from node.tables import metadata
+from node.tables import DOWNLINK, TASK_FEED, TASKS, metadata
 from node.verify import check_store
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
@@ -75,6 +79,8 @@ _INGEST_ENTRIES = 2000
 _REBUILT = frozenset({"entries", "signed_heads", "heads", "records", "rollups", "task_events"})
 """Tables the re-ingested log rebuilds; every other table is copied."""
 _FIRST = ("meta", "keys")
+_REPLACED = frozenset({"task_feed"})
+"""Tables whose row the new store seeds (the feed's head at 0) and the copy replaces."""
 _DAMAGE_CODES = frozenset({10, 11, 26})  # SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOTADB
 _FILES = ("-wal", "-shm", "")
 """The parts of a SQLite store, in the order they are moved: the database file last, so
@@ -301,6 +307,7 @@ class _Salvage:
             clock=node.clock,
         )
         self.held: dict[str, int] = {}
+        self.restart_downlink = False
 
     def __enter__(self) -> _Salvage:
         return self
@@ -316,15 +323,18 @@ class _Salvage:
         if self.old is None:
             return
         for table in [*_FIRST, *sorted(set(metadata.tables) - set(_FIRST))]:
-            if table in _REBUILT:
+            if table in _REBUILT or (table == "downlink" and self.restart_downlink):
                 continue
             columns = _columns(self.old, table)
             if not columns:
+                if table == "tasks":
+                    self._restart_downlink()
                 continue
             skipped: list[tuple[int, int]] = []
             listed = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" for _ in columns)
-            insert = f'INSERT OR IGNORE INTO "{table}" ({listed}) VALUES ({marks})'
+            verb = "REPLACE" if table in _REPLACED else "IGNORE"
+            insert = f'INSERT OR {verb} INTO "{table}" ({listed}) VALUES ({marks})'
             chunk: list[tuple[Any, ...]] = []
             copied = 0
             for row in readable_rows(self.old, table, columns, skipped):
@@ -335,6 +345,36 @@ class _Salvage:
             self.report.rows[table] = copied
             if skipped:
                 self.report.unreadable[table] = len(skipped)
+                if table == "tasks":
+                    self._restart_downlink()
+        self._feed_head()
+
+    def _feed_head(self) -> None:
+        """This node's task feed goes on from the damaged store's head (copied over the
+        empty one the migration seeds), or, if that row was lost, from the highest number
+        copied: the next revision stored is numbered after every one copied (else it took
+        number 1 again and no task could be stored), and a child's cursor still names the
+        same revision (``node/taskfeed.py``)."""
+        with self.node.store.write() as conn:
+            top = conn.execute(
+                select(TASKS.c.feed, TASKS.c.chain)
+                .where(TASKS.c.feed.is_not(None))
+                .order_by(TASKS.c.feed.desc())
+                .limit(1)
+            ).first()
+            last = conn.execute(select(TASK_FEED.c.last).where(TASK_FEED.c.id == 1)).scalar()
+            if top is not None and (last is None or int(last) < int(top.feed)):
+                conn.execute(TASK_FEED.delete())
+                conn.execute(TASK_FEED.insert().values(id=1, last=top.feed, chain=top.chain))
+
+    def _restart_downlink(self) -> None:
+        """Task revisions were on a lost page: the cursor in the parent's feed (copied, or
+        still to be) would go on after them, and they would never come down again. Without
+        it the next pull takes the whole feed again; what is held already is stored once
+        (by task and revision), and receipts derive from the log, so none is repeated."""
+        self.restart_downlink = True
+        with self.node.store.write() as conn:
+            conn.execute(DOWNLINK.delete())
 
     def take_log(self) -> None:
         """Re-ingest the readable log, origin by origin, up to the last head that verifies."""

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 
 import node.repair as repair_module
 from contracts.samples import sample_records
@@ -39,7 +39,8 @@ from node.bundles import export_bundle, import_bundle
 from node.db import CORRUPT_MARKER
 from node.repair import repair
 from node.runtime import Node
-from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS
+from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS, TASK_EVENTS, TASKS
+from node.tasks import issue_task
 from node.uplink import collect_segments
 from node.verify import check_store, verify_log
 from schemas.canonical import canonical_bytes
@@ -699,6 +700,59 @@ async def test_a_repair_with_nothing_to_rebuild_from_stops_and_says_so(fed: Fede
         await repair(station.settings, clock=fed.clock)
     assert refused.value.code is ErrorCode.STORE_ERROR and "corrupt-gone" in refused.value.message
     assert (home / CORRUPT_MARKER).is_file() and not (home / "node.db").exists()
+
+
+async def test_tasks_on_a_lost_page_come_down_again_after_repair(fed: Federation) -> None:
+    """A page of ``tasks`` lost: repair copied the downlink cursor as it was, and the next
+    pulls went on after the revisions that were on it. Now the cursor starts again; the
+    revisions held are stored once and no receipt is written twice."""
+    county = fed.add(COUNTY)
+    fed.add(S1)
+    for i in range(60):
+        issue_task(county, target=S1, kind="notice", payload={"text": f"通知 {i} " + "x" * 300})
+    await fed.pull(S1)
+
+    def held(node: Node) -> tuple[int, int]:
+        with node.store.read() as conn:
+            tasks = conn.execute(select(func.count()).select_from(TASKS)).scalar_one()
+            receipts = conn.execute(
+                select(func.count())
+                .select_from(TASK_EVENTS)
+                .where(TASK_EVENTS.c.origin == S1, TASK_EVENTS.c.status == "received")
+            ).scalar_one()
+        return int(tasks), int(receipts)
+
+    assert held(fed.nodes[S1]) == (60, 60)
+    station = _corrupt(fed, S1, "tasks")
+    assert check_store(station.log).quarantined
+    station.close()
+    report = await repair(
+        station.settings, clock=fed.clock, connect=lambda n: fed.client(COUNTY, caller=n.id)
+    )
+    assert report.unreadable.get("tasks") and report.rows["tasks"] < 60
+    station = reopen(fed, S1)
+    await fed.pull(S1)  # the county still holds all 60
+    assert held(station) == (60, 60)
+    assert check_store(station.log).damage == [] and list(verify_log(station.log)) == []
+
+
+async def test_a_repaired_node_numbers_new_tasks_after_those_it_held(fed: Federation) -> None:
+    """The rebuilt store's task feed kept the head the migration seeds (0) beside the copied
+    revisions numbered 1..n: the next task stored took number 1 again and every pull failed
+    on the feed's unique number."""
+    county = fed.add(COUNTY)
+    fed.add(S1)
+    for i in range(3):
+        issue_task(county, target=S1, kind="notice", payload={"text": f"通知 {i}"})
+    await fed.pull(S1)
+    fed.nodes[S1].close()
+    await repair(fed.nodes[S1].settings, clock=fed.clock, force=True)
+    station = reopen(fed, S1)
+    issue_task(county, target=S1, kind="notice", payload={"text": "通知 3"})
+    assert (await fed.pull(S1)).stored == 1
+    with station.store.read() as conn:
+        feed = conn.execute(select(TASKS.c.feed).order_by(TASKS.c.feed)).scalars().all()
+    assert feed == [1, 2, 3, 4]
 
 
 def test_the_cli_verifies_and_repairs_a_corrupt_store(fed: Federation) -> None:
