@@ -276,10 +276,17 @@ def import_(
                 )
             else:
                 console.print(f"took {received.stored} new task revision(s) from {header['from']}")
-            if received.rejected:
+            if received.refused:
                 raise GuantongError(
                     ErrorCode.MALFORMED,
-                    f"{len(received.rejected)} task(s) refused: {received.rejected[0]}",
+                    f"{received.refused} task(s) refused: {received.rejected[0]}",
+                )
+            if received.deferred:  # the tasks are stored: only what follows them waits
+                step, exc = received.deferred[0]
+                raise GuantongError(
+                    exc.code,
+                    f"the tasks are stored ({received.stored} new revision(s)), the {step} "
+                    f"not yet: {exc.message}; the next import or pull makes up for it",
                 )
             return
         header, results = import_bundle(node, file)

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from typer.testing import CliRunner
 
-from node.bundles import export_bundle, import_bundle, read_bundle
+from node.bundles import export_bundle, export_tasks, import_bundle, read_bundle
+from node.cli import app
+from node.tasks import issue_task, latest_task
 from node.verify import verify_log
 from schemas.errors import ErrorCode, GuantongError
-from tests.federation.harness import Federation
+from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
 
@@ -126,3 +129,27 @@ async def test_a_bundle_missing_a_segment_its_header_counts_is_refused(
         import_bundle(city, path)
     assert refused.value.code is ErrorCode.MALFORMED and "header says" in refused.value.message
     assert city.log.head(county.id) is None and city.log.head(station.id) is None
+
+
+def test_a_task_bundle_taken_while_recovery_is_required_says_what_waits(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """The task is stored; only its receipt waits for the parent (recovery_required). The
+    import said ``malformed: 1 task(s) refused``."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 3)
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    path = export_tasks(county, station.id, tmp_path / "t.gtb").path
+    station.close()
+    watermark = station.settings.home / "head.json"  # the store restored from an old backup
+    watermark.write_bytes(orjson.dumps({**orjson.loads(watermark.read_bytes()), "seq": 99}))
+    home = str(station.settings.home)
+    done = CliRunner().invoke(app, ["import", str(path), "--home", home])
+    assert done.exit_code == 1
+    assert done.stderr.startswith("error: recovery_required: the tasks are stored (1 new "), (
+        done.stderr
+    )
+    assert "receipts not yet" in done.stderr and "refused" not in done.stderr
+    station = reopen(fed, station.id)
+    assert latest_task(station, task.id) is not None
