@@ -34,10 +34,18 @@ uplink stop, reads go on where they can. ``guantong repair`` lifts the quarantin
 
 4. **Then the federation gives back the rest.** A node with a parent takes its own entries
    beyond the salvaged head back from it before writing again (``node/recovery.py``; the
-   ``head.json`` watermark makes it refuse to write until then). Children of a hub resend
-   what it lacks on their next sync: their uplinks lower their cursors to its heads. What
-   never left the node and was on a lost page (its own entries not yet pushed, private
-   fields) is lost; the province, which has no parent, keeps only what is salvaged.
+   ``head.json`` watermark makes it refuse to write until then), and then the salvaged
+   own entries that follow them: a lost page in the middle of the log costs only what was
+   on it. The own log cannot have a hole, so those entries wait for the parent: asked now
+   (``connect``), it gives back at once; not asked (``--offline``), away or refusing, the
+   own entries read beyond the rebuilt head (the writes since the last sync among them,
+   which no one else holds) are kept in ``<home>/salvaged.db``, and the recovery at the
+   next start takes them after what the parent gives back (the file is evidence too: the
+   node writes nothing before). Children of a hub resend what it lacks on their next sync:
+   their uplinks lower their cursors to its heads. What never left the node and was on a
+   lost page (its own entries not yet pushed, and every one after them in its chain;
+   private fields) is lost; the province, which has no parent, keeps only what is
+   salvaged.
 
 PostgreSQL stores are not rebuilt here: restore them from their dump (``deploy/``).
 """
@@ -61,14 +69,12 @@ from sqlalchemy import select
 from node.db import Store
 from node.ingest import Ingestor
 from node.keyring import Keyring
-from node.recovery import ensure_recovered
-from node.runtime import EPOCH, Node, load_registry, open_store
+from node.recovery import ensure_recovered, salvaged_segments
+from node.runtime import EPOCH, SALVAGED, Node, load_registry, open_store
 from node.settings import NodeSettings
 from node.tables import DOWNLINK, TASK_FEED, TASKS, metadata
 from node.verify import check_store
-from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
-from schemas.log import SignedHead
 from schemas.segments import Segment
 from schemas.times import Clock, format_time, system_clock
 
@@ -109,6 +115,9 @@ class RepairReport:
     restored: int | None = None
     """Own entries taken back from the parent (None: not asked)."""
     recovery_error: str | None = None
+    kept: int = 0
+    """Own entries read beyond the rebuilt head and kept in ``salvaged.db``: the parent
+    was not asked or away, and they wait for the recovery at the next start."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +131,7 @@ class RepairReport:
             "unreadable": self.unreadable,
             "restored_from_parent": self.restored,
             "recovery_error": self.recovery_error,
+            "kept_for_recovery": self.kept,
         }
 
 
@@ -180,6 +190,8 @@ async def repair(
                 if connect is not None and settings.parent_url:
                     async with connect(fresh) as http:
                         await salvage.take_back(http)
+                if settings.parent_url and not salvage.took_back:
+                    salvage.keep_own()
         finally:
             store.dispose()
         marker.clear_corrupt()
@@ -308,6 +320,7 @@ class _Salvage:
         )
         self.held: dict[str, int] = {}
         self.restart_downlink = False
+        self.took_back = False
 
     def __enter__(self) -> _Salvage:
         return self
@@ -435,12 +448,44 @@ class _Salvage:
         if recovered is None:
             self.report.recovery_error = "the parent could not be reached"
             return
+        self.took_back = True
         self.report.restored = recovered.restored
         own = self.node.log.head()
         self.held[self.node.id] = own.seq if own else 0
         self._take(self.node.id)
         self._arrivals()
         self._count()
+
+    def keep_own(self) -> None:
+        """The parent not asked (``--offline``), away or refusing: the own entries read
+        beyond the rebuilt head (writes since the last sync among them) could not follow
+        what it would give back. They wait in ``<home>/salvaged.db`` (added to one an
+        earlier repair kept) for the recovery at the next start (``node/recovery.py``)."""
+        own = self.node.log.head()
+        after = own.seq if own else 0
+        where = ("origin = ? AND seq > ?", (self.node.id, after))
+        if not self.work.execute(f"SELECT 1 FROM s WHERE {where[0]} LIMIT 1", where[1]).fetchone():
+            return  # no signed head beyond: nothing there could ever be stored
+        path = self.node.settings.home / SALVAGED
+        with contextlib.closing(sqlite3.connect(path)) as kept:
+            kept.executescript(
+                "CREATE TABLE IF NOT EXISTS e (origin TEXT, seq INTEGER, raw BLOB,"
+                " PRIMARY KEY (origin, seq));"
+                "CREATE TABLE IF NOT EXISTS s (origin TEXT, seq INTEGER, raw BLOB,"
+                " PRIMARY KEY (origin, seq));"
+            )
+            with kept:
+                for table in ("e", "s"):
+                    kept.executemany(
+                        f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?)",
+                        self.work.execute(
+                            f"SELECT origin, seq, raw FROM {table} WHERE {where[0]}", where[1]
+                        ),
+                    )
+            self.report.kept = int(
+                kept.execute("SELECT count(*) FROM e WHERE " + where[0], where[1]).fetchone()[0]
+            )
+        path.chmod(0o600)  # private fields travel in entries: the node's own user only
 
     def _count(self) -> None:
         heads = {h.origin: h.seq for h in self.node.log.heads()}
@@ -452,33 +497,11 @@ class _Salvage:
     def _take(self, origin: str) -> str:
         """Ingest one origin's segments from ``held[origin]`` on: ``unknown`` if its key is
         not known (yet), else ``done`` once it ran out of segments that verify."""
-        heads = [
-            (int(seq), bytes(raw))
-            for seq, raw in self.work.execute(
-                "SELECT seq, raw FROM s WHERE origin = ? AND seq > ? ORDER BY seq",
-                (origin, self.held[origin]),
-            )
-        ]
         batch: list[Segment] = []
         size = 0
-        start = self.held[origin] + 1
-        for seq, raw in heads:
-            entries = [
-                bytes(r)
-                for (r,) in self.work.execute(
-                    "SELECT raw FROM e WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-                    (origin, start, seq),
-                )
-            ]
-            if len(entries) != seq - start + 1:
-                break  # an entry was on a lost page: the chain stops before it
-            try:
-                head = SignedHead.parse_obj(parse_canonical(raw))
-            except GuantongError:
-                break
-            batch.append(Segment(head=head, start=start, entries=tuple(entries)))
-            size += len(entries)
-            start = seq + 1
+        for segment in salvaged_segments(self.work, origin, self.held[origin]):
+            batch.append(segment)
+            size += len(segment.entries)
             if size >= _INGEST_ENTRIES:
                 status = self._ingest(origin, batch)
                 if status != "ok":

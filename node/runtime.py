@@ -37,7 +37,7 @@ from schemas.ids import Tier, is_contract_name, is_in_subtree, is_node_id, is_uu
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, system_clock
 
-__all__ = ["Node", "RecordView", "load_registry", "open_store"]
+__all__ = ["SALVAGED", "Node", "RecordView", "load_registry", "open_store"]
 
 _RECORDS = RECORDS
 _CHUNK = 500
@@ -148,6 +148,9 @@ def _settle(home: Path) -> None:
 
 
 WATERMARK = "head.json"
+SALVAGED = "salvaged.db"
+"""Own entries a repair read beyond the log it could rebuild, kept until the parent gave
+back what lies before them (``node/recovery.py``)."""
 TASK_STAMP = "tasks.stamp"
 """Replaced after every commit that stored task revisions, by whichever process made it."""
 ROOT_VALIDITY_DAYS = 20 * 366
@@ -240,6 +243,11 @@ class Node:
             self.recovery_reason = (
                 f"the store holds own seq {own.seq if own else 0} but seq {behind} was "
                 "written (restored from an older backup?)"
+            )
+        if self.recovery_reason is None and (settings.home / SALVAGED).is_file():
+            self.recovery_reason = (
+                f"a repair kept own entries beyond seq {own.seq if own else 0} in {SALVAGED}, "
+                "to be stored once the parent gave back what lies before them"
             )
 
     @classmethod

@@ -37,6 +37,7 @@ import node.repair as repair_module
 from contracts.samples import sample_records
 from node.bundles import export_bundle, import_bundle
 from node.db import CORRUPT_MARKER
+from node.recovery import ensure_recovered
 from node.repair import repair
 from node.runtime import Node
 from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS, TASK_EVENTS, TASKS
@@ -525,6 +526,55 @@ async def test_a_corrupt_entries_page_at_a_station_is_found_refused_and_repaired
     assert (await fed.sync(S1)).entries == 35
     _same_log(station, county, S1)
     assert _seqs(county, S1) == list(range(1, 236))
+
+
+@pytest.mark.parametrize("parent", ["offline", "away"])
+async def test_a_repair_without_the_parent_keeps_the_unsynced_entries(
+    fed: Federation, parent: str
+) -> None:
+    """``repair --offline``, or the county down during the repair: the own entries read
+    beyond the rebuilt head (the writes since the last sync among them) were dropped with
+    the scratch copy, the recovery at the next start took back only what the county holds,
+    and the station would have written other entries under their seqs. They are kept in
+    ``salvaged.db`` and stored by that recovery, after what the county gives back."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(S1, 200)
+    assert (await fed.sync(S1)).entries == 200
+    fed.write(S1, 30, seed=1)  # offline: only the station holds seq 201..230
+    before = list(station.log.iter_entries(S1))
+    station = _corrupt(fed, S1, "entries")
+    station.close()
+    if parent == "offline":
+        report = await repair(station.settings, clock=fed.clock)
+    else:
+        fed.down.add(COUNTY)
+        report = await repair(
+            station.settings, clock=fed.clock, connect=lambda n: fed.client(COUNTY, caller=n.id)
+        )
+        assert report.recovery_error is not None
+        fed.down.discard(COUNTY)
+    held = report.origins[0].held
+    assert held < 200 and report.kept >= 30
+    home = station.settings.home
+    assert (home / "salvaged.db").is_file()
+    watermark = home / "head.json"  # the kept file alone is evidence enough
+    watermark.write_bytes(orjson.dumps({**orjson.loads(watermark.read_bytes()), "seq": held}))
+    station = reopen(fed, S1)
+    assert "salvaged.db" in (station.recovery_reason or "")
+    with pytest.raises(GuantongError) as refused:
+        fed.write(S1, 1, seed=2)
+    assert refused.value.code is ErrorCode.RECOVERY_REQUIRED
+    async with fed.client(COUNTY, caller=S1) as http:  # the next start, the county reachable
+        recovered = await ensure_recovered(station, http)
+    assert recovered is not None and recovered.salvaged == 30
+    assert recovered.restored == 200 - held
+    assert station.recovery_reason is None and not (home / "salvaged.db").exists()
+    assert list(station.log.iter_entries(S1)) == before
+    assert list(verify_log(station.log)) == []
+    fed.write(S1, 5, seed=3)
+    assert (await fed.sync(S1)).entries == 35
+    _same_log(station, county, S1)
 
 
 async def test_a_corrupt_index_page_loses_nothing_even_offline(fed: Federation) -> None:
