@@ -13,6 +13,16 @@ The whole file is read and its framing checked before anything is stored: a trun
 corrupted bundle is refused with nothing stored; a tampered segment is rejected on its own
 (``bad_hash``, ``bad_chain``…) and never partly stored. The parent's acknowledgement comes
 back on the next online sync (answers are by hash, so the resend costs nothing but bytes).
+
+**A parent that holds less than the cursors say** (restored from an older backup) answers
+every bundle starting beyond what it holds with ``gap``. Online, the uplink lowers its
+cursors to the parent's heads first (``Uplink.reconcile_cursors``); a node that only
+travels by USB has two ways to the same: ``export --from SEQ`` (``--from ORIGIN=SEQ`` for
+a relayed origin) lowers the cursor so that the bundle starts at the seq the parent's
+``gap`` asked for (the import says which, and the command), and a downward bundle carries
+the hub's heads for the child's subtree, to which the child's import lowers its cursors
+as the online uplink does. Cursors are only ever lowered this way, never raised: what is
+sent again is compared by hash, while a cursor raised by a forged bundle would skip data.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +41,10 @@ from node.ingest import Ingestor, SegmentResult
 from node.runtime import Node
 from node.taskfeed import task_stream, tasks_for
 from node.tasks import ReceiveReport, receive_tasks
-from node.uplink import collect_segments
+from node.uplink import collect_segments, lower_cursors
 from schemas.canonical import canonical_bytes, parse_json
 from schemas.errors import ErrorCode, GuantongError
-from schemas.ids import is_node_id, parent_of
+from schemas.ids import is_in_subtree, is_node_id, parent_of
 from schemas.segments import Segment, decode_segments, encode_segment, split_lines
 from schemas.times import format_time
 
@@ -46,6 +56,7 @@ __all__ = [
     "import_bundle",
     "import_tasks",
     "read_bundle",
+    "restart_from",
 ]
 
 BUNDLE_FORMAT = 1
@@ -62,8 +73,31 @@ class ExportReport:
     bytes: int
 
 
-def export_bundle(node: Node, out: Path, *, progress: Progress | None = None) -> ExportReport:
-    """Write everything the parent has not acknowledged to ``out`` (atomically)."""
+def restart_from(node: Node, start: Mapping[str, int]) -> list[str]:
+    """Lower the cursors so that each origin of ``start`` is sent again from its seq (never
+    raised: an origin already sent from there or earlier keeps its cursor)."""
+    for origin, seq in start.items():
+        if not is_node_id(origin) or not is_in_subtree(origin, node.id):
+            raise GuantongError(
+                ErrorCode.INVALID_NODE_ID, f"{origin!r} is not {node.id} or a node below it"
+            )
+        if seq < 1:
+            raise GuantongError(ErrorCode.MALFORMED, f"seqs start at 1, not {seq}")
+    held = {origin: seq - 1 for origin, seq in start.items()}
+    return lower_cursors(node.store, held, format_time(node.clock()), only=set(held))
+
+
+def export_bundle(
+    node: Node,
+    out: Path,
+    *,
+    start: Mapping[str, int] | None = None,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write everything the parent has not acknowledged to ``out`` (atomically); with
+    ``start``, each origin named there from that seq on at the latest (:func:`restart_from`)."""
+    if start:
+        restart_from(node, start)
     segments = collect_segments(node.log, max_bytes=None, progress=progress)
     header: dict[str, Any] = {
         "bundle": BUNDLE_FORMAT,
@@ -103,6 +137,8 @@ def export_tasks(node: Node, child: str, out: Path) -> ExportReport:
         "created": format_time(node.clock()),
         "tasks": len(rows),
         "certs": parse_json(first)["certs"],
+        # what this hub holds of the child's subtree: the child lowers its cursors to it
+        "heads": {h.origin: h.seq for h in node.log.heads(prefix=child)},
     }
     _write_atomically(out, canonical_bytes(header) + b"\n" + tasks)
     return ExportReport(
@@ -161,7 +197,18 @@ def import_tasks(node: Node, path: Path) -> tuple[dict[str, Any], ReceiveReport]
     header, body = read_bundle(path)
     if header["kind"] != "down" or header.get("to") != node.id:
         raise GuantongError(ErrorCode.MALFORMED, f"{path} is not a task bundle for {node.id}")
-    return header, receive_tasks(node, split_lines(body), header.get("certs", []))
+    heads = header.get("heads")  # absent from a bundle of an older release
+    if heads is not None and not (
+        isinstance(heads, dict)
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in heads.values())
+    ):
+        raise GuantongError(ErrorCode.MALFORMED, f"{path}: the heads are {{origin: seq}}")
+    received = receive_tasks(node, split_lines(body), header.get("certs", []))
+    if heads is not None and node.store.quarantine() is None:
+        # what the hub held when it wrote the bundle: a bundle older than the last one
+        # taken only makes the next export larger
+        lower_cursors(node.store, heads, format_time(node.clock()))
+    return header, received
 
 
 def import_bundle(node: Node, path: Path) -> tuple[dict[str, Any], list[SegmentResult]]:

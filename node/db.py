@@ -53,6 +53,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -143,13 +144,18 @@ class Store:
         try:
             with self._translated(), self.engine.connect() as conn:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                try:
+                    command.upgrade(cfg, "head")
+                except CommandError:  # "Can't locate revision": let alone a traceback
+                    _refuse_newer(cfg, MigrationContext.configure(conn).get_current_revision())
+                    raise
         except GuantongError as exc:
             if exc.code is not ErrorCode.STORAGE_READ_ONLY:
                 raise
             head = ScriptDirectory.from_config(cfg).get_current_head()
             with self.read() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
+            _refuse_newer(cfg, current)
             if current != head:
                 raise GuantongError(
                     exc.code, f"{exc.message}; its schema needs migrating to {head}"
@@ -322,6 +328,20 @@ class Store:
             event.listen(engine, "begin", _sqlite_begin)
             self._readers[immutable] = engine
         return self._readers[immutable]
+
+
+def _refuse_newer(cfg: Config, current: str | None) -> None:
+    """Refuse a store whose schema revision this release does not know: a newer release
+    wrote it (a node upgraded, then its older release started again)."""
+    script = ScriptDirectory.from_config(cfg)
+    if current is None or current in {r.revision for r in script.walk_revisions()}:
+        return
+    raise GuantongError(
+        ErrorCode.STORE_ERROR,
+        f"the store was written by a newer release of guantong (schema revision {current}; "
+        f"this release knows up to {script.get_current_head()}): run that release or a "
+        "later one; a store is never migrated back",
+    )
 
 
 def _alembic_config() -> Config:

@@ -11,26 +11,42 @@ When the parent cannot be reached, a node with local evidence of loss (an empty 
 beside an existing key, or a head behind ``head.json``) refuses to write
 (``recovery_required``); one without evidence carries on offline, since stations work
 offline for weeks by design. Private fields never left the node and cannot be recovered.
+
+**Own entries a repair kept.** ``guantong repair`` rebuilds the own log only up to the
+first entry lost on a damaged page; the entries after it that it could read (the writes
+since the last sync among them, which no one else holds) cannot be stored before the
+parent gave back what lies between. When the repair could not ask the parent (``--offline``,
+the parent away), it keeps them in ``<home>/salvaged.db`` (``node/repair.py``), which is
+itself evidence: the node refuses to write until a recovery ran. Each recovery, once the
+parent gave back what it holds, takes from that file the segments that follow the head,
+through the same checks, and removes it; entries that do not follow (a fork with the
+parent's copy) stop the recovery like any fork, and the file stays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import anyio
 import httpx
 
 from node.db import upsert
 from node.ingest import Ingestor
-from node.runtime import Node
+from node.runtime import SALVAGED, Node
 from node.tables import UPLINK_CURSOR
+from schemas.canonical import parse_canonical
 from schemas.certs import Certificate
-from schemas.errors import ErrorCode, GuantongError, describe
-from schemas.segments import decode_segments, split_lines
+from schemas.errors import ErrorCode, GuantongError, code_of, describe
+from schemas.log import SignedHead
+from schemas.segments import Segment, decode_segments, split_lines
 from schemas.times import format_time
 
-__all__ = ["RecoveryReport", "ensure_recovered", "recover"]
+__all__ = ["RecoveryReport", "ensure_recovered", "recover", "salvaged_segments", "take_salvaged"]
 
 PAGE = 2000
 _LOCAL_FAULTS = frozenset(
@@ -47,6 +63,59 @@ _LOCAL_FAULTS = frozenset(
 class RecoveryReport:
     restored: int
     held_by_parent: int
+    salvaged: int = 0
+    """Own entries taken from what a repair kept (``salvaged.db``), beyond the parent's."""
+
+
+def salvaged_segments(db: sqlite3.Connection, origin: str, after: int) -> Iterator[Segment]:
+    """``origin``'s segments after ``after`` in a salvage file (tables ``e`` of entries and
+    ``s`` of signed heads, by origin and seq): one to each signed head, as long as every
+    entry up to it is there."""
+    start = after + 1
+    heads = db.execute(
+        "SELECT seq, raw FROM s WHERE origin = ? AND seq > ? ORDER BY seq", (origin, after)
+    ).fetchall()
+    for seq, raw in heads:
+        entries = [
+            bytes(r)
+            for (r,) in db.execute(
+                "SELECT raw FROM e WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                (origin, start, seq),
+            )
+        ]
+        if len(entries) != seq - start + 1:
+            return  # an entry was on a lost page: the chain stops before it
+        try:
+            head = SignedHead.parse_obj(parse_canonical(bytes(raw)))
+        except GuantongError:
+            return
+        yield Segment(head=head, start=start, entries=tuple(entries))
+        start = int(seq) + 1
+
+
+def take_salvaged(node: Node, ingestor: Ingestor) -> int:
+    """Store the own entries a repair kept that follow the head; remove the file once
+    they are in (or nothing in it follows). Returns how many were taken."""
+    path = node.settings.home / SALVAGED
+    if not path.is_file():
+        return 0
+    own = node.log.head()
+    start = own.seq if own else 0
+    with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)) as db:
+        segments = list(salvaged_segments(db, node.id, start))
+    for first in range(0, len(segments), 100):
+        batch = segments[first : first + 100]
+        for result in ingestor.ingest(batch, caller=None, recovering=True):
+            if result.status != "ok":
+                error = result.error or {}
+                raise GuantongError(
+                    code_of(error.get("code")),
+                    f"own entries kept by a repair in {path} do not follow the parent's copy "
+                    f"of this log: {error.get('message', '')}",
+                )
+    path.unlink()
+    head = node.log.head()
+    return (head.seq if head else 0) - start
 
 
 async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> RecoveryReport:
@@ -89,11 +158,13 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
         if results[-1].held <= after:
             break
         after = results[-1].held
-    if after > start:
-        # The parent showed us it holds our log up to `after`: that much is acknowledged.
+    salvaged = await anyio.to_thread.run_sync(functools.partial(take_salvaged, node, ingestor))
+    if after > start or salvaged:
         head = node.log.head()
         assert head is not None
         node.log.write_watermark(head.seq, head.head)
+    if after > start:
+        # The parent showed us it holds our log up to `after`: that much is acknowledged.
         with node.store.write() as conn:
             upsert(
                 conn,
@@ -110,7 +181,7 @@ async def recover(node: Node, client: httpx.AsyncClient, parent_url: str) -> Rec
                 ["acked", "blocked", "updated_at"],
             )
     node.recovery_reason = None
-    return RecoveryReport(restored=after - start, held_by_parent=after)
+    return RecoveryReport(restored=after - start, held_by_parent=after, salvaged=salvaged)
 
 
 async def _learn_chain(node: Node, client: httpx.AsyncClient, parent_url: str, kid: str) -> None:

@@ -9,8 +9,12 @@ uplink stop, reads go on where they can. ``guantong repair`` lifts the quarantin
 1. **Check.** ``PRAGMA integrity_check`` and every chain (:func:`node.verify.check_store`).
    A sound store is left as it is; only the quarantine is lifted.
 2. **Move aside.** The database file with its ``-wal`` and ``-shm`` (the WAL holds
-   committed data) goes into ``<home>/corrupt-<time>/``; nothing is deleted. The marker now
-   names that folder, so a repair interrupted from here on starts again from it.
+   committed data) goes into ``<home>/corrupt-<time>/``; nothing is deleted. The marker
+   names that folder first, so a repair interrupted from here on starts again from it,
+   wherever it stopped: the database file moves last, and the next run looks for it in the
+   folder, else still in the home (then it moves it itself); a store found in the home
+   beside a moved one is a partial rebuild, kept in ``rebuild-<time>/``. Found nowhere,
+   the repair stops: an empty store is never passed off as the repaired one.
 3. **Salvage what SQLite can still read, table by table, in rowid order.** A query that
    runs into a bad page fails; the reader then looks for the first rowid past it (doubling
    steps, then bisection) and goes on, so only the rows on damaged pages are lost. Index
@@ -23,14 +27,25 @@ uplink stop, reads go on where they can. ``guantong repair`` lifts the quarantin
      first lost or damaged entry; heads, records, rollups and task reports are rebuilt by
      the ingest itself.
    - Every other table (keys, private fields, tasks, cursors, accounts, tokens…) is copied
-     row by row; the keys come first, since the log is checked with them.
+     row by row; the keys come first, since the log is checked with them. One cursor is
+     not when ``tasks`` lost rows: the ``downlink`` cursor in the parent's task feed would
+     go on after the revisions lost, so it starts again from 0 and the next pull takes the
+     feed again (stored once by task and revision; receipts derive from the log).
 
 4. **Then the federation gives back the rest.** A node with a parent takes its own entries
    beyond the salvaged head back from it before writing again (``node/recovery.py``; the
-   ``head.json`` watermark makes it refuse to write until then). Children of a hub resend
-   what it lacks on their next sync: their uplinks lower their cursors to its heads. What
-   never left the node and was on a lost page (its own entries not yet pushed, private
-   fields) is lost; the province, which has no parent, keeps only what is salvaged.
+   ``head.json`` watermark makes it refuse to write until then), and then the salvaged
+   own entries that follow them: a lost page in the middle of the log costs only what was
+   on it. The own log cannot have a hole, so those entries wait for the parent: asked now
+   (``connect``), it gives back at once; not asked (``--offline``), away or refusing, the
+   own entries read beyond the rebuilt head (the writes since the last sync among them,
+   which no one else holds) are kept in ``<home>/salvaged.db``, and the recovery at the
+   next start takes them after what the parent gives back (the file is evidence too: the
+   node writes nothing before). Children of a hub resend what it lacks on their next sync:
+   their uplinks lower their cursors to its heads. What never left the node and was on a
+   lost page (its own entries not yet pushed, and every one after them in its chain;
+   private fields) is lost; the province, which has no parent, keeps only what is
+   salvaged.
 
 PostgreSQL stores are not rebuilt here: restore them from their dump (``deploy/``).
 """
@@ -49,18 +64,17 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from sqlalchemy import select
 
 from node.db import Store
 from node.ingest import Ingestor
 from node.keyring import Keyring
-from node.recovery import ensure_recovered
-from node.runtime import EPOCH, Node, load_registry
+from node.recovery import ensure_recovered, salvaged_segments
+from node.runtime import EPOCH, SALVAGED, Node, load_registry, open_store
 from node.settings import NodeSettings
-from node.tables import metadata
+from node.tables import DOWNLINK, TASK_FEED, TASKS, metadata
 from node.verify import check_store
-from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
-from schemas.log import SignedHead
 from schemas.segments import Segment
 from schemas.times import Clock, format_time, system_clock
 
@@ -71,8 +85,12 @@ _INGEST_ENTRIES = 2000
 _REBUILT = frozenset({"entries", "signed_heads", "heads", "records", "rollups", "task_events"})
 """Tables the re-ingested log rebuilds; every other table is copied."""
 _FIRST = ("meta", "keys")
+_REPLACED = frozenset({"task_feed"})
+"""Tables whose row the new store seeds (the feed's head at 0) and the copy replaces."""
 _DAMAGE_CODES = frozenset({10, 11, 26})  # SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOTADB
-_FILES = ("", "-wal", "-shm")
+_FILES = ("-wal", "-shm", "")
+"""The parts of a SQLite store, in the order they are moved: the database file last, so
+that once it is aside the whole store is (a repair killed in between finds the rest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +115,9 @@ class RepairReport:
     restored: int | None = None
     """Own entries taken back from the parent (None: not asked)."""
     recovery_error: str | None = None
+    kept: int = 0
+    """Own entries read beyond the rebuilt head and kept in ``salvaged.db``: the parent
+    was not asked or away, and they wait for the recovery at the next start."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +131,7 @@ class RepairReport:
             "unreadable": self.unreadable,
             "restored_from_parent": self.restored,
             "recovery_error": self.recovery_error,
+            "kept_for_recovery": self.kept,
         }
 
 
@@ -131,27 +153,31 @@ async def repair(
     """
     path = _sqlite_file(settings)
     with _exclusive(settings.home):
-        node = Node.open(settings, clock=clock)
-        try:
-            found = node.store.quarantine() or {}
-            resume = found.get("repair")
-            if resume is None:
+        marker = open_store(settings)  # the marker only: the database is not opened here
+        found = marker.quarantine() or {}
+        resume = found.get("repair")
+        if resume is None:
+            node = Node.open(settings, clock=clock)
+            try:
                 check = check_store(node.log)
-                if not (check.quarantined or force):
-                    node.store.clear_corrupt()
-                    return RepairReport(rebuilt=False)
-                damage = check.damage or [str(p) for p in check.problems if p.damage]
-                reason = "; ".join(damage[:3]) or "rebuild asked for"
-            else:
-                damage = [f"resuming the repair from {resume}"]
-                reason = str(found.get("reason", "an interrupted repair"))
-        finally:
-            node.close()
+            finally:
+                node.close()
+            if not (check.quarantined or force):
+                marker.clear_corrupt()
+                return RepairReport(rebuilt=False)
+            damage = check.damage or [str(p) for p in check.problems if p.damage]
+            reason = "; ".join(damage[:3]) or "rebuild asked for"
+        else:
+            damage = [f"resuming the repair from {resume}"]
+            reason = str(found.get("reason", "an interrupted repair"))
         stamp = format_time(clock()).replace(":", "").replace(".", "")
-        aside = Path(resume) if resume else _fresh(settings.home / f"corrupt-{stamp}")
-        node.store.mark_corrupt(reason, repair=str(aside))
-        # A repair interrupted after the move left a partial rebuild: it goes aside too.
-        _move(path, _fresh(aside / f"rebuild-{stamp}") if resume else aside)
+        if resume:
+            aside = Path(resume)
+            _set_aside_again(path, aside, stamp)
+        else:
+            aside = _fresh(settings.home / f"corrupt-{stamp}")
+            marker.mark_corrupt(reason, repair=str(aside))
+            _move(path, aside)
         report = RepairReport(rebuilt=True, damage=damage, aside=aside)
         store = Store(settings.database_url)  # no marker: the node stays quarantined meanwhile
         try:
@@ -164,9 +190,11 @@ async def repair(
                 if connect is not None and settings.parent_url:
                     async with connect(fresh) as http:
                         await salvage.take_back(http)
+                if settings.parent_url and not salvage.took_back:
+                    salvage.keep_own()
         finally:
             store.dispose()
-        node.store.clear_corrupt()
+        marker.clear_corrupt()
     return report
 
 
@@ -270,6 +298,8 @@ class _Salvage:
         self.report = report
         self.scratch = source.with_name("salvage.db")
         self.old: sqlite3.Connection | None = None
+        if not source.is_file():  # salvaging from nothing would pass an empty store as good
+            raise GuantongError(ErrorCode.STORE_ERROR, f"the damaged store {source} is missing")
         with contextlib.suppress(sqlite3.Error):  # unreadable: the federation gives it back
             self.old = sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True)
         self.scratch.unlink(missing_ok=True)
@@ -289,6 +319,8 @@ class _Salvage:
             clock=node.clock,
         )
         self.held: dict[str, int] = {}
+        self.restart_downlink = False
+        self.took_back = False
 
     def __enter__(self) -> _Salvage:
         return self
@@ -304,15 +336,18 @@ class _Salvage:
         if self.old is None:
             return
         for table in [*_FIRST, *sorted(set(metadata.tables) - set(_FIRST))]:
-            if table in _REBUILT:
+            if table in _REBUILT or (table == "downlink" and self.restart_downlink):
                 continue
             columns = _columns(self.old, table)
             if not columns:
+                if table == "tasks":
+                    self._restart_downlink()
                 continue
             skipped: list[tuple[int, int]] = []
             listed = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" for _ in columns)
-            insert = f'INSERT OR IGNORE INTO "{table}" ({listed}) VALUES ({marks})'
+            verb = "REPLACE" if table in _REPLACED else "IGNORE"
+            insert = f'INSERT OR {verb} INTO "{table}" ({listed}) VALUES ({marks})'
             chunk: list[tuple[Any, ...]] = []
             copied = 0
             for row in readable_rows(self.old, table, columns, skipped):
@@ -323,6 +358,36 @@ class _Salvage:
             self.report.rows[table] = copied
             if skipped:
                 self.report.unreadable[table] = len(skipped)
+                if table == "tasks":
+                    self._restart_downlink()
+        self._feed_head()
+
+    def _feed_head(self) -> None:
+        """This node's task feed goes on from the damaged store's head (copied over the
+        empty one the migration seeds), or, if that row was lost, from the highest number
+        copied: the next revision stored is numbered after every one copied (else it took
+        number 1 again and no task could be stored), and a child's cursor still names the
+        same revision (``node/taskfeed.py``)."""
+        with self.node.store.write() as conn:
+            top = conn.execute(
+                select(TASKS.c.feed, TASKS.c.chain)
+                .where(TASKS.c.feed.is_not(None))
+                .order_by(TASKS.c.feed.desc())
+                .limit(1)
+            ).first()
+            last = conn.execute(select(TASK_FEED.c.last).where(TASK_FEED.c.id == 1)).scalar()
+            if top is not None and (last is None or int(last) < int(top.feed)):
+                conn.execute(TASK_FEED.delete())
+                conn.execute(TASK_FEED.insert().values(id=1, last=top.feed, chain=top.chain))
+
+    def _restart_downlink(self) -> None:
+        """Task revisions were on a lost page: the cursor in the parent's feed (copied, or
+        still to be) would go on after them, and they would never come down again. Without
+        it the next pull takes the whole feed again; what is held already is stored once
+        (by task and revision), and receipts derive from the log, so none is repeated."""
+        self.restart_downlink = True
+        with self.node.store.write() as conn:
+            conn.execute(DOWNLINK.delete())
 
     def take_log(self) -> None:
         """Re-ingest the readable log, origin by origin, up to the last head that verifies."""
@@ -383,12 +448,44 @@ class _Salvage:
         if recovered is None:
             self.report.recovery_error = "the parent could not be reached"
             return
+        self.took_back = True
         self.report.restored = recovered.restored
         own = self.node.log.head()
         self.held[self.node.id] = own.seq if own else 0
         self._take(self.node.id)
         self._arrivals()
         self._count()
+
+    def keep_own(self) -> None:
+        """The parent not asked (``--offline``), away or refusing: the own entries read
+        beyond the rebuilt head (writes since the last sync among them) could not follow
+        what it would give back. They wait in ``<home>/salvaged.db`` (added to one an
+        earlier repair kept) for the recovery at the next start (``node/recovery.py``)."""
+        own = self.node.log.head()
+        after = own.seq if own else 0
+        where = ("origin = ? AND seq > ?", (self.node.id, after))
+        if not self.work.execute(f"SELECT 1 FROM s WHERE {where[0]} LIMIT 1", where[1]).fetchone():
+            return  # no signed head beyond: nothing there could ever be stored
+        path = self.node.settings.home / SALVAGED
+        with contextlib.closing(sqlite3.connect(path)) as kept:
+            kept.executescript(
+                "CREATE TABLE IF NOT EXISTS e (origin TEXT, seq INTEGER, raw BLOB,"
+                " PRIMARY KEY (origin, seq));"
+                "CREATE TABLE IF NOT EXISTS s (origin TEXT, seq INTEGER, raw BLOB,"
+                " PRIMARY KEY (origin, seq));"
+            )
+            with kept:
+                for table in ("e", "s"):
+                    kept.executemany(
+                        f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?)",
+                        self.work.execute(
+                            f"SELECT origin, seq, raw FROM {table} WHERE {where[0]}", where[1]
+                        ),
+                    )
+            self.report.kept = int(
+                kept.execute("SELECT count(*) FROM e WHERE " + where[0], where[1]).fetchone()[0]
+            )
+        path.chmod(0o600)  # private fields travel in entries: the node's own user only
 
     def _count(self) -> None:
         heads = {h.origin: h.seq for h in self.node.log.heads()}
@@ -400,33 +497,11 @@ class _Salvage:
     def _take(self, origin: str) -> str:
         """Ingest one origin's segments from ``held[origin]`` on: ``unknown`` if its key is
         not known (yet), else ``done`` once it ran out of segments that verify."""
-        heads = [
-            (int(seq), bytes(raw))
-            for seq, raw in self.work.execute(
-                "SELECT seq, raw FROM s WHERE origin = ? AND seq > ? ORDER BY seq",
-                (origin, self.held[origin]),
-            )
-        ]
         batch: list[Segment] = []
         size = 0
-        start = self.held[origin] + 1
-        for seq, raw in heads:
-            entries = [
-                bytes(r)
-                for (r,) in self.work.execute(
-                    "SELECT raw FROM e WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-                    (origin, start, seq),
-                )
-            ]
-            if len(entries) != seq - start + 1:
-                break  # an entry was on a lost page: the chain stops before it
-            try:
-                head = SignedHead.parse_obj(parse_canonical(raw))
-            except GuantongError:
-                break
-            batch.append(Segment(head=head, start=start, entries=tuple(entries)))
-            size += len(entries)
-            start = seq + 1
+        for segment in salvaged_segments(self.work, origin, self.held[origin]):
+            batch.append(segment)
+            size += len(segment.entries)
             if size >= _INGEST_ENTRIES:
                 status = self._ingest(origin, batch)
                 if status != "ok":
@@ -468,12 +543,42 @@ def _fresh(folder: Path) -> Path:
     return candidate
 
 
-def _move(path: Path, into: Path) -> None:
+def _move(path: Path, into: Path, *, taken: Path | None = None) -> None:
+    """Move the store's parts into ``into``; one already there goes to ``taken`` instead
+    (never replaced: the first one moved is the store's own)."""
     into.mkdir(mode=0o700, parents=True, exist_ok=True)
     for suffix in _FILES:
         part = path.with_name(path.name + suffix)
-        if part.exists():
+        if not part.exists():
+            continue
+        if taken is not None and (into / part.name).exists():
+            taken.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.replace(part, taken / part.name)
+        else:
             os.replace(part, into / part.name)
+
+
+def _set_aside_again(path: Path, aside: Path, stamp: str) -> None:
+    """Resume an interrupted repair's step 2, wherever it stopped.
+
+    The damaged database file in ``aside``: it was moved, and what lies at ``path`` is a
+    partial rebuild (or a store a command opened since), set aside in ``rebuild-<time>/``.
+    Not there: the repair died before the move (the marker is written first), and the
+    damaged store is still at ``path``; it is moved now, parts already moved staying as
+    they are. Neither: there is nothing to rebuild from, and an empty store must not be
+    passed off as the repaired one."""
+    rebuild = _fresh(aside / f"rebuild-{stamp}")
+    if (aside / path.name).is_file():
+        _move(path, rebuild)
+    elif path.is_file():
+        _move(path, aside, taken=rebuild)
+    else:
+        raise GuantongError(
+            ErrorCode.STORE_ERROR,
+            f"an interrupted repair named {aside} but the damaged store is neither there nor "
+            f"at {path}: put the damaged {path.name} (with its -wal) into {aside} and run "
+            "`guantong repair` again, or restore a backup (deploy/restore.sh); nothing changed",
+        )
 
 
 @contextmanager

@@ -5,10 +5,12 @@ The CLI and the ASGI app are thin layers over this; tests build several side by 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +37,7 @@ from schemas.ids import Tier, is_contract_name, is_in_subtree, is_node_id, is_uu
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, system_clock
 
-__all__ = ["Node", "RecordView", "load_registry", "open_store"]
+__all__ = ["SALVAGED", "Node", "RecordView", "load_registry", "open_store"]
 
 _RECORDS = RECORDS
 _CHUNK = 500
@@ -88,12 +90,67 @@ def _folder_state(path: Path) -> tuple[int, int] | None:
 def load_registry(home: Path) -> Registry:
     """The bundle installed in ``home/contracts``, else the one shipped with this release."""
     installed = home / "contracts"
+    if not (installed / "index.json").is_file():
+        settle_contracts(home)
     if (installed / "index.json").is_file():
         return Registry.from_dir(installed)
     return Registry.default()
 
 
+CONTRACTS_LOCK = "contracts.lock"
+"""Held while a bundle is installed (``Node.install_contracts``) and while an interrupted
+install is settled, so that no process settles what another is in the middle of."""
+
+
+@contextmanager
+def _contracts_lock(home: Path) -> Iterator[bool]:
+    """The install lock; yields False where it cannot be taken (a read-only home, where
+    nothing could be installed or settled anyway)."""
+    try:
+        handle = (home / CONTRACTS_LOCK).open("ab")
+    except OSError:
+        yield False
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield True
+
+
+def settle_contracts(home: Path) -> None:
+    """Finish or undo an install killed between its two renames (``contracts/`` to
+    ``contracts.old/``, then ``contracts.new/`` to ``contracts/``), which left no
+    ``contracts/``: the release's shipped bundle would be used, a roll back. A complete
+    ``contracts.new/`` (it loads) is the bundle being installed: the swap is finished;
+    else ``contracts.old/`` goes back. A staging folder cut short before the swap, with
+    ``contracts/`` still in place, is left for the next install to clear."""
+    if not ((home / "contracts.new").is_dir() or (home / "contracts.old").is_dir()):
+        return
+    with _contracts_lock(home) as locked:
+        if locked:
+            _settle(home)
+
+
+def _settle(home: Path) -> None:
+    """:func:`settle_contracts`, the install lock held."""
+    installed = home / "contracts"
+    if (installed / "index.json").is_file():
+        return
+    for candidate in (home / "contracts.new", home / "contracts.old"):
+        if not candidate.is_dir():
+            continue
+        try:
+            Registry.from_dir(candidate)
+        except (GuantongError, OSError, ValueError):
+            continue  # cut short while it was written
+        shutil.rmtree(installed, ignore_errors=True)
+        candidate.rename(installed)
+        return
+
+
 WATERMARK = "head.json"
+SALVAGED = "salvaged.db"
+"""Own entries a repair read beyond the log it could rebuild, kept until the parent gave
+back what lies before them (``node/recovery.py``)."""
 TASK_STAMP = "tasks.stamp"
 """Replaced after every commit that stored task revisions, by whichever process made it."""
 ROOT_VALIDITY_DAYS = 20 * 366
@@ -186,6 +243,11 @@ class Node:
             self.recovery_reason = (
                 f"the store holds own seq {own.seq if own else 0} but seq {behind} was "
                 "written (restored from an older backup?)"
+            )
+        if self.recovery_reason is None and (settings.home / SALVAGED).is_file():
+            self.recovery_reason = (
+                f"a repair kept own entries beyond seq {own.seq if own else 0} in {SALVAGED}, "
+                "to be stored once the parent gave back what lies before them"
             )
 
     @classmethod
@@ -566,14 +628,18 @@ class Node:
             )
         staging = self.settings.home / "contracts.new"
         retired = self.settings.home / "contracts.old"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
-        registry.export(staging)
         target = self.settings.home / "contracts"
-        if target.exists():
-            target.rename(retired)  # two renames: a reader finds one bundle or, briefly, none
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
+        with _contracts_lock(self.settings.home):
+            _settle(self.settings.home)  # another process's install killed mid-swap
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(retired, ignore_errors=True)
+            registry.export(staging)
+            if target.exists():
+                # two renames: a reader finds one bundle or, briefly, none; killed between
+                # them, the next load finishes the swap (settle_contracts)
+                target.rename(retired)
+            staging.rename(target)
+            shutil.rmtree(retired, ignore_errors=True)
         self._registry = registry
         self._contracts_seen = _folder_state(target)
         if self.log.rules != registry.rules("performance_index"):

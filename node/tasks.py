@@ -276,6 +276,7 @@ def revoke_node(node: Node, target: str, *, revoked_from: str) -> Task:
 class ReceiveReport:
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
+    """Revisions refused (``code: message``), and the steps of ``deferred`` as such."""
     installed_bundle: int | None = None
     revoked: int = 0
     applied: int = 0
@@ -283,6 +284,18 @@ class ReceiveReport:
     unknown: int = 0
     """Revisions refused because no key of their signer is known here (among ``rejected``):
     their chain may come later, so a downlink takes them again (``node/downlink.py``)."""
+    deferred: list[tuple[str, GuantongError]] = field(default_factory=list)
+    """What failed after the tasks were stored (the contract bundle's install, the
+    receipts), by step: made good by the next pull or import, nothing refused."""
+
+    def defer(self, step: str, exc: GuantongError) -> None:
+        self.deferred.append((step, exc))
+        self.rejected.append(f"{exc.code.value}: {step}: {exc.message}")
+
+    @property
+    def refused(self) -> int:
+        """How many revisions were refused."""
+        return len(self.rejected) - len(self.deferred)
 
 
 def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) -> ReceiveReport:
@@ -323,15 +336,15 @@ def receive_tasks(node: Node, raws: Sequence[bytes], certs: Sequence[Any] = ()) 
     try:
         report.installed_bundle = _install_held_bundle(node, fresh, report)
     except GuantongError as exc:
-        report.rejected.append(f"{exc.code.value}: contract bundle: {exc.message}")
+        report.defer("contract bundle", exc)
     try:
         report.applied = _apply_pending(node)
     except GuantongError as exc:  # retried on the next pull, as receipts are
-        report.rejected.append(f"{exc.code.value}: pending entries: {exc.message}")
+        report.defer("pending entries", exc)
     try:
         write_receipts(node)
     except GuantongError as exc:  # retried on the next pull: receipts are derived, not queued
-        report.rejected.append(f"{exc.code.value}: receipts: {exc.message}")
+        report.defer("receipts", exc)
     return report
 
 

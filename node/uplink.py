@@ -36,7 +36,7 @@ each within seconds, long before the sender's timeout.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -63,6 +63,7 @@ __all__ = [
     "backlog",
     "backoff_delay",
     "collect_segments",
+    "lower_cursors",
     "parse_retry_after",
 ]
 
@@ -260,16 +261,7 @@ class Uplink:
                 break
             if not isinstance(after, str):
                 return
-        now = format_time(self.clock())
-        with self.store.write() as conn:
-            for row in conn.execute(select(UPLINK_CURSOR.c.origin, UPLINK_CURSOR.c.acked)).all():
-                parent_has = held.get(row.origin, 0)
-                if row.acked > parent_has:
-                    conn.execute(
-                        UPLINK_CURSOR.update()
-                        .where(UPLINK_CURSOR.c.origin == row.origin)
-                        .values(acked=parent_has, updated_at=now)
-                    )
+        lower_cursors(self.store, held, format_time(self.clock()))
 
     async def _post(self, body: bytes) -> list[dict[str, Any]]:
         """POST a gzipped push body; the parent's results. A 200 answer is recorded as
@@ -419,6 +411,29 @@ class Uplink:
                 self._save(failures, next_at, error, contact, own)
             return
         bulk(conn, _SET_STATE, [(1, failures, next_at, error, contact)])
+
+
+def lower_cursors(
+    store: Store, held: Mapping[str, int], now: str, *, only: Collection[str] | None = None
+) -> list[str]:
+    """Lower the cursors (of the origins ``only``, else of all) to what the parent holds
+    (``held``; an origin it does not name: nothing), never raise one: what lies above is
+    sent again, which costs bytes only (the parent compares by hash). Returns the origins
+    lowered."""
+    lowered: list[str] = []
+    with store.write() as conn:
+        for row in conn.execute(select(UPLINK_CURSOR.c.origin, UPLINK_CURSOR.c.acked)).all():
+            if only is not None and row.origin not in only:
+                continue
+            parent_has = max(0, held.get(row.origin, 0))
+            if row.acked > parent_has:
+                conn.execute(
+                    UPLINK_CURSOR.update()
+                    .where(UPLINK_CURSOR.c.origin == row.origin)
+                    .values(acked=parent_has, updated_at=now)
+                )
+                lowered.append(str(row.origin))
+    return lowered
 
 
 def backlog(store: Store, conn: Connection | None = None) -> list[Backlog]:

@@ -100,6 +100,11 @@ def _print(report: RepairReport, waiting: str | None) -> None:
         console.print(f"took {report.restored} own entries back from the parent")
     if report.recovery_error:
         console.print(f"could not ask the parent: {report.recovery_error}", markup=False)
+    if report.kept:
+        console.print(
+            f"kept {report.kept} own entries read beyond the rebuilt log in salvaged.db: "
+            "stored at the next start, after what the parent gives back"
+        )
     if waiting:
         console.print(
             f"writes wait for the parent: {waiting}; it gives the rest back once reachable",

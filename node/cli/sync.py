@@ -19,7 +19,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from node.bundles import export_bundle, export_tasks, import_bundle, import_tasks, read_bundle
+from node.bundles import (
+    export_bundle,
+    export_tasks,
+    import_bundle,
+    import_tasks,
+    read_bundle,
+    restart_from,
+)
 from node.cli.common import (
     HomeOpt,
     JsonOpt,
@@ -32,6 +39,7 @@ from node.cli.common import (
     print_json,
 )
 from node.downlink import pull_tasks
+from node.ingest import SegmentResult
 from node.recovery import ensure_recovered
 from node.runtime import Node
 from node.settings import load_settings
@@ -216,6 +224,15 @@ def export(
     for_child: Annotated[
         str | None, typer.Option("--for", help="A child: write the tasks for its subtree instead.")
     ] = None,
+    start: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from",
+            metavar="[ORIGIN=]SEQ",
+            help="Start this node's log (or ORIGIN's) at SEQ at the latest: what a parent "
+            "that answered gap asks for (its import says the seq).",
+        ),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -224,6 +241,8 @@ def export(
         if for_child is not None:
             report = export_tasks(node, for_child, out)
         else:
+            if start:
+                restart_from(node, _starts(node.id, start))
             with _progress() as progress:
                 task = progress.add_task(
                     "exporting", total=sum(b.entries for b in backlog(node.store))
@@ -252,6 +271,41 @@ def export(
         )
 
 
+def _starts(own: str, values: list[str]) -> dict[str, int]:
+    """``--from`` values: ``SEQ`` (this node's log) or ``ORIGIN=SEQ``."""
+    starts: dict[str, int] = {}
+    for value in values:
+        origin, _, seq = value.rpartition("=")
+        if not seq.strip().isdigit():
+            raise GuantongError(
+                ErrorCode.MALFORMED, f"--from {value!r}: a seq, or ORIGIN=SEQ (e.g. --from 11)"
+            )
+        starts[origin.strip() or own] = int(seq)
+    return starts
+
+
+def _gap_hint(sender: str, results: list[SegmentResult]) -> str:
+    """What the hub's operator asks the sender for when it answered ``gap``: per origin,
+    the seq it expects (one line)."""
+    expected: dict[str, int] = {}
+    for r in results:
+        seq = (r.error or {}).get("expected") if r.status != "ok" else None
+        if (r.error or {}).get("code") == ErrorCode.GAP.value and isinstance(seq, int):
+            expected[r.origin] = min(seq, expected.get(r.origin, seq))
+    if not expected:
+        return ""
+    starts = " ".join(
+        f"--from {seq}" if origin == sender else f"--from {origin}={seq}"
+        for origin, seq in sorted(expected.items())
+    )
+    missing = ", ".join(f"{o} from seq {s}" for o, s in sorted(expected.items()))
+    return (
+        f"; this node lacks {missing}: ask {sender} for a bundle written with "
+        f"`guantong export -o FILE {starts}` (or carry it a task bundle from here, "
+        f"`guantong export --for {sender}`, whose import does the same)"
+    )
+
+
 @app.command("import")
 @command
 def import_(
@@ -276,10 +330,17 @@ def import_(
                 )
             else:
                 console.print(f"took {received.stored} new task revision(s) from {header['from']}")
-            if received.rejected:
+            if received.refused:
                 raise GuantongError(
                     ErrorCode.MALFORMED,
-                    f"{len(received.rejected)} task(s) refused: {received.rejected[0]}",
+                    f"{received.refused} task(s) refused: {received.rejected[0]}",
+                )
+            if received.deferred:  # the tasks are stored: only what follows them waits
+                step, exc = received.deferred[0]
+                raise GuantongError(
+                    exc.code,
+                    f"the tasks are stored ({received.stored} new revision(s)), the {step} "
+                    f"not yet: {exc.message}; the next import or pull makes up for it",
                 )
             return
         header, results = import_bundle(node, file)
@@ -301,5 +362,6 @@ def import_(
         first = rejected[0].error or {}
         raise GuantongError(
             code_of(first.get("code")),
-            f"{len(rejected)} segment(s) rejected, the rest imported: {first.get('message', '')}",
+            f"{len(rejected)} segment(s) rejected, the rest imported: {first.get('message', '')}"
+            + _gap_hint(str(header["from"]), rejected),
         )

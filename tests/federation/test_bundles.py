@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import sqlite3
 from pathlib import Path
 
 import orjson
 import pytest
+from typer.testing import CliRunner
 
-from node.bundles import export_bundle, import_bundle, read_bundle
+from node.bundles import export_bundle, export_tasks, import_bundle, import_tasks, read_bundle
+from node.cli import app
+from node.runtime import Node
+from node.tasks import issue_task, latest_task
 from node.verify import verify_log
 from schemas.errors import ErrorCode, GuantongError
-from tests.federation.harness import Federation
+from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +152,102 @@ def test_a_task_bundle_whose_certs_is_not_a_list_is_malformed(
     with pytest.raises(GuantongError) as refused:
         import_tasks(station, path)
     assert refused.value.code is ErrorCode.MALFORMED
+
+
+def test_a_task_bundle_taken_while_recovery_is_required_says_what_waits(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """The task is stored; only its receipt waits for the parent (recovery_required). The
+    import said ``malformed: 1 task(s) refused``."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    fed.write(station.id, 3)
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    path = export_tasks(county, station.id, tmp_path / "t.gtb").path
+    station.close()
+    watermark = station.settings.home / "head.json"  # the store restored from an old backup
+    watermark.write_bytes(orjson.dumps({**orjson.loads(watermark.read_bytes()), "seq": 99}))
+    home = str(station.settings.home)
+    done = CliRunner().invoke(app, ["import", str(path), "--home", home])
+    assert done.exit_code == 1
+    assert done.stderr.startswith("error: recovery_required: the tasks are stored (1 new "), (
+        done.stderr
+    )
+    assert "receipts not yet" in done.stderr and "refused" not in done.stderr
+    station = reopen(fed, station.id)
+    assert latest_task(station, task.id) is not None
+
+
+def _backup(db: Path, to: Path) -> None:
+    src, dst = sqlite3.connect(db), sqlite3.connect(to)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+async def _restored_county(fed: Federation, tmp_path: Path) -> tuple[Node, Node]:
+    """A station that synced once (seq 1..10) and whose county was then restored from a
+    backup taken before that sync: the station's cursor says 10, the county holds 0."""
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    if not county.store.is_sqlite:
+        pytest.skip("the county is restored from a SQLite backup")
+    db = county.settings.home / "node.db"
+    _backup(db, tmp_path / "county-backup.db")  # the county's nightly backup
+    fed.write(station.id, 10)
+    await fed.sync(station.id)
+    county.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    _backup(tmp_path / "county-backup.db", db)
+    county = reopen(fed, county.id)
+    assert county.log.head(station.id) is None
+    return county, station
+
+
+async def test_a_usb_only_station_starts_where_its_restored_county_asks(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Every bundle started at the stale cursor and the county answered ``gap`` to each,
+    however often it was carried. The import now says which seq to ask for and how;
+    ``export --from`` starts there; the cursor stays lowered for the next weeks."""
+    county, station = await _restored_county(fed, tmp_path)
+    fed.write(station.id, 5, seed=1)
+    export_bundle(station, tmp_path / "w0.gtb")
+    done = CliRunner().invoke(
+        app, ["import", str(tmp_path / "w0.gtb"), "--home", str(county.settings.home)]
+    )
+    assert done.exit_code == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: gap: 1 segment(s) rejected"), done.stderr
+    assert "js.wx.jy.s1 from seq 1" in done.stderr and "--from 1`" in done.stderr
+    home = str(station.settings.home)
+    station.close()
+    out = tmp_path / "w1.gtb"
+    exported = CliRunner().invoke(app, ["export", "-o", str(out), "--from", "1", "--home", home])
+    assert exported.exit_code == 0, exported.stderr
+    station = reopen(fed, station.id)
+    _, results = import_bundle(county, out)
+    assert [(r.status, r.held) for r in results] == [("ok", 15)]
+    fed.write(station.id, 5, seed=2)  # the week after: the cursor stayed lowered
+    export_bundle(station, tmp_path / "w2.gtb")
+    _, results = import_bundle(county, tmp_path / "w2.gtb")
+    assert [(r.status, r.held) for r in results] == [("ok", 20)]
+    assert list(county.log.iter_entries(station.id)) == list(station.log.iter_entries(station.id))
+
+
+async def test_a_task_bundle_lowers_the_cursors_to_what_the_hub_holds(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """The county's next task bundle carries its heads for the station's subtree: its
+    import lowers the station's cursor as the online uplink does, and the next bundle
+    starts where the county needs it, without anyone typing a seq."""
+    county, station = await _restored_county(fed, tmp_path)
+    fed.write(station.id, 5, seed=1)
+    issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    import_tasks(station, export_tasks(county, station.id, tmp_path / "down.gtb").path)
+    export_bundle(station, tmp_path / "up.gtb")
+    _, results = import_bundle(county, tmp_path / "up.gtb")
+    head = station.log.head()  # 15 entries and the task's receipt
+    assert head is not None and [(r.status, r.held) for r in results] == [("ok", head.seq)]
+    assert list(county.log.iter_entries(station.id)) == list(station.log.iter_entries(station.id))

@@ -191,3 +191,60 @@ async def test_a_station_applies_its_recovered_entries_once_the_bundle_is_back(
     assert report.installed_bundle == 2 and report.applied >= 2
     assert statuses() == {"valid"}
     assert [station.get("opinion", i).version for i in ids] == ["1.2", "1.2"]
+
+
+@pytest.mark.parametrize("renames", [1, 2], ids=["before-the-swap", "between-the-renames"])
+async def test_an_install_killed_mid_swap_neither_rolls_back_nor_loses_the_bundle(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, renames: int
+) -> None:
+    """Killed after ``contracts/`` became ``contracts.old/`` and before ``contracts.new/``
+    became ``contracts/``, the node opened with the release's shipped bundle (version 1),
+    a roll back; the swap is now finished at the next load (undone if the new folder was
+    cut short)."""
+    station = fed.add("js.wx.jy.s1")
+    publish_contracts(fed.nodes["js"], newer_bundle(tmp_path, opinion_1_2=True))
+    await fed.cascade_down("js.wx", "js.wx.jy", station.id)
+    assert station.registry.bundle_version == 2
+
+    class Killed(BaseException):
+        pass
+
+    real = Path.rename
+    calls: list[Path] = []
+
+    def rename(self: Path, target: Path) -> Path:
+        calls.append(self)
+        if len(calls) == renames:
+            raise Killed
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(Killed):
+        station.install_contracts(station.registry)  # any install: the same bundle again
+    monkeypatch.setattr(Path, "rename", real)
+    home = station.settings.home
+    assert (home / "contracts").is_dir() == (renames == 1)
+    station.close()
+    reopened = Node.open(station.settings, clock=fed.clock)
+    try:
+        assert reopened.registry.bundle_version == 2
+        assert (home / "contracts" / "index.json").is_file()
+    finally:
+        reopened.close()
+
+
+def test_a_swap_cut_short_while_the_new_bundle_was_written_goes_back_to_the_old(
+    fed: Federation, tmp_path: Path
+) -> None:
+    station = fed.add("js.wx.jy.s1")
+    home = station.settings.home
+    station.install_contracts(newer_bundle(tmp_path, opinion_1_2=True))
+    station.close()
+    (home / "contracts").rename(home / "contracts.old")  # killed between the renames…
+    Registry.default().export(home / "contracts.new")  # …of a staging folder cut short
+    (home / "contracts.new" / "index.json").write_bytes(b'{"bundle_version": 3, "contr')
+    reopened = Node.open(station.settings, clock=fed.clock)
+    try:
+        assert reopened.registry.bundle_version == 2
+    finally:
+        reopened.close()

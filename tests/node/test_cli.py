@@ -143,6 +143,16 @@ def test_unknown_home(tmp_path: Path) -> None:
     assert code == 1 and err.startswith("error: home_missing:")
 
 
+def test_a_store_of_a_newer_release_is_refused_in_one_line(home: Path) -> None:
+    """An alembic traceback (``Can't locate revision``) on every command, before."""
+    with sqlite3.connect(home / "node.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '2099_01_01_0099'")
+    for command in ("status", "verify"):
+        code, _, err = gt(command, "--home", str(home))
+        assert code == 1 and err.startswith("error: store_error: the store was written by a ")
+        assert "newer release" in err and "2099_01_01_0099" in err and err.count("\n") == 1
+
+
 def test_tamper_one_byte_then_verify_names_it(home: Path) -> None:
     gt("put", "note", "--home", str(home), input='{"a":"x1"}\n{"a":"x2"}\n{"a":"x3"}\n')
     with sqlite3.connect(home / "node.db") as db:

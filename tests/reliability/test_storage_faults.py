@@ -31,14 +31,17 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 
+import node.repair as repair_module
 from contracts.samples import sample_records
 from node.bundles import export_bundle, import_bundle
 from node.db import CORRUPT_MARKER
+from node.recovery import ensure_recovered
 from node.repair import repair
 from node.runtime import Node
-from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS
+from node.tables import ENTRIES, HEADS, RECORDS, SIGNED_HEADS, TASK_EVENTS, TASKS
+from node.tasks import issue_task
 from node.uplink import collect_segments
 from node.verify import check_store, verify_log
 from schemas.canonical import canonical_bytes
@@ -525,6 +528,55 @@ async def test_a_corrupt_entries_page_at_a_station_is_found_refused_and_repaired
     assert _seqs(county, S1) == list(range(1, 236))
 
 
+@pytest.mark.parametrize("parent", ["offline", "away"])
+async def test_a_repair_without_the_parent_keeps_the_unsynced_entries(
+    fed: Federation, parent: str
+) -> None:
+    """``repair --offline``, or the county down during the repair: the own entries read
+    beyond the rebuilt head (the writes since the last sync among them) were dropped with
+    the scratch copy, the recovery at the next start took back only what the county holds,
+    and the station would have written other entries under their seqs. They are kept in
+    ``salvaged.db`` and stored by that recovery, after what the county gives back."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    fed.write(S1, 200)
+    assert (await fed.sync(S1)).entries == 200
+    fed.write(S1, 30, seed=1)  # offline: only the station holds seq 201..230
+    before = list(station.log.iter_entries(S1))
+    station = _corrupt(fed, S1, "entries")
+    station.close()
+    if parent == "offline":
+        report = await repair(station.settings, clock=fed.clock)
+    else:
+        fed.down.add(COUNTY)
+        report = await repair(
+            station.settings, clock=fed.clock, connect=lambda n: fed.client(COUNTY, caller=n.id)
+        )
+        assert report.recovery_error is not None
+        fed.down.discard(COUNTY)
+    held = report.origins[0].held
+    assert held < 200 and report.kept >= 30
+    home = station.settings.home
+    assert (home / "salvaged.db").is_file()
+    watermark = home / "head.json"  # the kept file alone is evidence enough
+    watermark.write_bytes(orjson.dumps({**orjson.loads(watermark.read_bytes()), "seq": held}))
+    station = reopen(fed, S1)
+    assert "salvaged.db" in (station.recovery_reason or "")
+    with pytest.raises(GuantongError) as refused:
+        fed.write(S1, 1, seed=2)
+    assert refused.value.code is ErrorCode.RECOVERY_REQUIRED
+    async with fed.client(COUNTY, caller=S1) as http:  # the next start, the county reachable
+        recovered = await ensure_recovered(station, http)
+    assert recovered is not None and recovered.salvaged == 30
+    assert recovered.restored == 200 - held
+    assert station.recovery_reason is None and not (home / "salvaged.db").exists()
+    assert list(station.log.iter_entries(S1)) == before
+    assert list(verify_log(station.log)) == []
+    fed.write(S1, 5, seed=3)
+    assert (await fed.sync(S1)).entries == 35
+    _same_log(station, county, S1)
+
+
 async def test_a_corrupt_index_page_loses_nothing_even_offline(fed: Federation) -> None:
     """An index page is rebuilt from its table: repair needs no parent for it."""
     fed.add(COUNTY)
@@ -650,6 +702,107 @@ async def test_an_interrupted_repair_starts_again_from_the_files_set_aside(
     assert (aside / next(p.name for p in aside.iterdir() if p.name.startswith("rebuild-"))).is_dir()
     station = reopen(fed, S1)
     assert check_store(station.log).damage == [] and list(verify_log(station.log)) == []
+
+
+async def test_a_repair_killed_before_it_moved_the_store_aside_loses_nothing(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the marker named corrupt-<time>/ and before the damaged store went
+    there: the next run finds it still in the home and rebuilds from it (it salvaged from
+    the empty folder, and an empty store passed verify)."""
+    province = fed.add("js")
+    fed.add(CITY)
+    fed.write("js", 40)
+    fed.write(CITY, 25)
+    await fed.sync(CITY)
+    before = {h.origin: h.seq for h in province.log.heads()}
+    province.close()
+
+    class Killed(BaseException):
+        pass
+
+    def killed(path: Path, into: Path, **_: object) -> None:
+        raise Killed
+
+    moved = repair_module._move
+    monkeypatch.setattr(repair_module, "_move", killed)
+    with pytest.raises(Killed):
+        await repair(province.settings, clock=fed.clock, force=True)
+    monkeypatch.setattr(repair_module, "_move", moved)
+    marker = orjson.loads((province.settings.home / CORRUPT_MARKER).read_bytes())
+    assert not (Path(marker["repair"]) / "node.db").exists()
+    report = await repair(province.settings, clock=fed.clock)  # the operator runs it again
+    assert report.aside == Path(marker["repair"]) and (report.aside / "node.db").is_file()
+    province = reopen(fed, "js")
+    assert {h.origin: h.seq for h in province.log.heads()} == before
+    assert check_store(province.log).damage == [] and list(verify_log(province.log)) == []
+
+
+async def test_a_repair_with_nothing_to_rebuild_from_stops_and_says_so(fed: Federation) -> None:
+    station = fed.add(S1)
+    fed.write(S1, 3)
+    station.close()
+    home = station.settings.home
+    station.store.mark_corrupt("interrupted", repair=str(home / "corrupt-gone"))
+    for suffix in ("", "-wal", "-shm"):
+        (home / f"node.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(GuantongError) as refused:
+        await repair(station.settings, clock=fed.clock)
+    assert refused.value.code is ErrorCode.STORE_ERROR and "corrupt-gone" in refused.value.message
+    assert (home / CORRUPT_MARKER).is_file() and not (home / "node.db").exists()
+
+
+async def test_tasks_on_a_lost_page_come_down_again_after_repair(fed: Federation) -> None:
+    """A page of ``tasks`` lost: repair copied the downlink cursor as it was, and the next
+    pulls went on after the revisions that were on it. Now the cursor starts again; the
+    revisions held are stored once and no receipt is written twice."""
+    county = fed.add(COUNTY)
+    fed.add(S1)
+    for i in range(60):
+        issue_task(county, target=S1, kind="notice", payload={"text": f"通知 {i} " + "x" * 300})
+    await fed.pull(S1)
+
+    def held(node: Node) -> tuple[int, int]:
+        with node.store.read() as conn:
+            tasks = conn.execute(select(func.count()).select_from(TASKS)).scalar_one()
+            receipts = conn.execute(
+                select(func.count())
+                .select_from(TASK_EVENTS)
+                .where(TASK_EVENTS.c.origin == S1, TASK_EVENTS.c.status == "received")
+            ).scalar_one()
+        return int(tasks), int(receipts)
+
+    assert held(fed.nodes[S1]) == (60, 60)
+    station = _corrupt(fed, S1, "tasks")
+    assert check_store(station.log).quarantined
+    station.close()
+    report = await repair(
+        station.settings, clock=fed.clock, connect=lambda n: fed.client(COUNTY, caller=n.id)
+    )
+    assert report.unreadable.get("tasks") and report.rows["tasks"] < 60
+    station = reopen(fed, S1)
+    await fed.pull(S1)  # the county still holds all 60
+    assert held(station) == (60, 60)
+    assert check_store(station.log).damage == [] and list(verify_log(station.log)) == []
+
+
+async def test_a_repaired_node_numbers_new_tasks_after_those_it_held(fed: Federation) -> None:
+    """The rebuilt store's task feed kept the head the migration seeds (0) beside the copied
+    revisions numbered 1..n: the next task stored took number 1 again and every pull failed
+    on the feed's unique number."""
+    county = fed.add(COUNTY)
+    fed.add(S1)
+    for i in range(3):
+        issue_task(county, target=S1, kind="notice", payload={"text": f"通知 {i}"})
+    await fed.pull(S1)
+    fed.nodes[S1].close()
+    await repair(fed.nodes[S1].settings, clock=fed.clock, force=True)
+    station = reopen(fed, S1)
+    issue_task(county, target=S1, kind="notice", payload={"text": "通知 3"})
+    assert (await fed.pull(S1)).stored == 1
+    with station.store.read() as conn:
+        feed = conn.execute(select(TASKS.c.feed).order_by(TASKS.c.feed)).scalars().all()
+    assert feed == [1, 2, 3, 4]
 
 
 def test_the_cli_verifies_and_repairs_a_corrupt_store(fed: Federation) -> None:
