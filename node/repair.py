@@ -70,7 +70,7 @@ from node.db import Store
 from node.ingest import Ingestor
 from node.keyring import Keyring
 from node.recovery import ensure_recovered, salvaged_segments
-from node.runtime import EPOCH, SALVAGED, Node, load_registry, open_store
+from node.runtime import EPOCH, SALVAGED, Node, keep_private, load_registry, open_store
 from node.settings import NodeSettings
 from node.tables import DOWNLINK, TASK_FEED, TASKS, metadata
 from node.verify import check_store
@@ -182,6 +182,7 @@ async def repair(
         store = Store(settings.database_url)  # no marker: the node stays quarantined meanwhile
         try:
             store.migrate()
+            keep_private(settings)  # made under the umask: private before anything is copied
             fresh = Node(settings, store, clock=clock)
             fresh.seed_store(format_time(clock()), key_from=EPOCH)
             with _Salvage(aside / path.name, fresh, report) as salvage:

@@ -5,6 +5,7 @@ The CLI and the ASGI app are thin layers over this; tests build several side by 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -37,7 +38,7 @@ from schemas.ids import Tier, is_contract_name, is_in_subtree, is_node_id, is_uu
 from schemas.signing import Signer
 from schemas.times import Clock, format_time, system_clock
 
-__all__ = ["SALVAGED", "Node", "RecordView", "load_registry", "open_store"]
+__all__ = ["SALVAGED", "Node", "RecordView", "keep_private", "load_registry", "open_store"]
 
 _RECORDS = RECORDS
 _CHUNK = 500
@@ -77,6 +78,15 @@ def _private(home: Path, settings: NodeSettings) -> None:
             path = home / f"node.db{suffix}"
             if path.exists():
                 path.chmod(0o600)
+
+
+def keep_private(settings: NodeSettings) -> None:
+    """:func:`_private` for a store made or put back after ``init`` (``guantong repair``
+    rebuilds one under the process umask; an operator restores one from a backup): every
+    open makes it private again. Best effort: a user who may open but does not own the
+    home (an auditor's read-only account) changes nothing."""
+    with contextlib.suppress(OSError):
+        _private(settings.home, settings)
 
 
 def _folder_state(path: Path) -> tuple[int, int] | None:
@@ -204,6 +214,7 @@ class Node:
             except GuantongError as exc:
                 if exc.code is not ErrorCode.STORE_CORRUPT:
                     raise
+            keep_private(settings)
             node = cls(settings, store, clock=clock)
             try:
                 node._check_evidence()

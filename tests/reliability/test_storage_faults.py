@@ -1014,3 +1014,25 @@ async def test_a_repaired_hub_keeps_when_each_entry_arrived(fed: Federation) -> 
     province = reopen(fed, "js")
     assert arrivals() == before
     assert _timeliness(province, CITY, Thresholds(), fed.clock()).passed
+
+
+async def test_a_repaired_store_is_as_private_as_an_initialised_one(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``init`` makes node.db 0600 whatever the umask; the store ``repair`` rebuilt was made
+    under the umask (0644 under the default 022), with the reporters' names in it."""
+    station = fed.add(S1)
+    if not station.store.is_sqlite:
+        pytest.skip("a SQLite store's file")
+    fed.write(S1, 20)
+    station.close()
+    db = station.settings.home / "node.db"
+    previous = os.umask(0o022)
+    try:
+        await repair(station.settings, clock=fed.clock, force=True)
+    finally:
+        os.umask(previous)
+    assert oct(db.stat().st_mode & 0o777) == oct(0o600)
+    db.chmod(0o644)  # put back from a backup by hand
+    Node.open(station.settings, clock=fed.clock).close()
+    assert oct(db.stat().st_mode & 0o777) == oct(0o600)
