@@ -84,6 +84,10 @@ def serve(
     settings = load_settings(home)
     bind_host = host or settings.host
     bind_port = port if port is not None else settings.port
+    # What would stop the server once started (a key others may read, a store of a newer
+    # release, a port in use) is one line here: inside uvicorn it is a traceback and exit 3.
+    Node.open(settings).close()
+    _check_listen(bind_host, bind_port)
     if workers == 1:
         config = uvicorn.Config(
             create_app(settings),
@@ -106,6 +110,26 @@ def serve(
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,
     )
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse, with ``settings_invalid``, an address the server could not listen on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise GuantongError(ErrorCode.SETTINGS_INVALID, f"cannot listen on {host}: {exc}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise GuantongError(
+                ErrorCode.SETTINGS_INVALID,
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            ) from exc
 
 
 KEEP_ALIVE_S = 65

@@ -229,3 +229,21 @@ def test_a_prefix_that_is_no_node_id_is_refused(home: Path, command: str) -> Non
     """A mistyped prefix would verify nothing and say ok."""
     code, _, err = gt(command, "--prefix", "JS.WX!", "--home", str(home))
     assert code == 1 and err.startswith("error: invalid_node_id: ")
+
+
+def test_serve_refuses_what_would_stop_it_in_one_line(home: Path) -> None:
+    """A key others may read, a port in use: inside uvicorn each was a traceback and exit
+    status 3, after the server had begun to start."""
+    import socket
+
+    os.chmod(home / "keys" / "node.key", 0o644)
+    code, _, err = gt("serve", "--port", "0", "--home", str(home))
+    assert code == 1 and err.startswith("error: key_permissions:"), err
+    os.chmod(home / "keys" / "node.key", 0o600)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, _, err = gt("serve", "--host", "127.0.0.1", "--port", port, "--home", str(home))
+    assert code == 1 and err.startswith("error: settings_invalid: cannot listen on"), err
+    assert err.count("\n") == 1
