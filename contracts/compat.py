@@ -62,7 +62,7 @@ from contracts.privacy import privacy_rules
 from contracts.registry import Registry, index_problems
 from contracts.upcast import TABLE_CHECKS, UPCASTERS
 from schemas.canonical import pointer_token
-from schemas.errors import GuantongError
+from schemas.errors import ErrorCode, GuantongError
 
 # fmt: off
 RULES: tuple[str, ...] = (
@@ -613,6 +613,24 @@ def _read_index(bundle_dir: Path, found: list[Violation]) -> dict[str, list[str]
         if not _NAME.match(name):
             del listed[name]
     return listed
+
+
+def refusal(violations: list[Violation], bundle: Path) -> GuantongError | None:
+    """The error a bundle with these findings is refused with: ``bundle_invalid`` when any
+    is the bundle's own (a file missing or broken, the index, a privacy mark, an upcast
+    table), else ``incompatible_change`` (a minor that breaks an earlier one)."""
+    if not violations:
+        return None
+    broken = [v for v in violations if not v.old_version or v.old_version == v.new_version]
+    if broken:
+        changes = len(violations) - len(broken)
+        also = f", and {changes} incompatible change(s)" if changes else ""
+        return GuantongError(
+            ErrorCode.BUNDLE_INVALID, f"{len(broken)} problem(s) with the bundle in {bundle}{also}"
+        )
+    return GuantongError(
+        ErrorCode.INCOMPATIBLE_CHANGE, f"{len(violations)} incompatible change(s) in {bundle}"
+    )
 
 
 def check_bundle(bundle_dir: Path) -> list[Violation]:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from contracts.compat import check_bundle
+from contracts.compat import check_bundle, refusal
 from contracts.registry import DEFAULT_BUNDLE, Registry
 from node.cli.common import HomeOpt, JsonOpt, app, command, console, open_node, print_json
 from node.tasks import publish_contracts
@@ -30,7 +30,7 @@ def check(
 ) -> None:
     """Check a bundle: every minor backward compatible with all earlier minors of its major."""
     bundle = directory or DEFAULT_BUNDLE
-    violations = check_bundle(bundle)
+    violations = check_bundle(_folder(bundle))
     if as_json:
         print_json(
             [
@@ -48,16 +48,21 @@ def check(
     else:
         for violation in violations:
             console.print(str(violation), markup=False, highlight=False)
-    if violations:
-        raise GuantongError(
-            ErrorCode.INCOMPATIBLE_CHANGE, f"{len(violations)} violation(s) in {bundle}"
-        )
+    refused = refusal(violations, bundle)
+    if refused is not None:
+        raise refused
     if not as_json:
         registry = Registry.from_dir(bundle)
         console.print(
             f"ok: bundle {registry.bundle_version}, {len(registry.names())} contracts, "
             f"{len(registry.all_versions())} versions, every minor backward compatible"
         )
+
+
+def _folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise GuantongError(ErrorCode.NOT_FOUND, f"no bundle folder at {path}")
+    return path
 
 
 @contracts_app.command("list")
@@ -100,13 +105,12 @@ def publish(
     home: HomeOpt = None,
 ) -> None:
     """At the province: check a newer bundle, install it and send it to every node below."""
-    violations = check_bundle(directory)
-    if violations:
-        for violation in violations:
-            console.print(str(violation), markup=False, highlight=False)
-        raise GuantongError(
-            ErrorCode.INCOMPATIBLE_CHANGE, f"{len(violations)} violation(s) in {directory}"
-        )
+    violations = check_bundle(_folder(directory))
+    for violation in violations:
+        console.print(str(violation), markup=False, highlight=False)
+    refused = refusal(violations, directory)
+    if refused is not None:
+        raise refused
     with open_node(home) as node:
         task = publish_contracts(node, Registry.from_dir(directory))
     console.print(f"published bundle {task.payload['bundle_version']} (contracts task {task.id})")

@@ -72,7 +72,7 @@ def test_a_malformed_index_is_a_finding_not_a_traceback(
     result = runner.invoke(app, ["contracts", "check", str(bundle), "--json"])
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: incompatible_change:")
+    assert result.stderr.startswith("error: bundle_invalid:")
     found = [(v["rule"], v["pointer"]) for v in json.loads(result.stdout)]
     assert found == [("invalid_index", pointer)]
     home = tmp_path / "province"
@@ -81,7 +81,21 @@ def test_a_malformed_index_is_a_finding_not_a_traceback(
     result = runner.invoke(app, ["contracts", "publish", str(bundle), "--home", str(home)])
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: incompatible_change:")
+    assert result.stderr.startswith("error: bundle_invalid:")
+
+
+def test_a_missing_or_broken_bundle_is_no_incompatible_change(tmp_path: Path) -> None:
+    """A folder that is not there, a schema that is not JSON: the bundle is broken
+    (bundle_invalid), not a minor that breaks an earlier one (incompatible_change)."""
+    result = runner.invoke(app, ["contracts", "check", str(tmp_path / "no-such-dir")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: not_found: no bundle folder at"), result.stderr
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    (bundle / "opinion" / "1.0.json").write_text("{bad", "utf-8")
+    result = runner.invoke(app, ["contracts", "check", str(bundle)])
+    assert result.exit_code == 1 and "invalid_json" in result.stdout
+    assert result.stderr.startswith("error: bundle_invalid: 1 problem(s)"), result.stderr
 
 
 def test_sample_is_valid_deterministic_ndjson() -> None:
