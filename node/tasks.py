@@ -255,8 +255,18 @@ def revoke_node(node: Node, target: str, *, revoked_from: str) -> Task:
     known = [k for k in node.keyring.keys_of(target) if k.cert is not None]
     if not known or target == node.id or not is_in_subtree(target, node.id):
         raise GuantongError(ErrorCode.NOT_FOUND, f"no certified key of {target} below {node.id}")
+    # a revocation is never moved later: a key revoked from an earlier time keeps it, in
+    # the record that travels up as in the keyrings (which keep the earliest they learn)
     records = [
-        (None, cert_record(k.cert, issuer=node.id, status="revoked", revoked_from=revoked_from))
+        (
+            None,
+            cert_record(
+                k.cert,
+                issuer=node.id,
+                status="revoked",
+                revoked_from=min(revoked_from, k.revoked_from or revoked_from),
+            ),
+        )
         for k in known
         if k.cert is not None
     ]

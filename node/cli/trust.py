@@ -149,8 +149,14 @@ def revoke(
     with open_node(home) as node:
         when = format_time(parse_time(since)) if since else format_time(node.clock())
         task = revoke_node(node, target, revoked_from=when)
+        revoked = task.payload["key_ids"]
+        times = sorted(
+            {k.revoked_from or when for k in node.keyring.keys_of(target) if k.key_id in revoked}
+        )
+    # an earlier revocation is kept: say the times in force, not the one asked for
+    shown = times[0] if len(times) == 1 else ", ".join(times)
     console.print(
-        f"revoked {len(task.payload['key_ids'])} key(s) of {target} from {when} "
+        f"revoked {len(revoked)} key(s) of {target} from {shown} "
         f"(revoke task {task.id} for the subtree)"
     )
 

@@ -24,7 +24,7 @@ from schemas.ids import Tier
 from schemas.signing import Signer
 from schemas.times import format_time
 from tests.conftest import FakeClock
-from tests.federation.harness import Federation
+from tests.federation.harness import Federation, reopen
 
 pytestmark = pytest.mark.anyio
 runner = CliRunner()
@@ -456,3 +456,23 @@ async def test_a_tier_must_fit_the_ids_depth_in_tokens_and_certificates(
             holder.keyring.add_certificate(cert)
         assert refused.value.code is ErrorCode.TIER_MISMATCH
         assert holder.keyring.lookup(rogue.key_id) is None
+
+
+async def test_a_second_revocation_keeps_the_earlier_time_everywhere(fed: Federation) -> None:
+    """Revoked from T, then again without --from: the keyrings kept T, but the command said
+    the later time and wrote it into the node_cert record that travels up."""
+    station = fed.add("js.wx.jy.s1")
+    county, city = fed.nodes["js.wx.jy"], fed.nodes["js.wx"]
+    first = fed.now()
+    revoke_node(county, station.id, revoked_from=first)
+    county.close()
+    home = str(county.settings.home)
+    done = CliRunner().invoke(app, ["revoke", station.id, "--home", home])  # now: later
+    assert done.exit_code == 0, done.stderr
+    assert f"from {first} " in done.stdout, done.stdout
+    county = reopen(fed, county.id)
+    records = [r.data for r in county.list("node_cert") if r.data and r.data["node"] == station.id]
+    assert [r["revoked_from"] for r in records] == [first]
+    await fed.cascade_up(county.id)
+    key = city.keyring.lookup(station.signer.key_id)
+    assert key is not None and key.revoked_from == first
