@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from node.cli.common import (
     HomeOpt,
@@ -188,7 +188,15 @@ def list_records(
         for row in rows:
             sys.stdout.write(orjson.dumps(row.to_dict()).decode() + "\n")
         return
-    table = Table("id", "origin", "seq", "version", "updated", "data")
+    # the id and origin are what `get --origin` takes: never cut short
+    table = Table(
+        Column("id", no_wrap=True, min_width=36),
+        Column("origin", no_wrap=True),
+        "seq",
+        "version",
+        "updated",
+        "data",
+    )
     for row in rows:
         preview = orjson.dumps(row.data).decode()
         table.add_row(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from node.cli.common import HomeOpt, JsonOpt, app, command, console, open_node, print_json
 from node.runtime import Node
@@ -119,7 +119,16 @@ def list_tasks(
     if as_json:
         print_json([v.to_dict() for v in views])
         return
-    table = Table("id", "kind", "target", "due", "state", "reports")
+    # the id is what `task report`, `amend` and `cancel` take, the target a node id:
+    # never cut short (the other columns give way)
+    table = Table(
+        Column("id", no_wrap=True, min_width=36),
+        "kind",
+        Column("target", no_wrap=True),
+        "due",
+        "state",
+        "reports",
+    )
     for view in views:
         state = view.state + (
             " (overdue)"

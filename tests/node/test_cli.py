@@ -247,3 +247,18 @@ def test_serve_refuses_what_would_stop_it_in_one_line(home: Path) -> None:
         code, _, err = gt("serve", "--host", "127.0.0.1", "--port", port, "--home", str(home))
     assert code == 1 and err.startswith("error: settings_invalid: cannot listen on"), err
     assert err.count("\n") == 1
+
+
+def test_task_list_shows_whole_ids(tmp_path: Path) -> None:
+    """The id is what `task report`, `amend` and `cancel` take: a table cut to 80 columns
+    showed it as 01a2522a-8f0d-7ceb-863d-2827472c… (and shorter with a longer target)."""
+    home = str(tmp_path / "js")
+    assert gt("init", "--id", "js", "--tier", "province", "--home", home)[0] == 0
+    payload = '{"text": "hi"}'
+    issued = ["task", "issue", "--to", "js.wx.jy.u-zjj", "--kind", "notice", "--home", home]
+    code, out, err = gt(*issued, "--payload", payload)
+    assert code == 0, err
+    code, listed, _ = gt("task", "list", "--json", "--home", home)
+    (task,) = json.loads(listed)
+    code, table, err = gt("task", "list", "--home", home)
+    assert code == 0 and task["id"] in table and "js.wx.jy.u-zjj" in table, table
