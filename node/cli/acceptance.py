@@ -28,6 +28,10 @@ register_app = typer.Typer(help="The organisation register (expected nodes).", n
 app.add_typer(register_app, name="register")
 
 
+REGISTER_COLUMNS = ("node", "name", "tier")
+"""The register's columns, in a CSV whose first line names them (``region`` optional)."""
+
+
 @register_app.command("import")
 @command
 def register_import(
@@ -38,7 +42,16 @@ def register_import(
     rows = []
     try:
         with file.open(encoding="utf-8-sig", newline="") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
+            reader = csv.DictReader(handle)
+            missing = [c for c in REGISTER_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise GuantongError(
+                    ErrorCode.MALFORMED,
+                    f"{file}: the first line names the columns, comma-separated: "
+                    f"{','.join(REGISTER_COLUMNS)}[,region]; missing {', '.join(missing)} "
+                    f"(found {reader.fieldnames or 'nothing'})",
+                )
+            for number, row in enumerate(reader, start=2):
                 try:
                     tier = Tier(row["tier"].strip())
                     rows.append(

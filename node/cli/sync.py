@@ -265,6 +265,10 @@ def export(
         if for_child is not None:
             report = export_tasks(node, for_child, out)
         else:
+            if not node.settings.parent_url:  # as `sync` says: nothing is sent up from here
+                raise GuantongError(
+                    ErrorCode.NO_PARENT, f"{node.id} has no parent to write a bundle for"
+                )
             if start:
                 restart_from(node, _starts(node.id, start))
             with _progress() as progress:

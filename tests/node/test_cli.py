@@ -262,3 +262,25 @@ def test_task_list_shows_whole_ids(tmp_path: Path) -> None:
     (task,) = json.loads(listed)
     code, table, err = gt("task", "list", "--home", home)
     assert code == 0 and task["id"] in table and "js.wx.jy.u-zjj" in table, table
+
+
+def test_a_register_without_its_columns_says_which(tmp_path: Path) -> None:
+    """A register without a tier column (or separated by ';') said `line 2: 'tier'`."""
+    home = str(tmp_path / "js")
+    assert gt("init", "--id", "js", "--tier", "province", "--home", home)[0] == 0
+    register = tmp_path / "reg.csv"
+    for text in ("node,name\njs.wx,无锡\n", "node;name;tier\njs.wx;无锡;city\n"):
+        register.write_text(text, "utf-8")
+        code, _, err = gt("register", "import", str(register), "--home", home)
+        assert code == 1 and err.startswith("error: malformed:"), err
+        assert "node,name,tier" in err and "missing" in err and "tier" in err.split("missing")[1], (
+            err
+        )
+
+
+def test_export_at_a_node_without_parent_is_refused_as_sync_is(tmp_path: Path) -> None:
+    home = str(tmp_path / "js")
+    assert gt("init", "--id", "js", "--tier", "province", "--home", home)[0] == 0
+    code, _, err = gt("export", "--out", str(tmp_path / "x.gtb"), "--home", home)
+    assert code == 1 and err.startswith("error: no_parent:"), err
+    assert not (tmp_path / "x.gtb").exists()
