@@ -287,7 +287,10 @@ def create_app(
     app.state.is_hub = settings.tier in HUB_TIERS
     install(app)
     app.include_router(desk_router)
-    app.include_router(intake_router)
+    if settings.tier == Tier.STATION:
+        # citizens report at their station: a hub's log holds what stations signed, and an
+        # anonymous form there would write opinions no station ever took (a 404 elsewhere)
+        app.include_router(intake_router)
     app.mount(
         "/static", StaticFiles(directory=str(Path(web.__file__).parent / "static")), name="static"
     )

@@ -29,7 +29,7 @@ from node.web.forms import Refinement, fields_for, refine, refinement
 from node.web.pages import render
 from node.web.throttle import Throttle
 from schemas.errors import GuantongError
-from schemas.ids import is_uuid
+from schemas.ids import Tier, is_uuid
 from schemas.times import format_time
 
 __all__ = ["RATE", "WINDOW", "router"]
@@ -43,6 +43,12 @@ SUBMISSIONS = Throttle(limit=RATE, window=WINDOW)
 _SECRET = secrets.token_bytes(32)
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CODE_LENGTH = 10
+
+
+def _serves(node: Node, station: str) -> bool:
+    """The form is this station's own: only a station takes citizens' opinions (the app
+    mounts this router on stations alone; a hub's node refuses it here as well)."""
+    return station == node.id and node.settings.tier == Tier.STATION
 
 
 def _allowed(address: str) -> bool:
@@ -78,7 +84,7 @@ def _min_fill() -> float:
 @router.get("/c/{station}", response_class=HTMLResponse)
 def form(request: Request, station: str, deputy: str | None = None) -> Response:
     node: Node = request.app.state.node
-    if station != node.id:
+    if not _serves(node, station):
         return render(request, "message.html", status_code=404, message="未找到")
     categories = _categories(node)
     return render(
@@ -97,7 +103,7 @@ def qr(request: Request, station: str, deputy: str | None = None) -> Response:
     node: Node = request.app.state.node
     # Codes only for this station's form and its deputies (whose ids are UUIDs), so that
     # the address fits in a QR code (unless the Host header itself is too long).
-    if station != node.id or (deputy and not is_uuid(deputy)):
+    if not _serves(node, station) or (deputy and not is_uuid(deputy)):
         return render(request, "message.html", status_code=404, message="未找到")
     base = str(request.base_url).rstrip("/")
     url = f"{base}/c/{station}" + (f"?deputy={deputy}" if deputy else "")
@@ -132,7 +138,7 @@ def submit(
         "name": name,
         "phone": phone,
     }
-    if station != node.id:
+    if not _serves(node, station):
         return render(request, "message.html", status_code=404, message="未找到")
     if website or not _fill_time_ok(stamp) or not _allowed(address):
         return render(request, "message.html", status_code=429, message="请求过于频繁，请稍后再试")

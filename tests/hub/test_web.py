@@ -123,6 +123,29 @@ async def test_citizen_intake_guards_and_receipt(
         assert b"13812345678" not in raw and "王小明".encode() not in raw
 
 
+async def test_only_a_station_serves_the_citizen_form(
+    fed: Federation, station: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Citizen intake is on a station. A county, a city and the province served the
+    anonymous form at /c/<own id> (and its QR code) and wrote what was posted into their
+    own signed log, as opinions no station took."""
+    monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
+    intake.SUBMISSIONS.reset()
+    for hub_id in ("js.wx.jy", "js.wx", "js"):
+        hub = fed.nodes[hub_id]
+        async with _client(fed, hub_id) as client:
+            assert (await client.get(f"/c/{hub_id}")).status_code == 404
+            assert (await client.get(f"/c/{hub_id}/qr.svg")).status_code == 404
+            posted = await client.post(
+                f"/c/{hub_id}",
+                data={"stamp": intake._stamp(), "content": "anonymous", "category": "other"},
+            )
+            assert posted.status_code in (404, 405)
+        assert hub.list("opinion") == []
+    async with _client(fed, station) as client:
+        assert (await client.get(f"/c/{station}")).status_code == 200
+
+
 async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
     fed.write(station, 15)
     await fed.cascade_up(station)
