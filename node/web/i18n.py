@@ -62,6 +62,7 @@ _EN = {
     "通知": "Notice",
     "征集": "Collect",
     "登录失败次数过多，请稍后再试": "Too many failed sign-ins: try again later",
+    "登录页面已过期，请重新登录": "The sign-in page had expired: please sign in again",
     "含下级": "and every node below",
     "运行验收": "Run acceptance",
     "范围": "Prefix",

@@ -14,13 +14,36 @@ from node.runtime import Node
 from node.web.accounts import Account, session_of
 from node.web.i18n import LANGUAGES, translate
 
-__all__ = ["CSRF", "Reader", "Writer", "cookie_name", "render", "templates"]
+__all__ = [
+    "CSRF",
+    "Reader",
+    "Writer",
+    "cookie_name",
+    "is_secure",
+    "login_cookie_name",
+    "render",
+    "templates",
+]
 
 
 def cookie_name(node: Node) -> str:
     """Per node: browsers share cookies across ports of one host, and several nodes may
     sit on one machine (a county hub beside its own station desk)."""
-    return "gt_session_" + node.id.replace(".", "_").replace("-", "_")
+    return "gt_session_" + _cookie_suffix(node)
+
+
+def login_cookie_name(node: Node) -> str:
+    """The login form's CSRF cookie (before any session), per node like the session's."""
+    return "gt_login_" + _cookie_suffix(node)
+
+
+def _cookie_suffix(node: Node) -> str:
+    return node.id.replace(".", "_").replace("-", "_")
+
+
+def is_secure(request: Request) -> bool:
+    """Served over TLS, directly or behind a proxy that says so: cookies are ``Secure``."""
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
 
 
 HERE = Path(__file__).parent

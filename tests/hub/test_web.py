@@ -10,6 +10,7 @@ import pytest
 
 from node.web import intake
 from node.web.accounts import add_user
+from tests.conftest import sign_in
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -25,9 +26,7 @@ def _client(fed: Federation, node_id: str) -> httpx.AsyncClient:
 
 
 async def _login(client: httpx.AsyncClient, name: str) -> str:
-    response = await client.post(
-        "/login", data={"name": name, "password": PASSWORD, "next": "/desk"}
-    )
+    response = await sign_in(client, name, PASSWORD, next="/desk")
     assert response.status_code == 303, response.text
     page = await client.get("/desk")
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -46,7 +45,7 @@ def station(fed: Federation) -> str:
 async def test_login_roles_and_csrf(fed: Federation, station: str) -> None:
     async with _client(fed, station) as client:
         assert (await client.get("/desk")).status_code == 303  # not signed in
-        bad = await client.post("/login", data={"name": "op", "password": "wrong password!"})
+        bad = await sign_in(client, "op", "wrong password!")
         assert bad.status_code == 401 and "用户名或密码错误" in bad.text
         csrf = await _login(client, "op")
         assert "工作台" in (await client.get("/desk")).text
@@ -62,6 +61,30 @@ async def test_login_roles_and_csrf(fed: Federation, station: str) -> None:
         assert refused.status_code == 403  # auditors read only
         assert (await client.post("/logout", data={"csrf": csrf})).status_code == 303
         assert (await client.get("/desk")).status_code == 303
+
+
+async def test_a_login_posted_from_another_site_signs_no_one_in(
+    fed: Federation, station: str
+) -> None:
+    """Login CSRF: the login form carried no token, so a page of another site posting the
+    attacker's own name and password to /login signed the victim's browser in as the
+    attacker, whose desk then took what the victim typed. The form now carries a token that
+    must match its own SameSite=Strict cookie, given with the login page."""
+    from node.web.pages import cookie_name
+
+    node = fed.nodes[station]
+    forged = {"name": "op", "password": PASSWORD, "next": "/desk"}
+    async with _client(fed, station) as client:
+        elsewhere = {"origin": "http://evil.example", "referer": "http://evil.example/x"}
+        refused = await client.post("/login", data=forged, headers=elsewhere)
+        assert refused.status_code == 303 and "set-cookie" not in refused.headers
+        assert refused.headers["location"].startswith("/login?")
+        page = await client.get("/login")
+        assert 'name="csrf"' in page.text  # the cookie is now held: the field must match
+        wrong = await client.post("/login", data={**forged, "csrf": "x" * 32})
+        assert wrong.status_code == 303 and cookie_name(node) not in client.cookies
+        assert (await client.get("/desk")).status_code == 303  # still nobody
+        assert await _login(client, "op")  # from the login page itself
 
 
 async def test_contract_form_validates_and_saves(fed: Federation, station: str) -> None:
@@ -187,7 +210,7 @@ async def test_ids_from_a_browser_are_checked_before_the_store(
     county = fed.nodes["js.wx.jy"]
     add_user(county, "admin", "admin", PASSWORD)
     async with _client(fed, county.id) as client:
-        bad = await client.post("/login", data={"name": "admin\x00", "password": PASSWORD})
+        bad = await sign_in(client, "admin\x00", PASSWORD)
         assert bad.status_code == 401
         assert (await client.get("/receipt", params={"code": "ABCDE\x00GHJK"})).status_code == 404
         csrf = await _login(client, "admin")

@@ -12,7 +12,7 @@ import pytest
 from node.tasks import issue_task
 from node.web import intake
 from node.web.accounts import add_user
-from tests.conftest import newer_bundle
+from tests.conftest import newer_bundle, sign_in
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +34,7 @@ def client(fed: Federation, node_id: str) -> httpx.AsyncClient:
 
 
 async def login(c: httpx.AsyncClient, name: str, password: str = PASSWORD) -> str:
-    r = await c.post("/login", data={"name": name, "password": password, "next": "/desk"})
+    r = await sign_in(c, name, password, next="/desk")
     assert r.status_code == 303, r.text
     page = await c.get("/desk")
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -182,12 +182,12 @@ async def test_guessing_a_password_is_stopped_before_the_hash(fed: Federation) -
     add_user(station, "colleague", "operator", PASSWORD)
     async with client(fed, station.id) as c:
         for i in range(10):
-            wrong = await c.post("/login", data={"name": "op", "password": f"guess {i:04d}!"})
+            wrong = await sign_in(c, "op", f"guess {i:04d}!")
             assert wrong.status_code == 401
-        right = await c.post("/login", data={"name": "op", "password": PASSWORD})
+        right = await sign_in(c, "op", PASSWORD)
         assert right.status_code == 429 and int(right.headers["retry-after"]) > 800
         assert "登录失败次数过多" in right.text
-        other = await c.post("/login", data={"name": "colleague", "password": PASSWORD})
+        other = await sign_in(c, "colleague", PASSWORD)
         assert other.status_code == 303
 
 

@@ -13,6 +13,7 @@ import pytest
 from hub.dashboard import MAX_REPORT_ID
 from node.web.accounts import add_user, session_of
 from node.web.pages import cookie_name
+from tests.conftest import sign_in
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +32,7 @@ async def _client(
     async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
         if login:
             add_user(node, "boss", "admin", PASSWORD)
-            form = {"name": "boss", "password": PASSWORD}
-            assert (await client.post("/login", data=form)).status_code == 303
+            assert (await sign_in(client, "boss", PASSWORD)).status_code == 303
             account = session_of(node, client.cookies[cookie_name(node)])
             assert account is not None
             client.headers["x-csrf"] = account.csrf
