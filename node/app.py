@@ -281,8 +281,9 @@ def create_app(
     else:
 
         @app.get("/", include_in_schema=False)
-        def home() -> RedirectResponse:
-            return RedirectResponse("/desk", 303)
+        def home(request: Request) -> RedirectResponse:
+            query = request.url.query  # ?lang=en: the desk in that language
+            return RedirectResponse("/desk" + (f"?{query}" if query else ""), 303)
 
     app.state.is_hub = settings.tier in HUB_TIERS
     install(app)

@@ -85,8 +85,13 @@ def _reader(request: Request) -> Account:
     node: Node = request.app.state.node
     account = session_of(node, request.cookies.get(cookie_name(node)))
     if account is None:
+        # back to the page asked for, with its query (?origin= names whose record it is);
         # the path travels in a header: percent-encoded, whatever characters it has
-        login = "/login?" + urlencode({"next": request.url.path})
+        query = request.url.query
+        wanted = {"next": request.url.path + (f"?{query}" if query else "")}
+        if request.query_params.get("lang") in LANGUAGES:  # the login page in that language
+            wanted["lang"] = request.query_params["lang"]
+        login = "/login?" + urlencode(wanted)
         raise HTTPException(status_code=303, headers={"Location": login})
     return account
 

@@ -49,6 +49,43 @@ async def test_the_way_to_login_keeps_any_path(fed: Federation) -> None:
     assert response.headers["location"] == "/login?next=" + quote("/desk/new/意见", safe="")
 
 
+async def test_the_way_to_login_keeps_the_query_and_the_language(fed: Federation) -> None:
+    """The redirect to the login page kept only the path: ?lang=en was lost (the login page
+    and the page after it in Chinese), and so was ?origin=, without which a hub's record
+    page whose id two origins hold is a 400 ambiguous_record; a station's / → /desk lost
+    ?lang= too. Only local paths are followed after the login, as before."""
+    station = fed.add(STATION)
+    (rid,) = fed.write(STATION, 1)
+    (first,) = station.list("opinion")
+    assert first.data is not None
+    await fed.cascade_up(STATION)
+    other = fed.add("js.wx.jy.s2")
+    other.put("opinion", [(None, {**first.data, "id": rid})])
+    await fed.cascade_up(other.id)
+    add_user(fed.nodes[HUB], "boss", "admin", PASSWORD)
+    async with _client(fed, STATION, login=False) as client:
+        home = await client.get("/?lang=en")
+        assert home.headers["location"] == "/desk?lang=en"
+        away = await client.get("/desk?lang=en")
+        assert away.status_code == 303
+        login = await client.get(away.headers["location"])
+        assert 'lang="en"' in login.text and "Log in" in login.text
+        assert 'name="next" value="/desk?lang=en"' in login.text
+    async with _client(fed, HUB, login=False) as client:
+        wanted = f"/desk/record/opinion/{rid}?origin={STATION}"
+        away = await client.get(wanted)
+        assert away.headers["location"] == "/login?next=" + quote(wanted, safe="")
+        await client.get(away.headers["location"])  # the login page: its token
+        done = await sign_in(client, "boss", PASSWORD, next=wanted)
+        assert done.headers["location"] == wanted
+        page = await client.get(done.headers["location"])
+        assert page.status_code == 200, page.text
+    async with _client(fed, HUB, login=False) as client:
+        for elsewhere in ("//evil.example/desk", "https://evil.example/desk"):
+            done = await sign_in(client, "boss", PASSWORD, next=elsewhere)
+            assert done.headers["location"] == "/"
+
+
 @pytest.mark.parametrize(
     ("target", "status"),
     [
