@@ -19,7 +19,7 @@ from node.tasks import report_task, task_views
 from node.uplink import backlog
 from node.web.accounts import check_password as verify_password
 from node.web.accounts import end_session, start_session
-from node.web.forms import fields_for, parse_form, refine
+from node.web.forms import CHECKBOX, fields_for, parse_form, refine
 from node.web.pages import (
     CSRF,
     Reader,
@@ -256,9 +256,10 @@ async def update_record(
 async def _save(request: Request, contract: str, record_id: str | None) -> Response:
     node: Node = request.app.state.node
     cv = node.registry.current(_desk_contract(contract))
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    posted = await request.form()
+    form = {k: str(v) for k, v in posted.items()}
     fields = fields_for(cv)
-    record, errors = parse_form(form, fields)
+    record, errors = parse_form(form, fields, {str(v) for v in posted.getlist(CHECKBOX)})
     errors.update(refine(cv, record))
     if not errors:
         problems = cv.violations(record)

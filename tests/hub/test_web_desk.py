@@ -4,6 +4,7 @@ refused form keeps, what a reset password ends, what a page links to."""
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -249,3 +250,99 @@ async def test_an_own_record_of_an_older_major_is_edited_as_the_current(
     assert view.version == "2.0" and view.data is not None
     assert (view.data["category"], view.data["subcategory"]) == ("infrastructure", "transport")
     assert view.data["status"] == "accepted"
+
+
+class _Sent(HTMLParser):
+    """What a browser sends of the record form as shown: every named field, an unticked
+    checkbox left out, the selected option of a choice, a text area's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._in_form = False
+        self._textarea: str | None = None
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self._in_form = a.get("id") == "record-form"
+        if not self._in_form:
+            return
+        if tag == "input" and a.get("name"):
+            if a.get("type") == "checkbox" and "checked" not in a:
+                return
+            self.fields.append((a["name"], a.get("value", "on")))
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.fields.append((a["name"], ""))
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields.append((self._select, a.get("value", "")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            name, text = self.fields.pop()
+            self.fields.append((name, text + data))
+
+
+def _as_sent(page: str, **changes: str | None) -> dict[str, list[str]]:
+    """The record form of ``page`` as sent, with ``changes`` (None: a box unticked)."""
+    parser = _Sent()
+    parser.feed(page)
+    sent: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        if name not in changes:
+            sent.setdefault(name, []).append(value)
+    sent.update({k: [v] for k, v in changes.items() if v is not None})
+    return sent
+
+
+async def test_a_checkbox_left_unticked_is_saved_as_false(fed: Federation) -> None:
+    """A browser sends no unticked checkbox, and the desk took a box it was not sent for one
+    the form did not have: a livelihood project saved as shown lost its voted: false, and
+    one voted by mistake could not be unticked (true stayed true)."""
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    project = {
+        "year": 2026,
+        "title": "老旧小区加装电梯",
+        "budget": "1200000.00",
+        "responsible_unit": "js.wx.jy",
+        "progress": 10,
+        "status": "in_progress",
+    }
+    unvoted, voted = station.put(
+        "livelihood_project",
+        [(None, {**project, "voted": False}), (None, {**project, "voted": True})],
+    ).record_ids
+    async with client(fed, station.id) as c:
+        await login(c, "op")
+        for record_id, changes in ((unvoted, {}), (voted, {"voted": None})):
+            url = f"/desk/record/livelihood_project/{record_id}"
+            page = await c.get(url)
+            saved = await c.post(url, data=_as_sent(page.text, **changes))
+            assert saved.status_code == 303, saved.text
+        page = await c.get("/desk/new/livelihood_project")
+        new = {k: str(v) for k, v in project.items()}
+        saved = await c.post(
+            "/desk/new/livelihood_project",
+            data=_as_sent(page.text, **new),
+        )
+        assert saved.status_code == 303, saved.text
+    for record_id in (unvoted, voted):
+        view = station.get("livelihood_project", record_id, origin=station.id)
+        assert view.data is not None and view.data["voted"] is False, view.data
+    assert len(station.list("livelihood_project")) == 3
+    assert all(
+        v.data is not None and v.data["voted"] is False for v in station.list("livelihood_project")
+    )
