@@ -291,6 +291,36 @@ async def test_a_task_form_refused_keeps_what_was_typed(fed: Federation, station
     assert re.search(r'name="subtree" value="1" checked', response.text)
 
 
+async def test_a_task_form_refused_keeps_an_empty_due_date(fed: Federation, station: str) -> None:
+    """A due date left empty (no deadline) came back as 7 days on the refused form, and
+    the input allowed 1 to 365 days where the board takes 0 to 3660."""
+    from hub.dashboard import MAX_DUE_DAYS
+
+    county = fed.nodes["js.wx.jy"]
+    add_user(county, "lead", "operator", PASSWORD)
+    async with _client(fed, county.id) as client:
+        csrf = await _login(client, "lead")
+        board = await client.get("/tasks")
+        (due,) = re.findall(r'<input id="due_days"[^>]*>', board.text)
+        assert 'value="7"' in due  # a week unless changed
+        assert 'min="0"' in due and f'max="{MAX_DUE_DAYS}"' in due, due
+        for typed in ("", "0", str(MAX_DUE_DAYS)):
+            response = await client.post(
+                "/tasks",
+                data={
+                    "csrf": csrf,
+                    "target": station,
+                    "kind": "assign",
+                    "text": "x",
+                    "record": "0190a4c2-7b1e-7c3d-8e9f-00000000ffff",  # no such record
+                    "due_days": typed,
+                },
+            )
+            assert response.status_code == 422
+            (due,) = re.findall(r'<input id="due_days"[^>]*>', response.text)
+            assert f'value="{typed}"' in due, (typed, due)
+
+
 async def test_the_acceptance_form_checks_against_the_hub_it_names(
     fed: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
