@@ -153,6 +153,7 @@ def _desk(
     status_code: int = 200,
     task_error: str | None = None,
     typed: dict[str, dict[str, str]] | None = None,
+    lang_page: str | None = None,
 ) -> Response:
     """The desk: the newest records of each kind (a record saved a moment ago is on top),
     the tasks received; ``task_error`` and what was ``typed`` into a task's report when it
@@ -176,6 +177,7 @@ def _desk(
         contracts=DESK_CONTRACTS,
         task_error=task_error,
         typed=typed or {},
+        lang_page=lang_page,
     )
 
 
@@ -312,6 +314,7 @@ def report(
             status_code=_REPORT_STATUS.get(exc.code, 422),
             task_error=f"{exc.code.value}: {exc.message}",
             typed=typed,
+            lang_page="/desk",  # a task's address takes reports only (POST)
         )
     kick = getattr(request.app.state, "kick", None)
     if kick is not None:

@@ -17,6 +17,7 @@ import secrets
 import time
 from hashlib import sha256
 from typing import Annotated
+from urllib.parse import quote, urlencode
 
 import segno
 from fastapi import APIRouter, Form, Request
@@ -172,6 +173,7 @@ def submit(
             deputy=deputy,
             stamp=_stamp(),
             categories=_categories(node),
+            lang_page=_form_page(station, deputy),
             errors=errors,
             values=values,
         )
@@ -185,6 +187,7 @@ def submit(
             deputy=deputy,
             stamp=_stamp(),
             categories=_categories(node),
+            lang_page=_form_page(station, deputy),
             errors={"_": exc.message},
             values=values,
         )
@@ -196,7 +199,14 @@ def submit(
     kick = getattr(request.app.state, "kick", None)
     if kick is not None:
         kick()
-    return render(request, "receipt.html", code=code, status="received", view=None)
+    return render(
+        request,
+        "receipt.html",
+        code=code,
+        status="received",
+        view=None,
+        lang_page="/receipt?" + urlencode({"code": code}),  # the code stays on the page
+    )
 
 
 @router.get("/receipt", response_class=HTMLResponse)
@@ -234,6 +244,11 @@ def receipt(request: Request, code: str = "") -> Response:
         )
     }
     return render(request, "receipt.html", code=code, view=public, status=data.get("status"))
+
+
+def _form_page(station: str, deputy: str) -> str:
+    """The form's own address (with its deputy), for the language link of a refused one."""
+    return f"/c/{quote(station)}" + (f"?{urlencode({'deputy': deputy})}" if deputy else "")
 
 
 def _form_field(name: str, refined: Refinement | None) -> str:

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import URL
 
 from node.runtime import Node
 from node.web.accounts import Account, session_of
@@ -55,7 +56,17 @@ def language(request: Request) -> str:
     return lang if lang in LANGUAGES else "zh"
 
 
-def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    name: str,
+    status_code: int = 200,
+    *,
+    lang_page: str | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """The page ``name``; its language link leads to ``lang_page`` (a local address) if
+    given, else to this page: a link is followed with GET, so a page answering a POST
+    names the page to show in the other language where its own address has no GET."""
     lang = language(request)
     node: Node = request.app.state.node
     account = session_of(node, request.cookies.get(cookie_name(node)))
@@ -65,10 +76,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
         {
             "t": lambda text: translate(text, lang),
             "lang": lang,
-            # the language link keeps the page's own query (?origin=, ?code=)
-            "other_lang": str(
-                request.url.include_query_params(lang="en" if lang == "zh" else "zh")
-            ).removeprefix(str(request.base_url).rstrip("/")),
+            "other_lang": _language_link(request, "en" if lang == "zh" else "zh", lang_page),
             "node": node,
             "account": account,
             "is_hub": getattr(request.app.state, "is_hub", False),
@@ -79,6 +87,15 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie("gt_lang", lang, samesite="lax", httponly=True)
     return response
+
+
+def _language_link(request: Request, other: str, page: str | None) -> str:
+    if page is not None:
+        return str(URL(page).include_query_params(lang=other))
+    # a GET keeps the page's own query (?origin=, ?code=); a POST's page is its address
+    # got again (the form's fields are not in it)
+    url = request.url if request.method in ("GET", "HEAD") else request.url.replace(query="")
+    return str(url.include_query_params(lang=other)).removeprefix(str(request.base_url).rstrip("/"))
 
 
 def _reader(request: Request) -> Account:

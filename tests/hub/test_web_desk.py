@@ -161,6 +161,54 @@ async def test_the_language_link_keeps_the_pages_query(fed: Federation) -> None:
     assert switched.status_code == 200 and 'lang="en"' in switched.text
 
 
+async def test_the_language_link_of_a_page_answering_a_post_opens(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The language link of a page answering a POST was its address with ?lang=: a
+    refused task report's led to GET /desk/task/<id> (405), and the receipt's to the
+    empty citizen form, its code lost. It now leads to a page got with GET: the desk, the
+    receipt by its code, a refused form's own page."""
+    monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
+    intake.SUBMISSIONS.reset()
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    deputy = "0190a4c2-7b1e-7c3d-8e9f-0000000000d1"
+
+    def english(page: httpx.Response) -> str:
+        (link,) = re.findall(r'<a href="([^"]*lang=en[^"]*)">English</a>', page.text)
+        return link.replace("&amp;", "&")
+
+    def chinese(page: httpx.Response) -> str:
+        (link,) = re.findall(r'<a href="([^"]*lang=zh[^"]*)">中文</a>', page.text)
+        return link.replace("&amp;", "&")
+
+    async with client(fed, station.id) as c:
+        csrf = await login(c, "op")
+        refused = await c.post(
+            "/desk/task/0190a4c2-7b1e-7c3d-8e9f-00000000ffff",
+            data={"csrf": csrf, "status": "done"},
+        )
+        assert refused.status_code == 404 and english(refused) == "/desk?lang=en"
+        desk = await c.get(english(refused))
+        assert desk.status_code == 200
+        assert (await c.get(chinese(desk))).status_code == 200  # and back to Chinese
+        bad = await c.post("/desk/new/reception", data={"csrf": csrf, **GOOD, "date": "x"})
+        assert bad.status_code == 422 and english(bad) == "/desk/new/reception?lang=en"
+        page = await c.get(f"/c/{station.id}?deputy={deputy}")
+        stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)
+        assert stamp
+        form = {"stamp": stamp.group(1), "content": "路灯坏了", "deputy": deputy}
+        odd = await c.post(f"/c/{station.id}", data={**form, "category": "nope"})
+        assert odd.status_code == 422
+        assert english(odd) == f"/c/{station.id}?deputy={deputy}&lang=en"
+        done = await c.post(f"/c/{station.id}", data={**form, "category": "other"})
+        code = re.search(r'id="receipt-code"[^>]*>([A-Z0-9]+)<', done.text)
+        assert code and english(done) == f"/receipt?code={code.group(1)}&lang=en"
+        switched = await c.get(english(done))
+    assert switched.status_code == 200 and 'lang="en"' in switched.text
+    assert f'value="{code.group(1)}"' in switched.text and "received" in switched.text
+
+
 def test_a_throttle_counts_failures_in_its_window() -> None:
     from node.web.throttle import Throttle
 
