@@ -93,6 +93,10 @@ _EN = {
     "未找到": "Not found",
     "请求过于频繁，请稍后再试": "Too many requests; try again later",
     "扫码反映问题": "Scan to report a problem",
+    "姓名只保存在本联络站；手机号上传时隐去中间四位。": (
+        "Your name stays at this liaison station; your mobile number leaves it with its "
+        "middle four digits hidden."
+    ),
     "只读": "read-only",
     "语言": "Language",
     "更新": "Update",

@@ -169,6 +169,19 @@ async def test_only_a_station_serves_the_citizen_form(
         assert (await client.get(f"/c/{station}")).status_code == 200
 
 
+async def test_the_citizen_forms_privacy_notice_is_in_the_pages_language(
+    fed: Federation, station: str
+) -> None:
+    """The notice under the citizen form (the name stays at the station, the phone goes up
+    masked) was Chinese on the English page too."""
+    async with _client(fed, station) as client:
+        chinese = await client.get(f"/c/{station}")
+        english = await client.get(f"/c/{station}?lang=en")
+    assert "姓名只保存在本联络站" in chinese.text
+    assert "姓名只保存在本联络站" not in english.text
+    assert "Your name stays at this liaison station" in english.text
+
+
 async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
     fed.write(station, 15)
     await fed.cascade_up(station)
