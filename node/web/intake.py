@@ -94,6 +94,7 @@ def form(request: Request, station: str, deputy: str | None = None) -> Response:
         deputy=deputy,
         stamp=_stamp(),
         categories=categories,
+        limits=_limits(node),
         errors={},
         values={},
     )
@@ -173,6 +174,7 @@ def submit(
             deputy=deputy,
             stamp=_stamp(),
             categories=_categories(node),
+            limits=_limits(node),
             lang_page=_form_page(station, deputy),
             errors=errors,
             values=values,
@@ -187,6 +189,7 @@ def submit(
             deputy=deputy,
             stamp=_stamp(),
             categories=_categories(node),
+            limits=_limits(node),
             lang_page=_form_page(station, deputy),
             errors={"_": exc.message},
             values=values,
@@ -254,6 +257,27 @@ def _form_page(station: str, deputy: str) -> str:
 def _form_field(name: str, refined: Refinement | None) -> str:
     """The form's field for a property: the one category box holds the fine category."""
     return "category" if refined is not None and name == refined.fine else name
+
+
+_FIELDS = {
+    "title": "title",
+    "content": "content",
+    "location": "location",
+    "name": "reporter_name",
+    "phone": "reporter_phone",
+}
+"""The form's fields and the opinion's properties they fill."""
+
+
+def _limits(node: Node) -> dict[str, int]:
+    """Each field's maxlength: the current opinion contract's ``maxLength`` of its property
+    (opinion 1.1 takes a location of 300 characters where 1.0 took 200)."""
+    lengths = {f.name: f.max_length for f in fields_for(node.registry.current("opinion"))}
+    return {
+        field: int(length)
+        for field, prop in _FIELDS.items()
+        if (length := lengths.get(prop)) is not None
+    }
 
 
 def _categories(node: Node) -> list[tuple[str, str]]:

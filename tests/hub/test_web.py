@@ -182,6 +182,28 @@ async def test_the_citizen_forms_privacy_notice_is_in_the_pages_language(
     assert "Your name stays at this liaison station" in english.text
 
 
+async def test_the_citizen_form_admits_what_the_current_contract_admits(
+    fed: Federation, station: str
+) -> None:
+    """The citizen form's lengths were written into its template: a location stopped at
+    200 characters where opinion 1.1 (current) admits 300. Each field's maxlength is now
+    its property's maxLength in the current contract."""
+    node = fed.nodes[station]
+    properties = node.registry.current("opinion").schema["properties"]
+    assert properties["location"]["maxLength"] == 300
+    async with _client(fed, station) as client:
+        page = await client.get(f"/c/{station}")
+    for field, prop in (
+        ("title", "title"),
+        ("content", "content"),
+        ("location", "location"),
+        ("name", "reporter_name"),
+        ("phone", "reporter_phone"),
+    ):
+        (tag,) = re.findall(rf'<(?:input|textarea) id="{field}"[^>]*>', page.text)
+        assert f'maxlength="{properties[prop]["maxLength"]}"' in tag, tag
+
+
 async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
     fed.write(station, 15)
     await fed.cascade_up(station)
