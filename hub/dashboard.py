@@ -108,7 +108,15 @@ def _subtree(node: Node) -> list[dict[str, Any]]:
 def tasks(request: Request, account: Reader) -> Response:
     node: Node = request.app.state.node
     views = task_views(node, issued_here=True)[::-1]
-    return render(request, "tasks.html", views=views, targets=_targets(node), error=None, form=None)
+    return render(
+        request,
+        "tasks.html",
+        views=views,
+        targets=_targets(node),
+        error=None,
+        form=None,
+        max_due_days=MAX_DUE_DAYS,
+    )
 
 
 def _targets(node: Node) -> list[str]:
@@ -159,6 +167,7 @@ def issue(
             targets=sorted({*_targets(node), target}),
             error=getattr(exc, "message", str(exc)),
             form=form,  # what was typed stays: only the mistake needs correcting
+            max_due_days=MAX_DUE_DAYS,
         )
     return RedirectResponse("/tasks", 303)
 

@@ -281,13 +281,17 @@ def create_app(
     else:
 
         @app.get("/", include_in_schema=False)
-        def home() -> RedirectResponse:
-            return RedirectResponse("/desk", 303)
+        def home(request: Request) -> RedirectResponse:
+            query = request.url.query  # ?lang=en: the desk in that language
+            return RedirectResponse("/desk" + (f"?{query}" if query else ""), 303)
 
     app.state.is_hub = settings.tier in HUB_TIERS
     install(app)
     app.include_router(desk_router)
-    app.include_router(intake_router)
+    if settings.tier == Tier.STATION:
+        # citizens report at their station: a hub's log holds what stations signed, and an
+        # anonymous form there would write opinions no station ever took (a 404 elsewhere)
+        app.include_router(intake_router)
     app.mount(
         "/static", StaticFiles(directory=str(Path(web.__file__).parent / "static")), name="static"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 import weakref
@@ -21,6 +22,8 @@ from node.runtime import Node
 from node.settings import NodeSettings
 
 if TYPE_CHECKING:
+    import httpx
+
     from tests.federation.harness import Federation
 
 NOTE_BUNDLE = Path(__file__).parent / "fixtures" / "note_bundle"
@@ -202,6 +205,20 @@ def newer_bundle(
         rule["points"] += points
     (bundle / "index.json").write_text(json.dumps(index, ensure_ascii=False), "utf-8")
     return Registry.from_dir(bundle)
+
+
+async def sign_in(
+    client: httpx.AsyncClient, name: str, password: str, next: str | None = None
+) -> httpx.Response:
+    """POST /login as a browser does: from the login page, whose cookie and hidden field
+    carry its CSRF token (a form posted from elsewhere has neither)."""
+    page = await client.get("/login")
+    found = re.search(r'action="/login".*?name="csrf" value="([^"]+)"', page.text, re.S)
+    assert found, page.text
+    form = {"csrf": found.group(1), "name": name, "password": password}
+    if next is not None:
+        form["next"] = next
+    return await client.post("/login", data=form)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import re
+import secrets
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,8 +19,16 @@ from node.tasks import report_task, task_views
 from node.uplink import backlog
 from node.web.accounts import check_password as verify_password
 from node.web.accounts import end_session, start_session
-from node.web.forms import fields_for, parse_form, refine
-from node.web.pages import CSRF, Reader, Writer, cookie_name, render
+from node.web.forms import CHECKBOX, fields_for, parse_form, refine
+from node.web.pages import (
+    CSRF,
+    Reader,
+    Writer,
+    cookie_name,
+    is_secure,
+    login_cookie_name,
+    render,
+)
 from node.web.throttle import Throttle
 from schemas.errors import ErrorCode, GuantongError
 
@@ -40,9 +52,38 @@ LOGINS_BY_ADDRESS = Throttle(limit=50, window=900.0)
 """Fifty from one address (an office behind one NAT has many people): that address waits."""
 
 
+_LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/") -> Response:
-    return render(request, "login.html", next=next if next.startswith("/") else "/")
+def login_page(request: Request, next: str = "/", expired: str = "") -> Response:
+    node: Node = request.app.state.node
+    held = _login_token(request)
+    token = held or secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        next=next if next.startswith("/") else "/",
+        login_csrf=token,
+        expired=bool(expired),
+    )
+    if held is None:
+        response.set_cookie(
+            login_cookie_name(node),
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=is_secure(request),
+            path="/login",
+        )
+    return response
+
+
+def _login_token(request: Request) -> str | None:
+    """The login form's CSRF token this browser holds, if any (one from the login page)."""
+    node: Node = request.app.state.node
+    held = request.cookies.get(login_cookie_name(node), "")
+    return held if _LOGIN_TOKEN.fullmatch(held) else None
 
 
 @router.post("/login")
@@ -51,29 +92,44 @@ def login(
     name: Annotated[str, Form()],
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
+    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     node: Node = request.app.state.node
+    local = next if next.startswith("/") and not next.startswith("//") else "/"
+    held = _login_token(request)
+    if held is None or not hmac.compare_digest(held.encode(), csrf.encode()):
+        # login CSRF: a form posted from another site (which cannot read the token, nor
+        # send the SameSite=Strict cookie) would sign this browser in as someone else.
+        # Nothing is checked or counted; a person whose form had no cookie gets a new one.
+        return RedirectResponse("/login?" + urlencode({"next": local, "expired": "1"}), 303)
     address = request.client.host if request.client else "?"
     keys = (f"user:{node.id}:{name[:64]}", f"address:{node.id}:{address}")
     wait = max(LOGINS_BY_USER.wait(keys[0]), LOGINS_BY_ADDRESS.wait(keys[1]))
     if wait > 0:  # checked before the password's hash is computed
         minutes = max(1, round(wait / 60))
-        refused = render(request, "login.html", status_code=429, next=next, throttled=minutes)
+        refused = render(
+            request, "login.html", status_code=429, next=next, throttled=minutes, login_csrf=held
+        )
         refused.headers["Retry-After"] = str(int(wait) + 1)
         return refused
     if verify_password(node, name, password) is None:
         LOGINS_BY_USER.count(keys[0])
         LOGINS_BY_ADDRESS.count(keys[1])
-        return render(request, "login.html", status_code=401, next=next, failed=True)
+        return render(
+            request, "login.html", status_code=401, next=next, failed=True, login_csrf=held
+        )
     LOGINS_BY_USER.clear(keys[0])
     token, _ = start_session(node, name)
-    response = RedirectResponse(
-        next if next.startswith("/") and not next.startswith("//") else "/", 303
-    )
-    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    response = RedirectResponse(local, 303)
     response.set_cookie(
-        cookie_name(node), token, httponly=True, samesite="strict", secure=secure, max_age=12 * 3600
+        cookie_name(node),
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=is_secure(request),
+        max_age=12 * 3600,
     )
+    response.delete_cookie(login_cookie_name(node), path="/login")  # a new one per login
     return response
 
 
@@ -97,6 +153,7 @@ def _desk(
     status_code: int = 200,
     task_error: str | None = None,
     typed: dict[str, dict[str, str]] | None = None,
+    lang_page: str | None = None,
 ) -> Response:
     """The desk: the newest records of each kind (a record saved a moment ago is on top),
     the tasks received; ``task_error`` and what was ``typed`` into a task's report when it
@@ -120,6 +177,7 @@ def _desk(
         contracts=DESK_CONTRACTS,
         task_error=task_error,
         typed=typed or {},
+        lang_page=lang_page,
     )
 
 
@@ -200,9 +258,10 @@ async def update_record(
 async def _save(request: Request, contract: str, record_id: str | None) -> Response:
     node: Node = request.app.state.node
     cv = node.registry.current(_desk_contract(contract))
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    posted = await request.form()
+    form = {k: str(v) for k, v in posted.items()}
     fields = fields_for(cv)
-    record, errors = parse_form(form, fields)
+    record, errors = parse_form(form, fields, {str(v) for v in posted.getlist(CHECKBOX)})
     errors.update(refine(cv, record))
     if not errors:
         problems = cv.violations(record)
@@ -255,6 +314,7 @@ def report(
             status_code=_REPORT_STATUS.get(exc.code, 422),
             task_error=f"{exc.code.value}: {exc.message}",
             typed=typed,
+            lang_page="/desk",  # a task's address takes reports only (POST)
         )
     kick = getattr(request.app.state, "kick", None)
     if kick is not None:

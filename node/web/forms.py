@@ -8,6 +8,7 @@ the input type, and validation messages come from the contract itself on submit.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -16,7 +17,15 @@ import orjson
 
 from contracts.registry import ContractVersion
 
-__all__ = ["FormField", "Refinement", "fields_for", "parse_form", "refine", "refinement"]
+__all__ = [
+    "CHECKBOX",
+    "FormField",
+    "Refinement",
+    "fields_for",
+    "parse_form",
+    "refine",
+    "refinement",
+]
 
 CHINA = timezone(timedelta(hours=8))
 _PAIR = re.compile(r"([a-z0-9_]+)\s*[=＝]\s*([^；;，,。\s]+)")
@@ -117,10 +126,16 @@ def refine(cv: ContractVersion, record: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+CHECKBOX = "_checkbox"
+"""The hidden field naming each checkbox a form shows: a browser sends no unticked box,
+so this tells a box left unticked (false) from a box the form did not have."""
+
+
 def parse_form(
-    form: dict[str, str], fields: list[FormField]
+    form: dict[str, str], fields: list[FormField], checkboxes: Collection[str] = ()
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """``(record, errors)``: typed values for filled fields; empty fields are left out."""
+    """``(record, errors)``: typed values for filled fields; empty fields are left out,
+    but a checkbox named in ``checkboxes`` (shown on the form) and not sent is false."""
     record: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for f in fields:
@@ -128,6 +143,8 @@ def parse_form(
         if f.kind == "checkbox":
             if f.name in form:
                 record[f.name] = form.get(f.name) in ("on", "true", "1")
+            elif f.name in checkboxes:
+                record[f.name] = False
             continue
         if not raw:
             continue

@@ -62,6 +62,7 @@ _EN = {
     "通知": "Notice",
     "征集": "Collect",
     "登录失败次数过多，请稍后再试": "Too many failed sign-ins: try again later",
+    "登录页面已过期，请重新登录": "The sign-in page had expired: please sign in again",
     "含下级": "and every node below",
     "运行验收": "Run acceptance",
     "范围": "Prefix",
@@ -92,6 +93,10 @@ _EN = {
     "未找到": "Not found",
     "请求过于频繁，请稍后再试": "Too many requests; try again later",
     "扫码反映问题": "Scan to report a problem",
+    "姓名只保存在本联络站；手机号上传时隐去中间四位。": (
+        "Your name stays at this liaison station; your mobile number leaves it with its "
+        "middle four digits hidden."
+    ),
     "只读": "read-only",
     "语言": "Language",
     "更新": "Update",

@@ -17,6 +17,7 @@ import secrets
 import time
 from hashlib import sha256
 from typing import Annotated
+from urllib.parse import quote, urlencode
 
 import segno
 from fastapi import APIRouter, Form, Request
@@ -29,7 +30,7 @@ from node.web.forms import Refinement, fields_for, refine, refinement
 from node.web.pages import render
 from node.web.throttle import Throttle
 from schemas.errors import GuantongError
-from schemas.ids import is_uuid
+from schemas.ids import Tier, is_uuid
 from schemas.times import format_time
 
 __all__ = ["RATE", "WINDOW", "router"]
@@ -43,6 +44,12 @@ SUBMISSIONS = Throttle(limit=RATE, window=WINDOW)
 _SECRET = secrets.token_bytes(32)
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CODE_LENGTH = 10
+
+
+def _serves(node: Node, station: str) -> bool:
+    """The form is this station's own: only a station takes citizens' opinions (the app
+    mounts this router on stations alone; a hub's node refuses it here as well)."""
+    return station == node.id and node.settings.tier == Tier.STATION
 
 
 def _allowed(address: str) -> bool:
@@ -78,7 +85,7 @@ def _min_fill() -> float:
 @router.get("/c/{station}", response_class=HTMLResponse)
 def form(request: Request, station: str, deputy: str | None = None) -> Response:
     node: Node = request.app.state.node
-    if station != node.id:
+    if not _serves(node, station):
         return render(request, "message.html", status_code=404, message="未找到")
     categories = _categories(node)
     return render(
@@ -87,6 +94,7 @@ def form(request: Request, station: str, deputy: str | None = None) -> Response:
         deputy=deputy,
         stamp=_stamp(),
         categories=categories,
+        limits=_limits(node),
         errors={},
         values={},
     )
@@ -97,7 +105,7 @@ def qr(request: Request, station: str, deputy: str | None = None) -> Response:
     node: Node = request.app.state.node
     # Codes only for this station's form and its deputies (whose ids are UUIDs), so that
     # the address fits in a QR code (unless the Host header itself is too long).
-    if station != node.id or (deputy and not is_uuid(deputy)):
+    if not _serves(node, station) or (deputy and not is_uuid(deputy)):
         return render(request, "message.html", status_code=404, message="未找到")
     base = str(request.base_url).rstrip("/")
     url = f"{base}/c/{station}" + (f"?deputy={deputy}" if deputy else "")
@@ -132,7 +140,7 @@ def submit(
         "name": name,
         "phone": phone,
     }
-    if station != node.id:
+    if not _serves(node, station):
         return render(request, "message.html", status_code=404, message="未找到")
     if website or not _fill_time_ok(stamp) or not _allowed(address):
         return render(request, "message.html", status_code=429, message="请求过于频繁，请稍后再试")
@@ -166,6 +174,8 @@ def submit(
             deputy=deputy,
             stamp=_stamp(),
             categories=_categories(node),
+            limits=_limits(node),
+            lang_page=_form_page(station, deputy),
             errors=errors,
             values=values,
         )
@@ -179,6 +189,8 @@ def submit(
             deputy=deputy,
             stamp=_stamp(),
             categories=_categories(node),
+            limits=_limits(node),
+            lang_page=_form_page(station, deputy),
             errors={"_": exc.message},
             values=values,
         )
@@ -190,7 +202,14 @@ def submit(
     kick = getattr(request.app.state, "kick", None)
     if kick is not None:
         kick()
-    return render(request, "receipt.html", code=code, status="received", view=None)
+    return render(
+        request,
+        "receipt.html",
+        code=code,
+        status="received",
+        view=None,
+        lang_page="/receipt?" + urlencode({"code": code}),  # the code stays on the page
+    )
 
 
 @router.get("/receipt", response_class=HTMLResponse)
@@ -230,9 +249,35 @@ def receipt(request: Request, code: str = "") -> Response:
     return render(request, "receipt.html", code=code, view=public, status=data.get("status"))
 
 
+def _form_page(station: str, deputy: str) -> str:
+    """The form's own address (with its deputy), for the language link of a refused one."""
+    return f"/c/{quote(station)}" + (f"?{urlencode({'deputy': deputy})}" if deputy else "")
+
+
 def _form_field(name: str, refined: Refinement | None) -> str:
     """The form's field for a property: the one category box holds the fine category."""
     return "category" if refined is not None and name == refined.fine else name
+
+
+_FIELDS = {
+    "title": "title",
+    "content": "content",
+    "location": "location",
+    "name": "reporter_name",
+    "phone": "reporter_phone",
+}
+"""The form's fields and the opinion's properties they fill."""
+
+
+def _limits(node: Node) -> dict[str, int]:
+    """Each field's maxlength: the current opinion contract's ``maxLength`` of its property
+    (opinion 1.1 takes a location of 300 characters where 1.0 took 200)."""
+    lengths = {f.name: f.max_length for f in fields_for(node.registry.current("opinion"))}
+    return {
+        field: int(length)
+        for field, prop in _FIELDS.items()
+        if (length := lengths.get(prop)) is not None
+    }
 
 
 def _categories(node: Node) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ import pytest
 
 from node.web import intake
 from node.web.accounts import add_user
+from tests.conftest import sign_in
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -25,9 +26,7 @@ def _client(fed: Federation, node_id: str) -> httpx.AsyncClient:
 
 
 async def _login(client: httpx.AsyncClient, name: str) -> str:
-    response = await client.post(
-        "/login", data={"name": name, "password": PASSWORD, "next": "/desk"}
-    )
+    response = await sign_in(client, name, PASSWORD, next="/desk")
     assert response.status_code == 303, response.text
     page = await client.get("/desk")
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -46,7 +45,7 @@ def station(fed: Federation) -> str:
 async def test_login_roles_and_csrf(fed: Federation, station: str) -> None:
     async with _client(fed, station) as client:
         assert (await client.get("/desk")).status_code == 303  # not signed in
-        bad = await client.post("/login", data={"name": "op", "password": "wrong password!"})
+        bad = await sign_in(client, "op", "wrong password!")
         assert bad.status_code == 401 and "用户名或密码错误" in bad.text
         csrf = await _login(client, "op")
         assert "工作台" in (await client.get("/desk")).text
@@ -62,6 +61,30 @@ async def test_login_roles_and_csrf(fed: Federation, station: str) -> None:
         assert refused.status_code == 403  # auditors read only
         assert (await client.post("/logout", data={"csrf": csrf})).status_code == 303
         assert (await client.get("/desk")).status_code == 303
+
+
+async def test_a_login_posted_from_another_site_signs_no_one_in(
+    fed: Federation, station: str
+) -> None:
+    """Login CSRF: the login form carried no token, so a page of another site posting the
+    attacker's own name and password to /login signed the victim's browser in as the
+    attacker, whose desk then took what the victim typed. The form now carries a token that
+    must match its own SameSite=Strict cookie, given with the login page."""
+    from node.web.pages import cookie_name
+
+    node = fed.nodes[station]
+    forged = {"name": "op", "password": PASSWORD, "next": "/desk"}
+    async with _client(fed, station) as client:
+        elsewhere = {"origin": "http://evil.example", "referer": "http://evil.example/x"}
+        refused = await client.post("/login", data=forged, headers=elsewhere)
+        assert refused.status_code == 303 and "set-cookie" not in refused.headers
+        assert refused.headers["location"].startswith("/login?")
+        page = await client.get("/login")
+        assert 'name="csrf"' in page.text  # the cookie is now held: the field must match
+        wrong = await client.post("/login", data={**forged, "csrf": "x" * 32})
+        assert wrong.status_code == 303 and cookie_name(node) not in client.cookies
+        assert (await client.get("/desk")).status_code == 303  # still nobody
+        assert await _login(client, "op")  # from the login page itself
 
 
 async def test_contract_form_validates_and_saves(fed: Federation, station: str) -> None:
@@ -123,6 +146,64 @@ async def test_citizen_intake_guards_and_receipt(
         assert b"13812345678" not in raw and "王小明".encode() not in raw
 
 
+async def test_only_a_station_serves_the_citizen_form(
+    fed: Federation, station: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Citizen intake is on a station. A county, a city and the province served the
+    anonymous form at /c/<own id> (and its QR code) and wrote what was posted into their
+    own signed log, as opinions no station took."""
+    monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
+    intake.SUBMISSIONS.reset()
+    for hub_id in ("js.wx.jy", "js.wx", "js"):
+        hub = fed.nodes[hub_id]
+        async with _client(fed, hub_id) as client:
+            assert (await client.get(f"/c/{hub_id}")).status_code == 404
+            assert (await client.get(f"/c/{hub_id}/qr.svg")).status_code == 404
+            posted = await client.post(
+                f"/c/{hub_id}",
+                data={"stamp": intake._stamp(), "content": "anonymous", "category": "other"},
+            )
+            assert posted.status_code in (404, 405)
+        assert hub.list("opinion") == []
+    async with _client(fed, station) as client:
+        assert (await client.get(f"/c/{station}")).status_code == 200
+
+
+async def test_the_citizen_forms_privacy_notice_is_in_the_pages_language(
+    fed: Federation, station: str
+) -> None:
+    """The notice under the citizen form (the name stays at the station, the phone goes up
+    masked) was Chinese on the English page too."""
+    async with _client(fed, station) as client:
+        chinese = await client.get(f"/c/{station}")
+        english = await client.get(f"/c/{station}?lang=en")
+    assert "姓名只保存在本联络站" in chinese.text
+    assert "姓名只保存在本联络站" not in english.text
+    assert "Your name stays at this liaison station" in english.text
+
+
+async def test_the_citizen_form_admits_what_the_current_contract_admits(
+    fed: Federation, station: str
+) -> None:
+    """The citizen form's lengths were written into its template: a location stopped at
+    200 characters where opinion 1.1 (current) admits 300. Each field's maxlength is now
+    its property's maxLength in the current contract."""
+    node = fed.nodes[station]
+    properties = node.registry.current("opinion").schema["properties"]
+    assert properties["location"]["maxLength"] == 300
+    async with _client(fed, station) as client:
+        page = await client.get(f"/c/{station}")
+    for field, prop in (
+        ("title", "title"),
+        ("content", "content"),
+        ("location", "location"),
+        ("name", "reporter_name"),
+        ("phone", "reporter_phone"),
+    ):
+        (tag,) = re.findall(rf'<(?:input|textarea) id="{field}"[^>]*>', page.text)
+        assert f'maxlength="{properties[prop]["maxLength"]}"' in tag, tag
+
+
 async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
     fed.write(station, 15)
     await fed.cascade_up(station)
@@ -164,7 +245,7 @@ async def test_ids_from_a_browser_are_checked_before_the_store(
     county = fed.nodes["js.wx.jy"]
     add_user(county, "admin", "admin", PASSWORD)
     async with _client(fed, county.id) as client:
-        bad = await client.post("/login", data={"name": "admin\x00", "password": PASSWORD})
+        bad = await sign_in(client, "admin\x00", PASSWORD)
         assert bad.status_code == 401
         assert (await client.get("/receipt", params={"code": "ABCDE\x00GHJK"})).status_code == 404
         csrf = await _login(client, "admin")
@@ -243,6 +324,36 @@ async def test_a_task_form_refused_keeps_what_was_typed(fed: Federation, station
     assert re.search(r'<option value="supervise"[^>]*selected', response.text)
     assert re.search(rf"<option selected>{re.escape(station)}</option>", response.text)
     assert re.search(r'name="subtree" value="1" checked', response.text)
+
+
+async def test_a_task_form_refused_keeps_an_empty_due_date(fed: Federation, station: str) -> None:
+    """A due date left empty (no deadline) came back as 7 days on the refused form, and
+    the input allowed 1 to 365 days where the board takes 0 to 3660."""
+    from hub.dashboard import MAX_DUE_DAYS
+
+    county = fed.nodes["js.wx.jy"]
+    add_user(county, "lead", "operator", PASSWORD)
+    async with _client(fed, county.id) as client:
+        csrf = await _login(client, "lead")
+        board = await client.get("/tasks")
+        (due,) = re.findall(r'<input id="due_days"[^>]*>', board.text)
+        assert 'value="7"' in due  # a week unless changed
+        assert 'min="0"' in due and f'max="{MAX_DUE_DAYS}"' in due, due
+        for typed in ("", "0", str(MAX_DUE_DAYS)):
+            response = await client.post(
+                "/tasks",
+                data={
+                    "csrf": csrf,
+                    "target": station,
+                    "kind": "assign",
+                    "text": "x",
+                    "record": "0190a4c2-7b1e-7c3d-8e9f-00000000ffff",  # no such record
+                    "due_days": typed,
+                },
+            )
+            assert response.status_code == 422
+            (due,) = re.findall(r'<input id="due_days"[^>]*>', response.text)
+            assert f'value="{typed}"' in due, (typed, due)
 
 
 async def test_the_acceptance_form_checks_against_the_hub_it_names(

@@ -4,6 +4,7 @@ refused form keeps, what a reset password ends, what a page links to."""
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from node.tasks import issue_task
 from node.web import intake
 from node.web.accounts import add_user
-from tests.conftest import newer_bundle
+from tests.conftest import newer_bundle, sign_in
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +35,7 @@ def client(fed: Federation, node_id: str) -> httpx.AsyncClient:
 
 
 async def login(c: httpx.AsyncClient, name: str, password: str = PASSWORD) -> str:
-    r = await c.post("/login", data={"name": name, "password": password, "next": "/desk"})
+    r = await sign_in(c, name, password, next="/desk")
     assert r.status_code == 303, r.text
     page = await c.get("/desk")
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -160,6 +161,54 @@ async def test_the_language_link_keeps_the_pages_query(fed: Federation) -> None:
     assert switched.status_code == 200 and 'lang="en"' in switched.text
 
 
+async def test_the_language_link_of_a_page_answering_a_post_opens(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The language link of a page answering a POST was its address with ?lang=: a
+    refused task report's led to GET /desk/task/<id> (405), and the receipt's to the
+    empty citizen form, its code lost. It now leads to a page got with GET: the desk, the
+    receipt by its code, a refused form's own page."""
+    monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
+    intake.SUBMISSIONS.reset()
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    deputy = "0190a4c2-7b1e-7c3d-8e9f-0000000000d1"
+
+    def english(page: httpx.Response) -> str:
+        (link,) = re.findall(r'<a href="([^"]*lang=en[^"]*)">English</a>', page.text)
+        return link.replace("&amp;", "&")
+
+    def chinese(page: httpx.Response) -> str:
+        (link,) = re.findall(r'<a href="([^"]*lang=zh[^"]*)">中文</a>', page.text)
+        return link.replace("&amp;", "&")
+
+    async with client(fed, station.id) as c:
+        csrf = await login(c, "op")
+        refused = await c.post(
+            "/desk/task/0190a4c2-7b1e-7c3d-8e9f-00000000ffff",
+            data={"csrf": csrf, "status": "done"},
+        )
+        assert refused.status_code == 404 and english(refused) == "/desk?lang=en"
+        desk = await c.get(english(refused))
+        assert desk.status_code == 200
+        assert (await c.get(chinese(desk))).status_code == 200  # and back to Chinese
+        bad = await c.post("/desk/new/reception", data={"csrf": csrf, **GOOD, "date": "x"})
+        assert bad.status_code == 422 and english(bad) == "/desk/new/reception?lang=en"
+        page = await c.get(f"/c/{station.id}?deputy={deputy}")
+        stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)
+        assert stamp
+        form = {"stamp": stamp.group(1), "content": "路灯坏了", "deputy": deputy}
+        odd = await c.post(f"/c/{station.id}", data={**form, "category": "nope"})
+        assert odd.status_code == 422
+        assert english(odd) == f"/c/{station.id}?deputy={deputy}&lang=en"
+        done = await c.post(f"/c/{station.id}", data={**form, "category": "other"})
+        code = re.search(r'id="receipt-code"[^>]*>([A-Z0-9]+)<', done.text)
+        assert code and english(done) == f"/receipt?code={code.group(1)}&lang=en"
+        switched = await c.get(english(done))
+    assert switched.status_code == 200 and 'lang="en"' in switched.text
+    assert f'value="{code.group(1)}"' in switched.text and "received" in switched.text
+
+
 def test_a_throttle_counts_failures_in_its_window() -> None:
     from node.web.throttle import Throttle
 
@@ -182,12 +231,12 @@ async def test_guessing_a_password_is_stopped_before_the_hash(fed: Federation) -
     add_user(station, "colleague", "operator", PASSWORD)
     async with client(fed, station.id) as c:
         for i in range(10):
-            wrong = await c.post("/login", data={"name": "op", "password": f"guess {i:04d}!"})
+            wrong = await sign_in(c, "op", f"guess {i:04d}!")
             assert wrong.status_code == 401
-        right = await c.post("/login", data={"name": "op", "password": PASSWORD})
+        right = await sign_in(c, "op", PASSWORD)
         assert right.status_code == 429 and int(right.headers["retry-after"]) > 800
         assert "登录失败次数过多" in right.text
-        other = await c.post("/login", data={"name": "colleague", "password": PASSWORD})
+        other = await sign_in(c, "colleague", PASSWORD)
         assert other.status_code == 303
 
 
@@ -249,3 +298,99 @@ async def test_an_own_record_of_an_older_major_is_edited_as_the_current(
     assert view.version == "2.0" and view.data is not None
     assert (view.data["category"], view.data["subcategory"]) == ("infrastructure", "transport")
     assert view.data["status"] == "accepted"
+
+
+class _Sent(HTMLParser):
+    """What a browser sends of the record form as shown: every named field, an unticked
+    checkbox left out, the selected option of a choice, a text area's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._in_form = False
+        self._textarea: str | None = None
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self._in_form = a.get("id") == "record-form"
+        if not self._in_form:
+            return
+        if tag == "input" and a.get("name"):
+            if a.get("type") == "checkbox" and "checked" not in a:
+                return
+            self.fields.append((a["name"], a.get("value", "on")))
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.fields.append((a["name"], ""))
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields.append((self._select, a.get("value", "")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            name, text = self.fields.pop()
+            self.fields.append((name, text + data))
+
+
+def _as_sent(page: str, **changes: str | None) -> dict[str, list[str]]:
+    """The record form of ``page`` as sent, with ``changes`` (None: a box unticked)."""
+    parser = _Sent()
+    parser.feed(page)
+    sent: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        if name not in changes:
+            sent.setdefault(name, []).append(value)
+    sent.update({k: [v] for k, v in changes.items() if v is not None})
+    return sent
+
+
+async def test_a_checkbox_left_unticked_is_saved_as_false(fed: Federation) -> None:
+    """A browser sends no unticked checkbox, and the desk took a box it was not sent for one
+    the form did not have: a livelihood project saved as shown lost its voted: false, and
+    one voted by mistake could not be unticked (true stayed true)."""
+    station = fed.add("js.wx.jy.s1")
+    add_user(station, "op", "operator", PASSWORD)
+    project = {
+        "year": 2026,
+        "title": "老旧小区加装电梯",
+        "budget": "1200000.00",
+        "responsible_unit": "js.wx.jy",
+        "progress": 10,
+        "status": "in_progress",
+    }
+    unvoted, voted = station.put(
+        "livelihood_project",
+        [(None, {**project, "voted": False}), (None, {**project, "voted": True})],
+    ).record_ids
+    async with client(fed, station.id) as c:
+        await login(c, "op")
+        for record_id, changes in ((unvoted, {}), (voted, {"voted": None})):
+            url = f"/desk/record/livelihood_project/{record_id}"
+            page = await c.get(url)
+            saved = await c.post(url, data=_as_sent(page.text, **changes))
+            assert saved.status_code == 303, saved.text
+        page = await c.get("/desk/new/livelihood_project")
+        new = {k: str(v) for k, v in project.items()}
+        saved = await c.post(
+            "/desk/new/livelihood_project",
+            data=_as_sent(page.text, **new),
+        )
+        assert saved.status_code == 303, saved.text
+    for record_id in (unvoted, voted):
+        view = station.get("livelihood_project", record_id, origin=station.id)
+        assert view.data is not None and view.data["voted"] is False, view.data
+    assert len(station.list("livelihood_project")) == 3
+    assert all(
+        v.data is not None and v.data["voted"] is False for v in station.list("livelihood_project")
+    )

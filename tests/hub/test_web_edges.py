@@ -13,6 +13,7 @@ import pytest
 from hub.dashboard import MAX_REPORT_ID
 from node.web.accounts import add_user, session_of
 from node.web.pages import cookie_name
+from tests.conftest import sign_in
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +32,7 @@ async def _client(
     async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
         if login:
             add_user(node, "boss", "admin", PASSWORD)
-            form = {"name": "boss", "password": PASSWORD}
-            assert (await client.post("/login", data=form)).status_code == 303
+            assert (await sign_in(client, "boss", PASSWORD)).status_code == 303
             account = session_of(node, client.cookies[cookie_name(node)])
             assert account is not None
             client.headers["x-csrf"] = account.csrf
@@ -47,6 +47,43 @@ async def test_the_way_to_login_keeps_any_path(fed: Federation) -> None:
         response = await client.get("/desk/new/意见")
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=" + quote("/desk/new/意见", safe="")
+
+
+async def test_the_way_to_login_keeps_the_query_and_the_language(fed: Federation) -> None:
+    """The redirect to the login page kept only the path: ?lang=en was lost (the login page
+    and the page after it in Chinese), and so was ?origin=, without which a hub's record
+    page whose id two origins hold is a 400 ambiguous_record; a station's / → /desk lost
+    ?lang= too. Only local paths are followed after the login, as before."""
+    station = fed.add(STATION)
+    (rid,) = fed.write(STATION, 1)
+    (first,) = station.list("opinion")
+    assert first.data is not None
+    await fed.cascade_up(STATION)
+    other = fed.add("js.wx.jy.s2")
+    other.put("opinion", [(None, {**first.data, "id": rid})])
+    await fed.cascade_up(other.id)
+    add_user(fed.nodes[HUB], "boss", "admin", PASSWORD)
+    async with _client(fed, STATION, login=False) as client:
+        home = await client.get("/?lang=en")
+        assert home.headers["location"] == "/desk?lang=en"
+        away = await client.get("/desk?lang=en")
+        assert away.status_code == 303
+        login = await client.get(away.headers["location"])
+        assert 'lang="en"' in login.text and "Log in" in login.text
+        assert 'name="next" value="/desk?lang=en"' in login.text
+    async with _client(fed, HUB, login=False) as client:
+        wanted = f"/desk/record/opinion/{rid}?origin={STATION}"
+        away = await client.get(wanted)
+        assert away.headers["location"] == "/login?next=" + quote(wanted, safe="")
+        await client.get(away.headers["location"])  # the login page: its token
+        done = await sign_in(client, "boss", PASSWORD, next=wanted)
+        assert done.headers["location"] == wanted
+        page = await client.get(done.headers["location"])
+        assert page.status_code == 200, page.text
+    async with _client(fed, HUB, login=False) as client:
+        for elsewhere in ("//evil.example/desk", "https://evil.example/desk"):
+            done = await sign_in(client, "boss", PASSWORD, next=elsewhere)
+            assert done.headers["location"] == "/"
 
 
 @pytest.mark.parametrize(

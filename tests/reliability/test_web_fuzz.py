@@ -36,7 +36,7 @@ from node.web import intake
 from node.web.accounts import add_user, start_session
 from node.web.desk import DESK_CONTRACTS
 from node.web.forms import FormField, fields_for
-from node.web.pages import cookie_name
+from node.web.pages import cookie_name, login_cookie_name
 from tests.conftest import EXAMPLES as RECORD_EXAMPLES
 from tests.conftest import FakeClock, NodeFactory
 from tests.federation.harness import Federation
@@ -53,6 +53,7 @@ PASSWORD = "correct horse battery"
 HUB, STATION = "js.wx.jy", "js.wx.jy.s1"
 ROLES = ("operator", "admin", "auditor", "wrong csrf", "nobody")
 _USERS = {"operator": "op", "admin": "boss", "auditor": "eye"}
+LOGIN_TOKEN = "t" * 32
 
 
 def _text(nul: bool) -> st.SearchStrategy[str]:
@@ -275,6 +276,10 @@ def _fuzz(web: Web, requests: st.SearchStrategy[tuple[str, str, dict[str, str] |
     def run(request: tuple[str, str, dict[str, str] | None], role: str) -> None:
         method, path, fields = request
         headers, csrf = web.identity(role, fresh=path == "/logout")
+        if method == "POST" and path == "/login":  # the login form's own token, in its cookie
+            login = f"{login_cookie_name(web.node)}={LOGIN_TOKEN}"
+            headers = {"cookie": "; ".join(filter(None, (headers.get("cookie"), login)))}
+            csrf = "not-the-token" if role == "wrong csrf" else LOGIN_TOKEN
         if method == "POST":
             form = {**(fields or {}), "csrf": csrf}
             response = client.post(path, data=form, headers=headers, allow_redirects=False)
