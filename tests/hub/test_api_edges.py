@@ -53,3 +53,16 @@ async def test_days_are_ascii_digits(fed: Federation) -> None:
     response = await _get(fed, f"/v1/stats?prefix={CHILD}&from=２０２６-01-01")
     assert response.status_code == 422, response.text
     assert (await _get(fed, f"/v1/stats?prefix={CHILD}&from=2026-01-01")).status_code == 200
+
+
+@pytest.mark.parametrize("day", ["2026-13-45", "2026-02-30", "2025-02-29", "0000-01-01"])
+@pytest.mark.parametrize("bound", ["from", "to"])
+async def test_days_that_do_not_exist_are_refused(fed: Federation, bound: str, day: str) -> None:
+    """Only the shape of a day was checked: month 13, day 45 or 30 February were taken as
+    bounds and answered 200 with every figure zero, as if the subtree had done nothing."""
+    fed.add(CHILD)
+    response = await _get(fed, f"/v1/stats?prefix={CHILD}&{bound}={day}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "malformed"
+    leap = await _get(fed, f"/v1/stats?prefix={CHILD}&{bound}=2024-02-29")
+    assert leap.status_code == 200, leap.text
