@@ -332,7 +332,7 @@ def heads(
     _check_scope(request, node, scope)
     query = select(HEADS).where(HEADS.c.seq > 0).order_by(HEADS.c.origin).limit(limit)
     query = query.where((HEADS.c.origin == scope) | HEADS.c.origin.startswith(scope + "."))
-    if after:
+    if after is not None:  # an empty cursor is no origin id either
         query = query.where(HEADS.c.origin > check_node_id(after))
     with node.store.read() as conn:
         rows = conn.execute(query).all()

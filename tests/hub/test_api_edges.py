@@ -66,3 +66,13 @@ async def test_days_that_do_not_exist_are_refused(fed: Federation, bound: str, d
     assert response.json()["error"]["code"] == "malformed"
     leap = await _get(fed, f"/v1/stats?prefix={CHILD}&{bound}=2024-02-29")
     assert leap.status_code == 200, leap.text
+
+
+async def test_heads_refuses_an_empty_after(fed: Federation) -> None:
+    """``after`` is an origin id (``400 invalid_node_id`` otherwise); an empty one was
+    dropped and the first page answered, as if no cursor had been sent."""
+    fed.add(CHILD)
+    response = await _get(fed, f"/v1/heads?prefix={CHILD}&after=")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_node_id"
+    assert (await _get(fed, f"/v1/heads?prefix={CHILD}&after={CHILD}")).status_code == 200
