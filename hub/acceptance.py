@@ -14,6 +14,8 @@ the chain needs, the bytes having been validated when they were accepted).
    without review; nothing is pending;
 3. **reconciliation** (数字对账): the lower hub's root for the subtree equals ours; otherwise
    the bisection names the origins that differ (the lower hub is reached at ``--hub URL``);
+   a lower hub that cannot be reached, refuses, or answers what no hub would fails it, with
+   the error as evidence;
 4. **timeliness**: the 90th percentile of sync lag (write → arrival here) per tier is within
    ``lag_p90_hours``; assigned tasks known here closed by their deadline at the required
    rate; no red overdue warning raised in the subtree;
@@ -41,6 +43,7 @@ from node.runtime import Node
 from node.tables import ENTRIES, HEADS, KEYS, RECORDS, REGISTER, REJECTIONS
 from node.tasks import task_views
 from node.verify import VerifyReport, verify_log
+from schemas.errors import GuantongError
 from schemas.ids import check_node_id, is_in_subtree
 from schemas.times import format_time, parse_time
 
@@ -238,8 +241,24 @@ async def _reconciliation(node: Node, prefix: str, lower: RootSource | None) -> 
             "not checked: the lower hub was not reachable (pass --hub URL)",
             {"root": mine.root},
         )
-    theirs, _ = await lower.roots(prefix)
-    differences = [] if theirs.root == mine.root else await bisect(_Local(node), lower, prefix)
+    try:
+        theirs, _ = await lower.roots(prefix)
+        differences = [] if theirs.root == mine.root else await bisect(_Local(node), lower, prefix)
+    except GuantongError as exc:
+        # the lower hub unreachable, refusing, or answering what no hub would (not JSON,
+        # children that are not below the prefix…): nothing shows the subtrees agree
+        return Criterion(
+            "reconciliation",
+            CRITERIA["reconciliation"],
+            False,
+            f"not checked: the lower hub's answer was unusable ({exc.code.value})",
+            {
+                "root_here": mine.root,
+                "origins": mine.origins,
+                "entries": mine.entries,
+                "error": {"code": exc.code.value, "message": exc.message[:500]},
+            },
+        )
     passed = not differences
     return Criterion(
         "reconciliation",

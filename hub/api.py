@@ -8,12 +8,14 @@ most ``MAX_INFLATED`` bytes before it is refused).
 from __future__ import annotations
 
 import functools
+from datetime import date
 from typing import Annotated, Any
 
 import anyio
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AfterValidator
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -58,6 +60,21 @@ MAX_INFLATED = 64 << 20
 
 router = APIRouter()
 _DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # ASCII digits: Python's \d takes any script's
+
+
+def _real_day(value: str | None) -> str | None:
+    """A day of the calendar, not only of its shape (``2026-13-45``, 30 February): one
+    that does not exist is refused ``422 malformed`` with the other bad parameters."""
+    if value is not None:
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not a day of the calendar") from None
+    return value
+
+
+_Day = Annotated[str | None, AfterValidator(_real_day)]
+_DATE = {"format": "date", "pattern": _DAY}  # in the document as the prefix's is
 
 
 def inflate(body: bytes, *, limit: int = MAX_INFLATED) -> bytes:
@@ -260,8 +277,8 @@ def root(
 def get_stats(
     request: Request,
     prefix: Annotated[str | None, Query(json_schema_extra=PREFIX)] = None,
-    start: Annotated[str | None, Query(alias="from", pattern=_DAY)] = None,
-    end: Annotated[str | None, Query(alias="to", pattern=_DAY)] = None,
+    start: Annotated[_Day, Query(alias="from", pattern=_DAY, json_schema_extra=_DATE)] = None,
+    end: Annotated[_Day, Query(alias="to", pattern=_DAY, json_schema_extra=_DATE)] = None,
 ) -> dict[str, Any]:
     """Rollups of a subtree between two days: rates, counts, station activity, the deputy
     performance index and its ranking, per child node and per month."""
@@ -315,7 +332,7 @@ def heads(
     _check_scope(request, node, scope)
     query = select(HEADS).where(HEADS.c.seq > 0).order_by(HEADS.c.origin).limit(limit)
     query = query.where((HEADS.c.origin == scope) | HEADS.c.origin.startswith(scope + "."))
-    if after:
+    if after is not None:  # an empty cursor is no origin id either
         query = query.where(HEADS.c.origin > check_node_id(after))
     with node.store.read() as conn:
         rows = conn.execute(query).all()

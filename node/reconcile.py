@@ -10,7 +10,9 @@ stations costs a handful of requests, not a full listing.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,10 +21,22 @@ from sqlalchemy import select
 
 from node.db import Store
 from node.tables import HEADS
+from schemas.canonical import MAX_SAFE_INTEGER
 from schemas.errors import ErrorCode, GuantongError, describe
+from schemas.ids import is_node_id, parent_of
 from schemas.merkle import head_leaf, merkle_root
 
-__all__ = ["Difference", "LocalRoots", "RemoteRoots", "RootInfo", "bisect", "subtree_roots"]
+__all__ = [
+    "Difference",
+    "LocalRoots",
+    "RemoteRoots",
+    "RootInfo",
+    "bisect",
+    "parse_roots",
+    "subtree_roots",
+]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +125,78 @@ class RemoteRoots:
             raise GuantongError(
                 ErrorCode.FORBIDDEN, f"{self.url} refused /v1/root: {response.text[:200]}"
             )
-        body = response.json()
-        whole = _parse(body)
-        kids = {
-            name: _parse({"prefix": name, **info})
-            for name, info in (body.get("children") or {}).items()
-        }
-        return whole, kids
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise GuantongError(
+                ErrorCode.MALFORMED, f"{self.url} answered /v1/root?prefix={prefix} with no JSON"
+            ) from exc
+        return parse_roots(body, prefix, where=f"{self.url} /v1/root?prefix={prefix}")
 
 
-def _parse(body: dict[str, Any]) -> RootInfo:
+def parse_roots(
+    body: object, prefix: str, *, where: str = "/v1/root"
+) -> tuple[RootInfo, dict[str, RootInfo]]:
+    """A ``/v1/root?children=1`` answer about ``prefix``, checked before it is believed: the
+    prefix asked for, hex roots and heads, counts that are non-negative integers and add up
+    to the whole, and children that are node ids exactly one segment below the prefix (so a
+    bisection descends at most one level per request and ends within the ids' depth).
+    Anything else is ``malformed``, naming what was wrong."""
+
+    def bad(what: str) -> GuantongError:
+        return GuantongError(ErrorCode.MALFORMED, f"{where}: {what}")
+
+    if not isinstance(body, dict):
+        raise bad("the answer is not a JSON object")
+    if body.get("prefix") != prefix:
+        raise bad(f"the answer is about {body.get('prefix')!r}, not {prefix!r}")
+    whole = _parse(body, prefix, bad)
+    children = body.get("children")
+    if not isinstance(children, dict):
+        raise bad("children is missing or not an object")
+    kids: dict[str, RootInfo] = {}
+    for name, info in children.items():
+        if not is_node_id(name) or parent_of(name) != prefix:
+            raise bad(f"child {name[:140]!r} is not a node id one segment below {prefix}")
+        if not isinstance(info, dict):
+            raise bad(f"child {name}: not an object")
+        kid = _parse(info, name, bad)
+        if kid.origins < 1:
+            raise bad(f"child {name}: a child holds at least one origin")
+        kids[name] = kid
+    own = whole.head or (0, "")
+    if whole.origins != sum(k.origins for k in kids.values()) + bool(whole.head) or (
+        whole.entries != sum(k.entries for k in kids.values()) + own[0]
+    ):
+        raise bad("the children's origins and entries do not add up to the prefix's")
+    return whole, kids
+
+
+def _parse(body: dict[str, Any], prefix: str, bad: Callable[[str], GuantongError]) -> RootInfo:
+    counts = []
+    for name in ("origins", "entries"):
+        value = body.get(name)
+        if type(value) is not int or not 0 <= value <= MAX_SAFE_INTEGER:
+            raise bad(f"{prefix}: {name} {str(value)[:40]!r} is not a non-negative integer")
+        counts.append(value)
+    root = body.get("root")
+    if not isinstance(root, str) or _HEX64.fullmatch(root) is None:
+        raise bad(f"{prefix}: root is not 64 lowercase hex characters")
     own = body.get("head")
-    return RootInfo(
-        body["prefix"],
-        int(body["origins"]),
-        int(body["entries"]),
-        str(body["root"]),
-        (int(own["seq"]), str(own["head"])) if own else None,
-    )
+    head = None
+    if own is not None:
+        if (
+            not isinstance(own, dict)
+            or type(own.get("seq")) is not int
+            or not 1 <= own["seq"] <= MAX_SAFE_INTEGER
+            or not isinstance(own.get("head"), str)
+            or _HEX64.fullmatch(own["head"]) is None
+        ):
+            raise bad(f"{prefix}: head is not {{seq, head}} with a positive seq and a hex hash")
+        head = (int(own["seq"]), str(own["head"]))
+        if counts[0] < 1 or counts[1] < head[0]:
+            raise bad(f"{prefix}: its own head is not counted in its origins and entries")
+    return RootInfo(prefix, counts[0], counts[1], root, head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +213,11 @@ class Difference:
 
 
 async def bisect(here: RootSource, there: RootSource, prefix: str) -> list[Difference]:
-    """Exactly the origins under ``prefix`` whose heads differ between the two sources."""
+    """Exactly the origins under ``prefix`` whose heads differ between the two sources.
+
+    Each level descends one id segment (a child that is not one segment below its prefix
+    is ``malformed``, whichever source named it), so the descent ends within the ids' depth
+    (``MAX_DEPTH``) whatever a source answers."""
     mine, my_children = await here.roots(prefix)
     theirs, their_children = await there.roots(prefix)
     if mine.root == theirs.root:
@@ -154,6 +226,10 @@ async def bisect(here: RootSource, there: RootSource, prefix: str) -> list[Diffe
     if mine.head != theirs.head:
         found.append(Difference(prefix, mine.head, theirs.head))
     for child in sorted(set(my_children) | set(their_children)):
+        if not is_node_id(child) or parent_of(child) != prefix:
+            raise GuantongError(
+                ErrorCode.MALFORMED, f"child {child[:140]!r} is not one segment below {prefix}"
+            )
         a, b = my_children.get(child), their_children.get(child)
         if a is not None and b is not None and a.root == b.root:
             continue

@@ -11,8 +11,12 @@ is checked. A signed head that does not verify with a key known for its origin i
 like a broken chain (the bytes or the signature changed since a hub verified them); one
 whose key is not known is not (a certificate may not have arrived yet). Every origin's
 entries must end at a signed head: entries beyond the last one are covered by no
-signature, and nothing a province could verify. Entries written while the check runs are left
-for the next one: each origin is checked up to the head it had when the check began.
+signature, and nothing a province could verify. A signed head beyond the entries held names
+entries the store has lost (its tail is gone, whatever the ``heads`` row says): damage, as
+are a ``heads`` row whose signed head lies beyond its seq and entries held beyond the row.
+Entries written while the check runs are left for the next one: each origin is checked up
+to the head it had when the check began (signed heads above it are damage only if their
+entries are not held).
 
 :func:`check_store` is what ``guantong verify`` runs: the database's own integrity check
 (SQLite ``PRAGMA integrity_check``: every page, b-tree and index) and then every chain. Damage
@@ -27,10 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from node.log import Log
-from node.tables import KEYS, SIGNED_HEADS
+from node.tables import ENTRIES, HEADS, KEYS, SIGNED_HEADS
 from schemas.canonical import parse_canonical
 from schemas.errors import ErrorCode, GuantongError
 from schemas.hashing import ZERO_HASH, sha256_hex
@@ -40,6 +44,8 @@ from schemas.signing import b64u_decode
 __all__ = ["DAMAGE", "Problem", "StoreCheck", "VerifyReport", "check_store", "verify_log"]
 
 _SIGNED = SIGNED_HEADS
+_ENTRIES = ENTRIES
+_HEADS = HEADS
 _KEYS = KEYS
 DAMAGE = frozenset({ErrorCode.GAP, ErrorCode.BAD_HASH, ErrorCode.BAD_CHAIN, ErrorCode.MALFORMED})
 """Chain problems that only damage to the stored bytes explains (not a missing key)."""
@@ -157,14 +163,25 @@ def _verify_origin(
     fast: bool = False,
 ) -> Problem | None:
     with log.store.read() as conn:
+        # Every signed head, then the last entry held, then the heads row: in this order a
+        # write committed between two reads (PostgreSQL reads each statement afresh) only
+        # adds entries that a signed head read before names, and moves the row further on.
         signed = {
             int(r.seq): bytes(r.raw)
             for r in conn.execute(
-                select(_SIGNED.c.seq, _SIGNED.c.raw).where(
-                    _SIGNED.c.origin == origin, _SIGNED.c.seq <= head_seq
-                )
+                select(_SIGNED.c.seq, _SIGNED.c.raw).where(_SIGNED.c.origin == origin)
             )
         }
+        last_held = select(func.coalesce(func.max(_ENTRIES.c.seq), 0))
+        held = int(conn.execute(last_held.where(_ENTRIES.c.origin == origin)).scalar_one())
+        row = conn.execute(
+            select(_HEADS.c.seq, _HEADS.c.signed_seq).where(_HEADS.c.origin == origin)
+        ).one()
+    row_seq, row_signed = int(row.seq), int(row.signed_seq)
+    # signed heads above the head the check began with whose entries are held were written
+    # since (checked next time); one naming an entry the store does not hold is damage
+    lost = sorted(seq for seq in signed if seq > held)
+    signed = {seq: raw for seq, raw in signed.items() if seq <= head_seq}
     expected, prev, covered = 1, ZERO_HASH, 0
     for seq, stored_hash, raw in log.iter_entries(origin):
         if seq > head_seq:
@@ -212,10 +229,29 @@ def _verify_origin(
             ErrorCode.BAD_CHAIN,
             f"head row says seq {head_seq} {head_hash}, log ends at {last} {prev}",
         )
-    if signed:
-        beyond = min(signed)
+    if lost:
+        # the log's tail is gone, the signed heads that committed to it are not; entries
+        # after the last signed head left are uncovered because of it
         return Problem(
-            origin, beyond, ErrorCode.BAD_CHAIN, f"a signed head names seq {beyond}, beyond the log"
+            origin,
+            lost[0],
+            ErrorCode.BAD_CHAIN,
+            f"a signed head names seq {lost[0]}, beyond the log (held up to seq {held}): "
+            "its entries are lost",
+        )
+    if row_signed > row_seq:
+        return Problem(
+            origin,
+            row_signed,
+            ErrorCode.BAD_CHAIN,
+            f"head row's signed head is at seq {row_signed}, beyond its seq {row_seq}",
+        )
+    if row_seq < held:
+        return Problem(
+            origin,
+            row_seq + 1,
+            ErrorCode.BAD_CHAIN,
+            f"entries {row_seq + 1}-{held} are held beyond the head row's seq {row_seq}",
         )
     if last and last > covered:
         return Problem(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -132,6 +133,49 @@ async def test_lower_hub_that_differs_fails_reconciliation(fed: Federation) -> N
     assert [d["origin"] for d in _evidence(report, "reconciliation")["differences"]] == [
         "js.wx.jy.s1"
     ]
+
+
+def _looping(request: httpx.Request) -> httpx.Response:
+    prefix = request.url.params["prefix"]
+    child = {"origins": 1, "entries": 1, "root": "cd" * 32}
+    return httpx.Response(
+        200,
+        json={"prefix": prefix, "origins": 1, "entries": 1, "root": "ab" * 32}
+        | {"children": {prefix: child}},
+    )
+
+
+def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.mark.parametrize(
+    ("lower", "code"),
+    [
+        (_looping, "malformed"),
+        (lambda _: httpx.Response(200, text="<html>gateway</html>"), "malformed"),
+        (lambda _: httpx.Response(200, json={"prefix": "js.wx"}), "malformed"),
+        (_unreachable, "parent_unreachable"),
+    ],
+    ids=["its own child", "not JSON", "no root", "unreachable"],
+)
+async def test_a_lower_hub_answering_what_no_hub_would_fails_reconciliation(
+    fed: Federation, lower: Any, code: str
+) -> None:
+    """A lower hub naming the prefix as its own child sent the bisection into a
+    RecursionError, and one answering 200 with no JSON or no root ended the check with a
+    JSONDecodeError or KeyError: a 500 at the dashboard's POST /acceptance, a traceback from
+    ``guantong accept --hub``, and no report (so did a hub that could not be reached:
+    parent_unreachable). The report is made; reconciliation fails with the error as
+    evidence, every other criterion is judged as before."""
+    await _city(fed)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lower)) as client:
+        report = await accept(fed.nodes["js"], "js.wx", lower=RemoteRoots(client, "http://js.wx"))
+    assert _failed(report) == {"reconciliation"}
+    assert _crit(report, "reconciliation")["summary"].startswith("not checked")
+    evidence = _evidence(report, "reconciliation")
+    assert evidence["error"]["code"] == code and "http://js.wx" in evidence["error"]["message"]
+    assert verify_object(report, fed.nodes["js"].signer.public_raw)
 
 
 async def test_overdue_task_fails_timeliness(fed: Federation) -> None:

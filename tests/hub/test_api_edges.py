@@ -53,3 +53,26 @@ async def test_days_are_ascii_digits(fed: Federation) -> None:
     response = await _get(fed, f"/v1/stats?prefix={CHILD}&from=２０２６-01-01")
     assert response.status_code == 422, response.text
     assert (await _get(fed, f"/v1/stats?prefix={CHILD}&from=2026-01-01")).status_code == 200
+
+
+@pytest.mark.parametrize("day", ["2026-13-45", "2026-02-30", "2025-02-29", "0000-01-01"])
+@pytest.mark.parametrize("bound", ["from", "to"])
+async def test_days_that_do_not_exist_are_refused(fed: Federation, bound: str, day: str) -> None:
+    """Only the shape of a day was checked: month 13, day 45 or 30 February were taken as
+    bounds and answered 200 with every figure zero, as if the subtree had done nothing."""
+    fed.add(CHILD)
+    response = await _get(fed, f"/v1/stats?prefix={CHILD}&{bound}={day}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "malformed"
+    leap = await _get(fed, f"/v1/stats?prefix={CHILD}&{bound}=2024-02-29")
+    assert leap.status_code == 200, leap.text
+
+
+async def test_heads_refuses_an_empty_after(fed: Federation) -> None:
+    """``after`` is an origin id (``400 invalid_node_id`` otherwise); an empty one was
+    dropped and the first page answered, as if no cursor had been sent."""
+    fed.add(CHILD)
+    response = await _get(fed, f"/v1/heads?prefix={CHILD}&after=")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_node_id"
+    assert (await _get(fed, f"/v1/heads?prefix={CHILD}&after={CHILD}")).status_code == 200

@@ -987,6 +987,80 @@ async def test_entries_no_signed_head_covers_do_not_verify(fed: Federation) -> N
     assert "covered by no signed head" in check.problem.message
 
 
+async def _station_at_county(fed: Federation, *batches: int) -> Node:
+    """The county holding S1's log, pushed in ``batches``: a signed head at each end."""
+    county = fed.add(COUNTY)
+    station = fed.add(S1)
+    for i, count in enumerate(batches):
+        fed.write(station.id, count, seed=i)
+        await fed.sync(station.id)
+    assert list(verify_log(county.log)) == []
+    return county
+
+
+def _lose_tail(county: Node, keep: int) -> None:
+    """S1's entries after ``keep`` lost, and its head row taken back to match them."""
+    with county.store.write() as conn:
+        kept = conn.execute(
+            select(ENTRIES.c.hash).where(ENTRIES.c.origin == S1, ENTRIES.c.seq == keep)
+        ).scalar_one()
+        conn.execute(ENTRIES.delete().where(ENTRIES.c.origin == S1, ENTRIES.c.seq > keep))
+        conn.execute(HEADS.update().where(HEADS.c.origin == S1).values(seq=keep, hash=kept))
+
+
+async def test_signed_heads_of_a_lost_tail_are_damage(fed: Federation) -> None:
+    """The county lost S1's last two entries (its head row going back with them) but still
+    holds S1's signed heads of seq 4 and 5, which commit to them. verify read the signed
+    heads only up to the head row's seq, so its check "a signed head names seq N, beyond
+    the log" never fired: the damaged store was reported sound and not quarantined."""
+    county = await _station_at_county(fed, 1, 1, 1, 1, 1)
+    _lose_tail(county, 3)
+    check = check_store(county.log)
+    assert check.problem is not None and check.problem.origin == S1
+    assert (check.problem.seq, check.problem.code) == (4, ErrorCode.BAD_CHAIN)
+    assert "beyond the log" in check.problem.message and check.problem.damage
+    assert check.quarantined
+
+
+async def test_entries_uncovered_because_the_tail_was_lost_are_damage(fed: Federation) -> None:
+    """Signed heads at 3 and 5; entry 5 lost, the head row back at 4. Entry 4 is covered by
+    no signed head, which alone is not damage (bad_signature: nothing signs it); here the
+    signed head of 5 says why: the tail is gone. It was reported as the uncovered entry,
+    and the store was not quarantined."""
+    county = await _station_at_county(fed, 3, 2)
+    _lose_tail(county, 4)
+    check = check_store(county.log)
+    assert check.problem is not None
+    assert (check.problem.seq, check.problem.code) == (5, ErrorCode.BAD_CHAIN)
+    assert check.quarantined
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"signed_seq": 7}, "head row's signed head is at seq 7, beyond its seq 5"),
+        ({"seq": 3, "signed_seq": 3}, "entries 4-5 are held beyond the head row's seq 3"),
+    ],
+    ids=["signed seq beyond the row", "entries beyond the row"],
+)
+async def test_a_head_row_behind_what_it_sums_up_is_damage(
+    fed: Federation, change: dict[str, int], message: str
+) -> None:
+    """The checks stopped at the head row's seq: a row whose signed_seq is beyond its seq,
+    or entries held beyond the row, passed."""
+    county = await _station_at_county(fed, 3, 2)
+    values: dict[str, Any] = dict(change)
+    with county.store.write() as conn:
+        if "seq" in change:  # the row as it was at seq 3
+            values["hash"] = conn.execute(
+                select(ENTRIES.c.hash).where(ENTRIES.c.origin == S1, ENTRIES.c.seq == 3)
+            ).scalar_one()
+        conn.execute(HEADS.update().where(HEADS.c.origin == S1).values(**values))
+    check = check_store(county.log)
+    assert check.problem is not None and check.problem.message == message
+    assert check.quarantined
+
+
 async def test_a_repaired_hub_keeps_when_each_entry_arrived(fed: Federation) -> None:
     """Repair takes the log in again; the entries keep the arrival times they had, or
     the sync lag the acceptance check measures would be the days since the repair."""
