@@ -20,12 +20,13 @@ issued → delivered → accepted → in progress → done / rejected, overdue p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import ColumnElement, Connection, case, func, select
 
 from contracts.compat import compare_installed
 from contracts.registry import Registry
@@ -384,7 +385,7 @@ def _learn_chains(node: Node, certs: Sequence[Any], conn: Connection) -> None:
             progress = True
 
 
-def write_receipts(node: Node) -> int:
+def write_receipts(node: Node, *, attempts: int = 3) -> int:
     """Report ``received`` for the tasks reaching this node that lack a receipt of ours.
 
     Each task is acknowledged once, at the newest revision held when it is first seen —
@@ -392,7 +393,9 @@ def write_receipts(node: Node) -> int:
     or later — and each cancellation once more, noted as such. Receipts derive from what
     the log holds, not from what one pull brought, so a failed write is simply made on the
     next pull, the same receipts come out however pages cut the revisions, and a node that
-    recovered its log (with its receipts) does not report twice."""
+    recovered its log (with its receipts) does not report twice. Two writers at once (the
+    server's pull beside ``guantong sync``) both read that a task lacks its receipt: the
+    append checks again under the lock of the node's head, and the later one starts over."""
     with node.store.read() as conn:
         latest = _held_latest(conn, node.id)
         receipts = conn.execute(
@@ -408,9 +411,42 @@ def write_receipts(node: Node) -> int:
             records.append((None, _receipt(node, task)))
         if task.cancelled and (task.id, task.rev) not in cancellations:
             records.append((None, _receipt(node, task, note=CANCELLED_NOTE)))
-    if records:
-        node.put("task_report", records)
+    if not records:
+        return 0
+    ids = sorted({str(data["task_id"]) for _, data in records})
+    try:
+        node.put("task_report", records, also=functools.partial(_once, node.id, ids))
+    except _Raced:
+        # another writer (the server's pull beside `guantong sync`, two pulls at once)
+        # wrote receipts between our read and our write: work out what is left
+        return write_receipts(node, attempts=attempts - 1) if attempts > 1 else 0
     return len(records)
+
+
+class _Raced(Exception):
+    """Receipts written twice: the append is rolled back and the receipts worked out again."""
+
+
+def _once(origin: str, ids: list[str], conn: Connection) -> None:
+    """Inside the append, under the lock of the node's own head (which every writer of its
+    log takes, in any process): none of these tasks acknowledged twice, no cancellation
+    twice."""
+    twice = conn.execute(
+        select(TASK_EVENTS.c.task_id)
+        .where(
+            TASK_EVENTS.c.origin == origin,
+            TASK_EVENTS.c.status == "received",
+            TASK_EVENTS.c.task_id.in_(ids),
+        )
+        .group_by(
+            TASK_EVENTS.c.task_id,
+            case((TASK_EVENTS.c.note == CANCELLED_NOTE, TASK_EVENTS.c.task_rev), else_=0),
+        )
+        .having(func.count() > 1)
+        .limit(1)
+    ).first()
+    if twice is not None:
+        raise _Raced
 
 
 def _receipt(node: Node, task: Task, *, note: str | None = None) -> dict[str, Any]:

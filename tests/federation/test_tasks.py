@@ -583,3 +583,38 @@ async def test_the_served_downlink_waits_when_a_page_is_held(
     for n, delay in enumerate(slept):
         assert 0.8 * TASK_RETRY_S * 2**n <= delay <= 1.2 * TASK_RETRY_S * 2**n
     assert downlink_cursor(station) == 0
+
+
+async def test_two_writers_of_receipts_at_once_acknowledge_a_task_once(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's pull beside `guantong sync` (or two pulls at once) both read that a
+    task lacked its receipt, and both wrote one: the issuer counted it received twice."""
+    from sqlalchemy import select
+
+    from node.tables import TASK_EVENTS
+    from node.tasks import issue_task, write_receipts
+
+    county = fed.add("js.wx.jy")
+    station = fed.add("js.wx.jy.s1")
+    task = issue_task(county, target=station.id, kind="notice", payload={"text": "通知"})
+    put = station.put
+    raced = []
+
+    def put_after_the_other(contract: str, records: Any, **options: Any) -> Any:
+        if not raced:  # the other writer gets in between our read and our write
+            raced.append(True)
+            write_receipts(station)
+        return put(contract, records, **options)
+
+    monkeypatch.setattr(station, "put", put_after_the_other)
+    await fed.pull(station.id)
+    with station.store.read() as conn:
+        receipts = conn.execute(
+            select(TASK_EVENTS.c.task_rev).where(
+                TASK_EVENTS.c.origin == station.id,
+                TASK_EVENTS.c.task_id == task.id,
+                TASK_EVENTS.c.status == "received",
+            )
+        ).all()
+    assert raced and len(receipts) == 1, receipts
