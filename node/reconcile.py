@@ -19,10 +19,11 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy import select
 
+from node.auth import error_of
 from node.db import Store
 from node.tables import HEADS
 from schemas.canonical import MAX_SAFE_INTEGER
-from schemas.errors import ErrorCode, GuantongError, describe
+from schemas.errors import ErrorCode, GuantongError, code_of, describe
 from schemas.ids import is_node_id, parent_of
 from schemas.merkle import head_leaf, merkle_root
 
@@ -122,8 +123,19 @@ class RemoteRoots:
                 ErrorCode.PARENT_UNREACHABLE, f"{self.url} unreachable: {describe(exc)}"
             ) from exc
         if response.status_code != 200:
+            # the hub's own code when it sent one (not_in_subtree, unauthenticated, busy…);
+            # else a server or proxy in the way (5xx) is unreachable, the rest refused
+            sent = error_of(response).get("code")
+            code = (
+                code_of(sent)
+                if sent is not None
+                else ErrorCode.PARENT_UNREACHABLE
+                if response.status_code >= 500
+                else ErrorCode.FORBIDDEN
+            )
             raise GuantongError(
-                ErrorCode.FORBIDDEN, f"{self.url} refused /v1/root: {response.text[:200]}"
+                code,
+                f"{self.url} answered /v1/root with {response.status_code}: {response.text[:200]}",
             )
         try:
             body = response.json()

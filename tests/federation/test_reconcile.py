@@ -135,6 +135,31 @@ async def test_the_answer_unchanged_is_taken() -> None:
     assert kids == {"js.wx.jy": RootInfo("js.wx.jy", 2, 5, "cd" * 32)}
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (403, {"error": {"code": "not_in_subtree", "message": "no"}}, ErrorCode.NOT_IN_SUBTREE),
+        (503, {"error": {"code": "busy", "message": "later"}}, ErrorCode.BUSY),
+        (502, b"<html>Bad Gateway</html>", ErrorCode.PARENT_UNREACHABLE),
+        (404, b"<html>Not Found</html>", ErrorCode.FORBIDDEN),
+    ],
+    ids=["its-code", "busy", "a-proxy-5xx", "a-page-4xx"],
+)
+async def test_a_refusal_of_the_lower_hub_keeps_its_code(
+    status: int, body: dict[str, Any] | bytes, code: ErrorCode
+) -> None:
+    """Every answer but 200 was reported as forbidden, whatever the hub said."""
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=content)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(GuantongError) as raised:
+            await RemoteRoots(client, "http://js.wx").roots("js.wx")
+    assert raised.value.code is code, raised.value
+
+
 @pytest.mark.parametrize("change", UNUSABLE.values(), ids=UNUSABLE.keys())
 async def test_an_answer_no_hub_would_give_is_malformed(
     make_node: NodeFactory, change: Callable[[dict[str, Any]], Any]
