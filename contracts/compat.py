@@ -61,7 +61,7 @@ from jsonschema_rs.canonical import Containment
 from contracts.privacy import privacy_rules
 from contracts.registry import Registry, index_problems
 from contracts.upcast import TABLE_CHECKS, UPCASTERS
-from schemas.canonical import pointer_token
+from schemas.canonical import follow_pointer, pointer_token
 from schemas.errors import ErrorCode, GuantongError
 
 # fmt: off
@@ -222,18 +222,11 @@ def _resolve(root: Any, ref: Any) -> tuple[Any, str] | None:
     """The target of a local JSON-pointer `$ref` and its pointer, or None."""
     if not isinstance(ref, str) or not ref.startswith("#"):
         return None
-    fragment, node = unquote(ref[1:]), root
+    fragment = unquote(ref[1:])
     if fragment and not fragment.startswith("/"):
         return None  # $anchor references are not followed
-    for raw in fragment.split("/")[1:]:
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-    return node, fragment
+    found = follow_pointer(root, fragment)
+    return None if found is None else (found[0], fragment)
 
 
 def _bound(node: Schema, upper: bool, integers: bool) -> tuple[Fraction, int, str] | None:

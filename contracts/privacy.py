@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from schemas.canonical import canonical_bytes, pointer_token
+from schemas.canonical import canonical_bytes, follow_pointer, pointer_token, pointer_tokens
 from schemas.errors import ErrorCode, GuantongError
 
 __all__ = ["PrivacyRules", "mask_value", "merge_private", "privacy_rules", "project"]
@@ -117,16 +117,7 @@ def _walk(node: Any, path: Path, found: list[tuple[Path, Rule]], reached: set[in
 
 def _marked(node: Any, pointer: str) -> list[tuple[dict[str, Any], str]]:
     """Every schema object carrying an ``x-privacy`` mark, with its JSON pointer."""
-    out: list[tuple[dict[str, Any], str]] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("x-privacy"), str):
-            out.append((node, pointer))
-        for key, sub in node.items():
-            out.extend(_marked(sub, f"{pointer}/{pointer_token(key)}"))
-    elif isinstance(node, list):
-        for i, sub in enumerate(node):
-            out.extend(_marked(sub, f"{pointer}/{i}"))
-    return out
+    return [(n, at) for n, at in _objects(node, pointer) if isinstance(n.get("x-privacy"), str)]
 
 
 def _check_references(schema: dict[str, Any]) -> None:
@@ -196,16 +187,11 @@ def _targets(schema: dict[str, Any], ref: str) -> list[tuple[Any, str]] | None:
         ]
         return anchors or None
     node, at = resource
-    for raw in fragment.split("/")[1:]:
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-        at = f"{at}/{pointer_token(token)}"
-    return [(node, at)]
+    found = follow_pointer(node, fragment)
+    if found is None:
+        return None
+    target, tokens = found
+    return [(target, at + "".join(f"/{pointer_token(t)}" for t in tokens))]
 
 
 def mask_value(value: str) -> str:
@@ -276,10 +262,7 @@ def merge_private(public: dict[str, Any] | None, private: dict[str, Any]) -> dic
     if public is None or not private:
         return public
     merged = copy.deepcopy(public)
-    parsed = [
-        ([p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]], value)
-        for pointer, value in private.items()
-    ]
+    parsed = [(pointer_tokens(pointer), value) for pointer, value in private.items()]
     parsed.sort(
         key=lambda item: [
             (0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in item[0]

@@ -24,10 +24,12 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "canonical_bytes",
     "find_nul",
+    "follow_pointer",
     "is_plain_canonical",
     "parse_canonical",
     "parse_json",
     "pointer_token",
+    "pointer_tokens",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -132,6 +134,26 @@ def _plain(value: dict[str, Any], depth: int) -> bool:
 def pointer_token(key: object) -> str:
     """``key`` as one token of a JSON pointer (RFC 6901: ``~`` as ``~0``, ``/`` as ``~1``)."""
     return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def pointer_tokens(pointer: str) -> list[str]:
+    """The tokens of a JSON pointer, ``~1`` and ``~0`` undone: :func:`pointer_token`'s
+    inverse (``""`` is the whole document: no token)."""
+    return [raw.replace("~1", "/").replace("~0", "~") for raw in pointer.split("/")[1:]]
+
+
+def follow_pointer(node: Any, pointer: str) -> tuple[Any, list[str]] | None:
+    """What a JSON pointer names in ``node``, with its tokens; None where it names
+    nothing (a missing member, an index that is no index or out of range)."""
+    tokens = pointer_tokens(pointer)
+    for token in tokens:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node, tokens
 
 
 def find_nul(value: Any) -> str | None:
