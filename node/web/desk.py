@@ -63,7 +63,7 @@ def login_page(request: Request, next: str = "/", expired: str = "") -> Response
     response = render(
         request,
         "login.html",
-        next=next if next.startswith("/") else "/",
+        next=_local(next),
         login_csrf=token,
         expired=bool(expired),
     )
@@ -77,6 +77,12 @@ def login_page(request: Request, next: str = "/", expired: str = "") -> Response
             path="/login",
         )
     return response
+
+
+def _local(next: str) -> str:
+    """Where a sign-in leads: a path of this site, else the start page (``//host`` and
+    ``https://host`` lead elsewhere: an open redirect)."""
+    return next if next.startswith("/") and not next.startswith("//") else "/"
 
 
 def _login_token(request: Request) -> str | None:
@@ -95,7 +101,7 @@ def login(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     node: Node = request.app.state.node
-    local = next if next.startswith("/") and not next.startswith("//") else "/"
+    local = _local(next)
     held = _login_token(request)
     if held is None or not hmac.compare_digest(held.encode(), csrf.encode()):
         # login CSRF: a form posted from another site (which cannot read the token, nor
@@ -108,7 +114,7 @@ def login(
     if wait > 0:  # checked before the password's hash is computed
         minutes = max(1, round(wait / 60))
         refused = render(
-            request, "login.html", status_code=429, next=next, throttled=minutes, login_csrf=held
+            request, "login.html", status_code=429, next=local, throttled=minutes, login_csrf=held
         )
         refused.headers["Retry-After"] = str(int(wait) + 1)
         return refused
@@ -116,7 +122,7 @@ def login(
         LOGINS_BY_USER.count(keys[0])
         LOGINS_BY_ADDRESS.count(keys[1])
         return render(
-            request, "login.html", status_code=401, next=next, failed=True, login_csrf=held
+            request, "login.html", status_code=401, next=local, failed=True, login_csrf=held
         )
     LOGINS_BY_USER.clear(keys[0])
     token, _ = start_session(node, name)
