@@ -24,6 +24,7 @@ from node.reconcile import RemoteRoots
 from node.tables import ENTRIES, HEADS, REGISTER
 from node.tasks import amend_task, issue_task, report_task, revoke_node
 from schemas.signing import verify_object
+from schemas.tasks import Task
 from schemas.times import format_time
 from tests.federation.harness import Federation
 
@@ -43,6 +44,13 @@ async def _city(fed: Federation, *, old_version: bool = False) -> None:
 async def _accept(fed: Federation) -> dict[str, Any]:
     async with fed.client("js.wx", caller="js") as client:
         return await accept(fed.nodes["js"], "js.wx", lower=RemoteRoots(client, "http://js.wx"))
+
+
+def _assign_due_at_noon(fed: Federation) -> Task:
+    """An assign task from the province to a station of the city, due at noon today."""
+    due = format_time(fed.clock().replace(hour=12))
+    province = fed.nodes["js"]
+    return issue_task(province, target="js.wx.jy.s1", kind="assign", payload={"x": 1}, due=due)
 
 
 def _failed(report: dict[str, Any]) -> set[str]:
@@ -180,13 +188,7 @@ async def test_a_lower_hub_answering_what_no_hub_would_fails_reconciliation(
 
 async def test_overdue_task_fails_timeliness(fed: Federation) -> None:
     await _city(fed)
-    task = issue_task(
-        fed.nodes["js"],
-        target="js.wx.jy.s1",
-        kind="assign",
-        payload={"x": 1},
-        due=format_time(fed.clock().replace(hour=12)),
-    )
+    task = _assign_due_at_noon(fed)
     fed.clock.advance(days=1)
     report = await _accept(fed)
     assert _failed(report) == {"timeliness"}
@@ -290,13 +292,7 @@ async def _accept_sync(fed: Federation) -> dict[str, Any]:
 
 async def test_cancelled_assign_task_does_not_fail_timeliness(fed: Federation) -> None:
     await _city(fed)
-    task = issue_task(
-        fed.nodes["js"],
-        target="js.wx.jy.s1",
-        kind="assign",
-        payload={"x": 1},
-        due=format_time(fed.clock().replace(hour=12)),
-    )
+    task = _assign_due_at_noon(fed)
     amend_task(fed.nodes["js"], task.id, cancel=True)  # the issuer withdraws it
     fed.clock.advance(days=1)
     report = await _accept(fed)
