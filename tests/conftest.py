@@ -221,6 +221,28 @@ async def sign_in(
     return await client.post("/login", data=form)
 
 
+def web_client(fed: Federation, node_id: str) -> httpx.AsyncClient:
+    """A browser of a node's pages, in process: redirects are looked at, not followed."""
+    import httpx
+
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=fed.app(node_id)),
+        base_url="http://web",
+        follow_redirects=False,
+    )
+
+
+async def sign_in_to_desk(client: httpx.AsyncClient, name: str, password: str) -> str:
+    """Sign in (:func:`sign_in`, on to the desk) and return the CSRF token of the session's
+    forms, as the desk page carries it."""
+    response = await sign_in(client, name, password, next="/desk")
+    assert response.status_code == 303, response.text
+    page = await client.get("/desk")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found
+    return found.group(1)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_sign_in_counts() -> Iterator[None]:
     """Each test starts with no failed sign-ins counted (the counts live in the process,

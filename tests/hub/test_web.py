@@ -10,28 +10,11 @@ import pytest
 
 from node.web import intake
 from node.web.accounts import add_user
-from tests.conftest import sign_in
+from tests.conftest import sign_in, sign_in_to_desk, web_client
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "correct horse battery"
-
-
-def _client(fed: Federation, node_id: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=fed.app(node_id)),
-        base_url="http://web",
-        follow_redirects=False,
-    )
-
-
-async def _login(client: httpx.AsyncClient, name: str) -> str:
-    response = await sign_in(client, name, PASSWORD, next="/desk")
-    assert response.status_code == 303, response.text
-    page = await client.get("/desk")
-    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert found
-    return found.group(1)
 
 
 @pytest.fixture
@@ -43,18 +26,18 @@ def station(fed: Federation) -> str:
 
 
 async def test_login_roles_and_csrf(fed: Federation, station: str) -> None:
-    async with _client(fed, station) as client:
+    async with web_client(fed, station) as client:
         assert (await client.get("/desk")).status_code == 303  # not signed in
         bad = await sign_in(client, "op", "wrong password!")
         assert bad.status_code == 401 and "用户名或密码错误" in bad.text
-        csrf = await _login(client, "op")
+        csrf = await sign_in_to_desk(client, "op", PASSWORD)
         assert "工作台" in (await client.get("/desk")).text
         assert "Desk" in (await client.get("/desk?lang=en")).text
         no_token = await client.post("/desk/new/reception", data={"date": "2026-11-21"})
         assert no_token.status_code == 403
         assert csrf
-    async with _client(fed, station) as client:
-        csrf = await _login(client, "audit")
+    async with web_client(fed, station) as client:
+        csrf = await sign_in_to_desk(client, "audit", PASSWORD)
         refused = await client.post(
             "/desk/new/reception", data={"csrf": csrf, "date": "2026-11-21"}
         )
@@ -74,7 +57,7 @@ async def test_a_login_posted_from_another_site_signs_no_one_in(
 
     node = fed.nodes[station]
     forged = {"name": "op", "password": PASSWORD, "next": "/desk"}
-    async with _client(fed, station) as client:
+    async with web_client(fed, station) as client:
         elsewhere = {"origin": "http://evil.example", "referer": "http://evil.example/x"}
         refused = await client.post("/login", data=forged, headers=elsewhere)
         assert refused.status_code == 303 and "set-cookie" not in refused.headers
@@ -84,12 +67,12 @@ async def test_a_login_posted_from_another_site_signs_no_one_in(
         wrong = await client.post("/login", data={**forged, "csrf": "x" * 32})
         assert wrong.status_code == 303 and cookie_name(node) not in client.cookies
         assert (await client.get("/desk")).status_code == 303  # still nobody
-        assert await _login(client, "op")  # from the login page itself
+        assert await sign_in_to_desk(client, "op", PASSWORD)  # from the login page itself
 
 
 async def test_contract_form_validates_and_saves(fed: Federation, station: str) -> None:
-    async with _client(fed, station) as client:
-        csrf = await _login(client, "op")
+    async with web_client(fed, station) as client:
+        csrf = await sign_in_to_desk(client, "op", PASSWORD)
         form = await client.get("/desk/new/reception")
         assert 'name="visitor_count"' in form.text and "接待" in form.text
         bad = await client.post(
@@ -116,7 +99,7 @@ async def test_citizen_intake_guards_and_receipt(
 ) -> None:
     monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
     intake.SUBMISSIONS.reset()
-    async with _client(fed, station) as client:
+    async with web_client(fed, station) as client:
         page = await client.get(f"/c/{station}?deputy=0190a4c2-7b1e-7c3d-8e9f-0000000000d1")
         stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)
         assert stamp and "群众意见反映" in page.text
@@ -156,7 +139,7 @@ async def test_only_a_station_serves_the_citizen_form(
     intake.SUBMISSIONS.reset()
     for hub_id in ("js.wx.jy", "js.wx", "js"):
         hub = fed.nodes[hub_id]
-        async with _client(fed, hub_id) as client:
+        async with web_client(fed, hub_id) as client:
             assert (await client.get(f"/c/{hub_id}")).status_code == 404
             assert (await client.get(f"/c/{hub_id}/qr.svg")).status_code == 404
             posted = await client.post(
@@ -165,7 +148,7 @@ async def test_only_a_station_serves_the_citizen_form(
             )
             assert posted.status_code in (404, 405)
         assert hub.list("opinion") == []
-    async with _client(fed, station) as client:
+    async with web_client(fed, station) as client:
         assert (await client.get(f"/c/{station}")).status_code == 200
 
 
@@ -174,7 +157,7 @@ async def test_the_citizen_forms_privacy_notice_is_in_the_pages_language(
 ) -> None:
     """The notice under the citizen form (the name stays at the station, the phone goes up
     masked) was Chinese on the English page too."""
-    async with _client(fed, station) as client:
+    async with web_client(fed, station) as client:
         chinese = await client.get(f"/c/{station}")
         english = await client.get(f"/c/{station}?lang=en")
     assert "姓名只保存在本联络站" in chinese.text
@@ -191,7 +174,7 @@ async def test_the_citizen_form_admits_what_the_current_contract_admits(
     node = fed.nodes[station]
     properties = node.registry.current("opinion").schema["properties"]
     assert properties["location"]["maxLength"] == 300
-    async with _client(fed, station) as client:
+    async with web_client(fed, station) as client:
         page = await client.get(f"/c/{station}")
     for field, prop in (
         ("title", "title"),
@@ -209,8 +192,8 @@ async def test_dashboard_and_task_board(fed: Federation, station: str) -> None:
     await fed.cascade_up(station)
     county = fed.nodes["js.wx.jy"]
     add_user(county, "admin", "admin", PASSWORD)
-    async with _client(fed, county.id) as client:
-        csrf = await _login(client, "admin")
+    async with web_client(fed, county.id) as client:
+        csrf = await sign_in_to_desk(client, "admin", PASSWORD)
         page = await client.get("/")
         assert (
             page.status_code == 200
@@ -244,11 +227,11 @@ async def test_ids_from_a_browser_are_checked_before_the_store(
     (PostgreSQL refuses such a query with an error, so it must never get one)."""
     county = fed.nodes["js.wx.jy"]
     add_user(county, "admin", "admin", PASSWORD)
-    async with _client(fed, county.id) as client:
+    async with web_client(fed, county.id) as client:
         bad = await sign_in(client, "admin\x00", PASSWORD)
         assert bad.status_code == 401
         assert (await client.get("/receipt", params={"code": "ABCDE\x00GHJK"})).status_code == 404
-        csrf = await _login(client, "admin")
+        csrf = await sign_in_to_desk(client, "admin", PASSWORD)
         record = await client.get("/desk/record/opinion/%00")
         assert (record.status_code, record.json()["error"]["code"]) == (400, "invalid_record_id")
         record = await client.get(
@@ -281,8 +264,8 @@ async def test_a_records_page_shows_its_lifecycle_where_it_is_held(
     county = fed.nodes["js.wx.jy"]
     add_user(county, "admin", "admin", PASSWORD)
     for node_id, name in ((station, "op"), (county.id, "admin")):
-        async with _client(fed, node_id) as client:
-            await _login(client, name)
+        async with web_client(fed, node_id) as client:
+            await sign_in_to_desk(client, name, PASSWORD)
             page = await client.get(f"/desk/record/opinion/{record_id}", params={"origin": station})
             assert page.status_code == 200, page.text
             rows = re.findall(r"<td>([^<]+) #(\d+)</td>", page.text)
@@ -303,8 +286,8 @@ async def test_a_task_form_refused_keeps_what_was_typed(fed: Federation, station
     county = fed.nodes["js.wx.jy"]
     add_user(county, "lead", "operator", PASSWORD)
     text = "请于本周内核查并修复解放路东段的路灯（群众反映已坏一个月）"
-    async with _client(fed, county.id) as client:
-        csrf = await _login(client, "lead")
+    async with web_client(fed, county.id) as client:
+        csrf = await sign_in_to_desk(client, "lead", PASSWORD)
         response = await client.post(
             "/tasks",
             data={
@@ -333,8 +316,8 @@ async def test_a_task_form_refused_keeps_an_empty_due_date(fed: Federation, stat
 
     county = fed.nodes["js.wx.jy"]
     add_user(county, "lead", "operator", PASSWORD)
-    async with _client(fed, county.id) as client:
-        csrf = await _login(client, "lead")
+    async with web_client(fed, county.id) as client:
+        csrf = await sign_in_to_desk(client, "lead", PASSWORD)
         board = await client.get("/tasks")
         (due,) = re.findall(r'<input id="due_days"[^>]*>', board.text)
         assert 'value="7"' in due  # a week unless changed
@@ -380,8 +363,8 @@ async def test_the_acceptance_form_checks_against_the_hub_it_names(
         return client
 
     monkeypatch.setattr(hub.dashboard, "node_client", to_the_city)
-    async with _client(fed, "js") as client:
-        csrf = await _login(client, "admin")
+    async with web_client(fed, "js") as client:
+        csrf = await sign_in_to_desk(client, "admin", PASSWORD)
         page = await client.get("/acceptance")
         assert 'name="hub_url"' in page.text
         bad = await client.post(

@@ -13,7 +13,7 @@ import pytest
 from node.tasks import issue_task
 from node.web import intake
 from node.web.accounts import add_user
-from tests.conftest import newer_bundle, sign_in
+from tests.conftest import newer_bundle, sign_in, sign_in_to_desk, web_client
 from tests.federation.harness import Federation
 
 pytestmark = pytest.mark.anyio
@@ -26,23 +26,6 @@ GOOD = {
 }
 
 
-def client(fed: Federation, node_id: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=fed.app(node_id)),
-        base_url="http://web",
-        follow_redirects=False,
-    )
-
-
-async def login(c: httpx.AsyncClient, name: str, password: str = PASSWORD) -> str:
-    r = await sign_in(c, name, password, next="/desk")
-    assert r.status_code == 303, r.text
-    page = await c.get("/desk")
-    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert found
-    return found.group(1)
-
-
 async def test_operator_cannot_revoke_a_station_key_from_the_desk(fed: Federation) -> None:
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
@@ -51,8 +34,8 @@ async def test_operator_cannot_revoke_a_station_key_from_the_desk(fed: Federatio
     (cert,) = [k.cert for k in county.keyring.keys_of(station.id) if k.cert is not None]
     form = {k: str(v) for k, v in cert.to_dict().items()}
     form.update(status="revoked", revoked_from=fed.now())
-    async with client(fed, county.id) as c:
-        csrf = await login(c, "clerk")
+    async with web_client(fed, county.id) as c:
+        csrf = await sign_in_to_desk(c, "clerk", PASSWORD)
         page = await c.get("/desk")
         assert "/desk/new/node_cert" not in page.text  # not offered on the desk...
         r = await c.post("/desk/new/node_cert", data={"csrf": csrf, **form})
@@ -66,8 +49,8 @@ async def test_operator_cannot_revoke_a_station_key_from_the_desk(fed: Federatio
 async def test_a_password_reset_ends_the_sessions_opened_before(fed: Federation) -> None:
     station = fed.add("js.wx.jy.s1")
     add_user(station, "op", "operator", PASSWORD)
-    async with client(fed, station.id) as thief:
-        await login(thief, "op")  # someone who learnt the old password
+    async with web_client(fed, station.id) as thief:
+        await sign_in_to_desk(thief, "op", PASSWORD)  # someone who learnt the old password
         add_user(station, "op", "operator", "a brand new password")  # the reset
         still = await thief.get("/desk")
         assert still.status_code == 303
@@ -76,8 +59,8 @@ async def test_a_password_reset_ends_the_sessions_opened_before(fed: Federation)
 async def test_a_refused_edit_can_be_corrected_and_saved_again(fed: Federation) -> None:
     station = fed.add("js.wx.jy.s1")
     add_user(station, "op", "operator", PASSWORD)
-    async with client(fed, station.id) as c:
-        csrf = await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        csrf = await sign_in_to_desk(c, "op", PASSWORD)
         r = await c.post("/desk/new/reception", data={"csrf": csrf, **GOOD})
         assert r.status_code == 303
         (rec,) = station.list("reception")
@@ -97,8 +80,8 @@ async def test_a_record_just_saved_is_on_the_desk(fed: Federation) -> None:
     add_user(station, "op", "operator", PASSWORD)
     fed.write(station.id, 25)
     fed.clock.advance(minutes=5)
-    async with client(fed, station.id) as c:
-        csrf = await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        csrf = await sign_in_to_desk(c, "op", PASSWORD)
         r = await c.post(
             "/desk/new/opinion",
             data={
@@ -135,8 +118,8 @@ async def test_a_too_long_resolution_comes_back_on_the_desk(fed: Federation) -> 
     task = issue_task(county, target=station.id, kind="notice", payload={"text": "请核实"})
     await fed.cascade_down(station.id)
     text = "已处理。" * 1001
-    async with client(fed, station.id) as c:
-        csrf = await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        csrf = await sign_in_to_desk(c, "op", PASSWORD)
         desk = await c.get("/desk")
         assert f'action="/desk/task/{task.id}"' in desk.text
         r = await c.post(
@@ -151,8 +134,8 @@ async def test_the_language_link_keeps_the_pages_query(fed: Federation) -> None:
     station = fed.add("js.wx.jy.s1")
     add_user(station, "op", "operator", PASSWORD)
     (rid,) = fed.write(station.id, 1)
-    async with client(fed, station.id) as c:
-        await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        await sign_in_to_desk(c, "op", PASSWORD)
         page = await c.get(f"/desk/record/opinion/{rid}?origin={station.id}")
         (link,) = re.findall(r'<a href="([^"]*lang=en[^"]*)">English</a>', page.text)
         link = link.replace("&amp;", "&")
@@ -182,8 +165,8 @@ async def test_the_language_link_of_a_page_answering_a_post_opens(
         (link,) = re.findall(r'<a href="([^"]*lang=zh[^"]*)">中文</a>', page.text)
         return link.replace("&amp;", "&")
 
-    async with client(fed, station.id) as c:
-        csrf = await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        csrf = await sign_in_to_desk(c, "op", PASSWORD)
         refused = await c.post(
             "/desk/task/0190a4c2-7b1e-7c3d-8e9f-00000000ffff",
             data={"csrf": csrf, "status": "done"},
@@ -229,7 +212,7 @@ async def test_guessing_a_password_is_stopped_before_the_hash(fed: Federation) -
     station = fed.add("js.wx.jy.s1")
     add_user(station, "op", "operator", PASSWORD)
     add_user(station, "colleague", "operator", PASSWORD)
-    async with client(fed, station.id) as c:
+    async with web_client(fed, station.id) as c:
         for i in range(10):
             wrong = await sign_in(c, "op", f"guess {i:04d}!")
             assert wrong.status_code == 401
@@ -247,7 +230,7 @@ async def test_with_opinion_2_written_the_citizen_picks_the_fine_category(
     station.install_contracts(newer_bundle(tmp_path, opinion_2=True))
     monkeypatch.setattr(intake, "MIN_FILL_S", 0.0)
     intake.SUBMISSIONS.reset()
-    async with client(fed, station.id) as c:
+    async with web_client(fed, station.id) as c:
         page = await c.get(f"/c/{station.id}")
         assert 'value="transport"' in page.text and 'value="infrastructure"' not in page.text
         stamp = re.search(r'name="stamp" value="([^"]+)"', page.text)
@@ -279,8 +262,8 @@ async def test_an_own_record_of_an_older_major_is_edited_as_the_current(
     }
     (record_id,) = station.put("opinion", [(None, written)]).record_ids
     station.install_contracts(newer_bundle(tmp_path, opinion_2=True))
-    async with client(fed, station.id) as c:
-        csrf = await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        csrf = await sign_in_to_desk(c, "op", PASSWORD)
         page = await c.get(f"/desk/record/opinion/{record_id}")
         assert "opinion 2.0" in page.text
         chosen = re.search(r'id="f-subcategory".*?<option value="(\w+)" selected', page.text, re.S)
@@ -373,8 +356,8 @@ async def test_a_checkbox_left_unticked_is_saved_as_false(fed: Federation) -> No
         "livelihood_project",
         [(None, {**project, "voted": False}), (None, {**project, "voted": True})],
     ).record_ids
-    async with client(fed, station.id) as c:
-        await login(c, "op")
+    async with web_client(fed, station.id) as c:
+        await sign_in_to_desk(c, "op", PASSWORD)
         for record_id, changes in ((unvoted, {}), (voted, {"voted": None})):
             url = f"/desk/record/livelihood_project/{record_id}"
             page = await c.get(url)
