@@ -8,6 +8,7 @@ same trust checks as a deployment.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +19,11 @@ from hub.enrollment import answer_enrollment, create_token
 from node.app import create_app
 from node.auth import NodeAuth
 from node.downlink import PullReport, pull_tasks
-from node.enrollment import enrollment_request, install_enrollment
+from node.enrollment import enrollment_request, install_enrollment, rotate_online
+from node.keys import create_key
 from node.runtime import Node
 from node.uplink import SyncReport, Uplink
+from schemas.certs import Certificate
 from schemas.ids import parent_of
 from schemas.times import format_time
 from tests.conftest import FakeClock, NodeFactory
@@ -130,6 +133,21 @@ class Federation:
         assert parent is not None
         async with self.client(parent, caller=node_id) as client:
             return await pull_tasks(self.nodes[node_id], client)
+
+    async def rotate(self, node_id: str, keys: Path) -> Certificate:
+        """Rotate ``node_id``'s key online with its parent (the new key made in the folder
+        ``keys``) and adopt it; then a second passes, so that what follows is signed
+        after the new certificate's start."""
+        node = self.nodes[node_id]
+        parent = parent_of(node_id)
+        assert parent is not None
+        pending = keys / f"{node_id}.key"
+        fresh = create_key(pending)
+        async with self.client(parent, caller=node_id) as client:
+            cert = await rotate_online(node, fresh, client)
+        node.adopt_key(fresh, pending)
+        self.clock.advance(seconds=1)
+        return cert
 
     async def cascade_down(self, *node_ids: str) -> None:
         """Pull tasks tier by tier, top first, as each node's scheduler would."""

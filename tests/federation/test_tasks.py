@@ -480,19 +480,6 @@ async def test_the_served_downlink_stores_tasks_as_they_come_and_backs_off_when_
         tg.cancel_scope.cancel()
 
 
-async def _rotate(fed: Federation, node: Node, tmp_path: Path) -> Any:
-    from node.enrollment import rotate_online
-    from node.keys import create_key
-
-    parent = node.id.rpartition(".")[0]
-    fresh = create_key(tmp_path / f"{node.id}.key")
-    async with fed.client(parent, caller=node.id) as client:
-        cert = await rotate_online(node, fresh, client)
-    node.adopt_key(fresh, tmp_path / f"{node.id}.key")
-    fed.clock.advance(seconds=1)
-    return cert
-
-
 async def test_a_task_of_a_county_rotated_after_its_city_reaches_the_station(
     fed: Federation, tmp_path: Path
 ) -> None:
@@ -503,8 +490,8 @@ async def test_a_task_of_a_county_rotated_after_its_city_reaches_the_station(
     station = fed.add("js.wx.jy.s1")
     other = fed.add("js.wx.jy.s2")
     city, county = fed.nodes["js.wx"], fed.nodes["js.wx.jy"]
-    county.keyring.add_certificate(await _rotate(fed, city, tmp_path))  # as from the city
-    await _rotate(fed, county, tmp_path)
+    county.keyring.add_certificate(await fed.rotate(city.id, tmp_path))  # as from the city
+    await fed.rotate(county.id, tmp_path)
     assert station.keyring.lookup(city.signer.key_id) is None
     task = issue_task(county, target=station.id, kind="notice", payload={"text": "hello"})
     report = await fed.pull(station.id)
@@ -525,7 +512,7 @@ async def _page_without_chains(
     key, and the station's page of tasks as the county serves it and without its chains."""
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
-    await _rotate(fed, county, tmp_path)
+    await fed.rotate(county.id, tmp_path)
     task = issue_task(county, target=station.id, kind="notice", payload={"text": "hello"})
     async with fed.client(county.id, caller=station.id) as client:
         page = (await client.get("/v1/tasks", params={"after": 0})).content

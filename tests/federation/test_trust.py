@@ -282,11 +282,7 @@ async def test_a_station_rotates_after_its_county_rotated(fed: Federation, tmp_p
     after the county had already certified the key: the station could not rotate."""
     station = fed.add("js.wx.jy.s1")
     county = fed.nodes["js.wx.jy"]
-    county_fresh = create_key(tmp_path / "county.key")
-    async with fed.client("js.wx", caller=county.id) as client:
-        await rotate_online(county, county_fresh, client)
-    county.adopt_key(county_fresh, tmp_path / "county.key")
-    fed.clock.advance(seconds=1)
+    county_fresh = await fed.rotate(county.id, tmp_path)
     fresh = create_key(tmp_path / "station.key")
     async with fed.client(county.id, caller=station.id) as client:
         cert = await rotate_online(station, fresh, client)
@@ -341,10 +337,7 @@ async def test_an_answer_given_again_after_the_hub_rotated_installs(
     token = create_token(county, station.id, Tier.STATION)
     request = enrollment_request(station, token)
     first = answer_enrollment(county, request)  # lost on the way
-    county_fresh = create_key(tmp_path / "county.key")
-    async with fed.client("js.wx", caller=county.id) as client:
-        await rotate_online(county, county_fresh, client)
-    county.adopt_key(county_fresh, tmp_path / "county.key")
+    await fed.rotate(county.id, tmp_path)
     again = answer_enrollment(county, request)
     assert again["cert"] == first["cert"] and again["chain"] == first["chain"]
     cert = install_enrollment(station, token, again)

@@ -18,8 +18,6 @@ from contracts.samples import sample_records
 from hub.acceptance import accept
 from hub.report_html import render_report
 from node.db import upsert
-from node.enrollment import rotate_online
-from node.keys import create_key
 from node.reconcile import RemoteRoots
 from node.tables import ENTRIES, HEADS, REGISTER
 from node.tasks import amend_task, issue_task, report_task, revoke_node
@@ -348,7 +346,7 @@ async def test_a_decommissioned_station_whose_certificate_ran_out_does_not_fail_
     await fed.cascade_up("js.wx.jy.s2", "js.wx.jy", "js.wx")
     fed.clock.advance(days=400)
     for node_id in ("js.wx.jy.s1", "js.wx.jy", "js.wx"):  # the living nodes renew their keys
-        await _rotate(fed, node_id, tmp_path)
+        await fed.rotate(node_id, tmp_path)
     fed.clock.advance(seconds=1)
     revoke_node(fed.nodes["js.wx.jy"], "js.wx.jy.s2", revoked_from=fed.now())  # closed down
     fed.clock.advance(days=400)  # its two-year certificate has run out since
@@ -359,15 +357,6 @@ async def test_a_decommissioned_station_whose_certificate_ran_out_does_not_fail_
     assert _crit(report, "coverage")["passed"]
     security = _crit(report, "security")
     assert security["passed"], security["evidence"]
-
-
-async def _rotate(fed: Federation, node_id: str, tmp_path: Path) -> None:
-    node = fed.nodes[node_id]
-    pending = tmp_path / f"{node_id}.key"
-    fresh = create_key(pending)
-    async with fed.client(node_id.rsplit(".", 1)[0], caller=node_id) as client:
-        await rotate_online(node, fresh, client)
-    node.adopt_key(fresh, pending)
 
 
 async def test_a_city_silent_for_a_month_fails_coverage(fed: Federation) -> None:
