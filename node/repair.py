@@ -475,6 +475,7 @@ class _Salvage:
                 "CREATE TABLE IF NOT EXISTS s (origin TEXT, seq INTEGER, raw BLOB,"
                 " PRIMARY KEY (origin, seq));"
             )
+            path.chmod(0o600)  # private fields travel in entries: the node's own user only
             with kept:
                 for table in ("e", "s"):
                     kept.executemany(
@@ -486,7 +487,6 @@ class _Salvage:
             self.report.kept = int(
                 kept.execute("SELECT count(*) FROM e WHERE " + where[0], where[1]).fetchone()[0]
             )
-        path.chmod(0o600)  # private fields travel in entries: the node's own user only
 
     def _count(self) -> None:
         heads = {h.origin: h.seq for h in self.node.log.heads()}

@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from node.files import write_private
 from schemas.errors import ErrorCode, GuantongError
 from schemas.ids import Tier, check_node_id, check_tier_depth
 
@@ -154,9 +155,7 @@ def write_config(home: Path, values: dict[str, str | int | bool]) -> None:
     lines = [f"{key} = {_toml_value(value)}" for key, value in values.items()]
     path = home / CONFIG_FILE
     # It may hold the province secret: readable by the node's user only.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
+    write_private(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def update_config(home: Path, values: dict[str, str | int | bool]) -> None:
