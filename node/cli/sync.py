@@ -86,19 +86,23 @@ def serve(
     bind_port = port if port is not None else settings.port
     # What would stop the server once started (a key others may read, a store of a newer
     # release, a port in use) is one line here: inside uvicorn it is a traceback and exit 3.
-    Node.open(settings).close()
-    _check_listen(bind_host, bind_port)
-    if workers == 1:
-        config = uvicorn.Config(
-            create_app(settings),
-            host=bind_host,
-            port=bind_port,
-            log_config=None,
-            access_log=False,
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
-        QuietServer(config).run()
-        return
+    # One process serves with the node opened here; workers each open their own.
+    node = Node.open(settings)
+    try:
+        _check_listen(bind_host, bind_port)
+        if workers == 1:
+            config = uvicorn.Config(
+                create_app(settings, node=node),
+                host=bind_host,
+                port=bind_port,
+                log_config=None,
+                access_log=False,
+                timeout_keep_alive=KEEP_ALIVE_S,
+            )
+            QuietServer(config).run()
+            return
+    finally:
+        node.close()
     os.environ["GUANTONG_HOME"] = str(settings.home)
     uvicorn.run(
         "node.app:app_from_env",
